@@ -1,0 +1,41 @@
+//! The Ignition config library: every spec from 3.0.0 to 3.7.0-experimental.
+//!
+//! * [`parse`] reads a config of any supported version, with upstream's
+//!   diagnostics (JSON path, line and column, upstream's wording), and
+//!   validates it.
+//! * [`translate()`] moves a config to a newer spec version.
+//! * [`merge()`] merges a child config over a parent, as
+//!   `ignition.config.merge` and base configs do.
+//! * [`to_json`] serializes a config the way upstream does (field order and
+//!   omission of empty values).
+//!
+//! Spec documentation: <https://coreos.github.io/ignition/specs/>.
+
+mod json;
+pub mod merge;
+mod parse;
+pub mod position;
+pub mod report;
+pub mod translate;
+pub mod types;
+pub mod validate;
+pub mod version;
+
+pub use merge::merge;
+pub use parse::{Failure, ParseError, parse};
+pub use report::{Entry, Path, Position, Report, Severity};
+pub use translate::{TranslateError, translate};
+pub use types::Config;
+pub use version::Version;
+
+/// Serializes a config as compact JSON, keys in upstream's order, unset and
+/// empty fields left out.
+pub fn to_json(config: &Config) -> String {
+    // Serializing plain data to a string cannot fail.
+    serde_json::to_string(config).unwrap_or_default()
+}
+
+/// Serializes a config as indented JSON.
+pub fn to_json_pretty(config: &Config) -> String {
+    serde_json::to_string_pretty(config).unwrap_or_default()
+}

@@ -1,0 +1,127 @@
+//! Mapping JSON paths back to line and column in the source text.
+//!
+//! Positions are needed only when there is something to report, so the
+//! source is parsed a second time, with byte ranges, only then. The
+//! conventions are upstream's: a value is located at its first byte, except
+//! objects and arrays, which are located just after their opening bracket; an
+//! unused key is located at its opening quote; columns count bytes.
+
+use jsonc_parser::ast::{self, ObjectPropName};
+use jsonc_parser::common::Ranged;
+use jsonc_parser::{CollectOptions, ParseOptions};
+
+use crate::report::{Path, Position, Seg};
+
+/// What to locate for a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// The value at the path (objects and arrays: just inside the bracket).
+    Value,
+    /// The key of the last path element.
+    Key,
+    /// Where Go's decoder stops on a type error: just inside the bracket of
+    /// an object or array, just after a literal.
+    DecodeError,
+}
+
+/// Resolves paths to positions in one source text.
+pub struct Locator<'a> {
+    text: &'a [u8],
+    root: Option<ast::Value<'a>>,
+}
+
+impl<'a> Locator<'a> {
+    /// Parses `text` for ranges. Text that is not UTF-8 or not JSON yields a
+    /// locator that finds nothing.
+    pub fn new(text: &'a [u8]) -> Locator<'a> {
+        let strict = ParseOptions {
+            allow_comments: false,
+            allow_loose_object_property_names: false,
+            allow_trailing_commas: false,
+            allow_missing_commas: false,
+            allow_single_quoted_strings: false,
+            allow_hexadecimal_numbers: false,
+            allow_unary_plus_numbers: false,
+            ..ParseOptions::default()
+        };
+        let root = std::str::from_utf8(text).ok().and_then(|s| {
+            jsonc_parser::parse_to_ast(s, &CollectOptions::default(), &strict)
+                .ok()
+                .and_then(|r| r.value)
+        });
+        Locator { text, root }
+    }
+
+    /// The position of `path`, or `None` when the path is not in the text.
+    pub fn locate(&self, path: &Path, anchor: Anchor) -> Option<Position> {
+        let mut node = self.root.as_ref()?;
+        let mut key_start = None;
+        for seg in &path.0 {
+            match (seg, node) {
+                (Seg::Index(i), ast::Value::Array(a)) => {
+                    node = a.elements.get(*i)?;
+                    key_start = None;
+                }
+                (seg, ast::Value::Object(o)) => {
+                    let want = seg.key()?;
+                    let name = |p: &&ast::ObjectProp<'_>| match &p.name {
+                        ObjectPropName::String(s) => s.value.to_string(),
+                        ObjectPropName::Word(w) => w.value.to_string(),
+                    };
+                    // The last occurrence wins, as in Go; keys match exactly
+                    // or else case-insensitively.
+                    let prop = o
+                        .properties
+                        .iter()
+                        .rev()
+                        .find(|p| name(p) == want)
+                        .or_else(|| {
+                            o.properties.iter().rev().find(|p| name(p).eq_ignore_ascii_case(want))
+                        })?;
+                    key_start = Some(prop.name.start());
+                    node = &prop.value;
+                }
+                _ => return None,
+            }
+        }
+        let container = matches!(node, ast::Value::Object(_) | ast::Value::Array(_));
+        let offset = match anchor {
+            Anchor::Key => key_start?,
+            Anchor::Value if container => node.start() + 1,
+            Anchor::Value => node.start(),
+            Anchor::DecodeError if container => node.start() + 1,
+            Anchor::DecodeError => node.end(),
+        };
+        go_position(self.text, offset)
+    }
+}
+
+/// Line and column of a byte offset the way upstream computes them: an
+/// offset at or past the end of the text is never reached by upstream's
+/// scan, which then prints `line 0 col 0`.
+pub fn go_position(text: &[u8], offset: usize) -> Option<Position> {
+    Some(if offset < text.len() {
+        Position::of_offset(text, offset)
+    } else {
+        Position { line: 0, col: 0 }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_values_keys_and_decode_errors() {
+        let text = b"{\"a\": {\"b\": [1, {\"c\": \"x\"}]},\n \"d\": 1.5}";
+        let l = Locator::new(text);
+        let p = Path::root().key("a").key("b").index(1).key("c");
+        assert_eq!(l.locate(&p, Anchor::Value), Some(Position { line: 1, col: 23 }));
+        assert_eq!(l.locate(&p, Anchor::Key), Some(Position { line: 1, col: 18 }));
+        let obj = Path::root().key("a").key("b").index(1);
+        assert_eq!(l.locate(&obj, Anchor::Value), Some(Position { line: 1, col: 18 }));
+        let d = Path::root().key("d");
+        assert_eq!(l.locate(&d, Anchor::DecodeError), Some(Position { line: 2, col: 10 }));
+        assert_eq!(l.locate(&Path::root().key("zz"), Anchor::Value), None);
+    }
+}

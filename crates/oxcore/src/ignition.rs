@@ -1,0 +1,137 @@
+//! `oxcore ignition …` and the `ignition-validate` personality.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::gocompat::path_error;
+
+/// Ignition subcommands.
+#[derive(Debug, Subcommand)]
+pub enum IgnitionCommand {
+    /// Validate an Ignition config (any spec 3.0.0 to 3.7.0-experimental),
+    /// as `ignition-validate` does: findings on stdout, exit 1 if invalid.
+    Validate {
+        /// The config file, or `-` for standard input.
+        config: PathBuf,
+    },
+}
+
+pub fn run(cmd: IgnitionCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        IgnitionCommand::Validate { config } => Ok(validate_file(&config)),
+    }
+}
+
+/// Reads a config from a file or `-` (stdin), with Go's error wording.
+fn read_config(path: &Path) -> Result<Vec<u8>, String> {
+    let mut blob = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_end(&mut blob)
+            .map_err(|e| path_error("read", Path::new("/dev/stdin"), &e))?;
+        return Ok(blob);
+    }
+    let mut f = std::fs::File::open(path).map_err(|e| path_error("open", path, &e))?;
+    f.read_to_end(&mut blob).map_err(|e| path_error("read", path, &e))?;
+    Ok(blob)
+}
+
+/// Validates one config and prints what upstream's `ignition-validate`
+/// prints; returns its exit code.
+pub fn validate_file(path: &Path) -> ExitCode {
+    let blob = match read_config(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("couldn't read config: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (report, error) = match ignition_config::parse(&blob) {
+        Ok((_, report)) => (report, None),
+        Err(f) => (f.report, Some(f.error)),
+    };
+    if !report.is_empty() {
+        let mut out = std::io::stdout().lock();
+        // Upstream trims the report and ends it with one newline.
+        let _ = writeln!(out, "{}", report.to_string().trim());
+    }
+    if report.is_fatal() {
+        return ExitCode::from(1);
+    }
+    if let Some(e) = error {
+        eprintln!("couldn't parse config: {e}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+/// `ignition-validate [flags] config.ign`, with Go's `flag` package rules:
+/// single or double dash, `-flag=value`, parsing stops at the first
+/// non-flag argument or `--`.
+pub fn ignition_validate_main(args: Vec<OsString>) -> ExitCode {
+    let argv0 = args
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ignition-validate".into());
+    let usage = || {
+        eprintln!(
+            "Usage:\n  {argv0} [flags] config.ign\n\n  -version\n    \tprint the version of ignition-validate"
+        );
+    };
+    let mut rest: Vec<OsString> = Vec::new();
+    let mut show_version = false;
+    let mut iter = args.into_iter().skip(1);
+    while let Some(arg) = iter.next() {
+        let s = arg.to_string_lossy().into_owned();
+        if s == "--" {
+            rest.extend(iter);
+            break;
+        }
+        if !s.starts_with('-') || s == "-" {
+            rest.push(arg);
+            rest.extend(iter);
+            break;
+        }
+        let name = s.trim_start_matches('-');
+        let name = if s.starts_with("---") { s[1..].to_string() } else { name.to_string() };
+        let (flag, value) = match name.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (name.clone(), None),
+        };
+        match flag.as_str() {
+            "h" | "help" => {
+                usage();
+                return ExitCode::SUCCESS;
+            }
+            "version" => match value.as_deref() {
+                None | Some("1" | "t" | "T" | "true" | "TRUE" | "True") => show_version = true,
+                Some("0" | "f" | "F" | "false" | "FALSE" | "False") => show_version = false,
+                Some(v) => {
+                    eprintln!(
+                        "invalid boolean value {v:?} for -version: parse error"
+                    );
+                    usage();
+                    return ExitCode::from(2);
+                }
+            },
+            _ => {
+                eprintln!("flag provided but not defined: -{flag}");
+                usage();
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if show_version {
+        println!("oxcore ignition-validate {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if rest.len() != 1 {
+        usage();
+        return ExitCode::from(1);
+    }
+    validate_file(Path::new(&rest[0]))
+}

@@ -1,0 +1,99 @@
+//! `oxcore`: one binary for the whole system.
+//!
+//! Subcommands are thin calls into the libraries. Run through a link named
+//! after an upstream tool (`ignition-validate`), the binary behaves exactly
+//! as that tool: same flags, output and exit codes.
+
+mod demo;
+mod gocompat;
+mod ignition;
+mod links;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Fedora CoreOS, rebuilt in Rust.
+#[derive(Debug, Parser)]
+#[command(name = "oxcore", version, about, long_about = None, term_width = 80)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Walk the provisioning flow on the embedded example config.
+    Demo,
+    /// Ignition: first-boot provisioning configs.
+    #[command(subcommand)]
+    Ignition(ignition::IgnitionCommand),
+    /// Create links named after the upstream tools (ignition-validate, …)
+    /// that run oxcore as that tool.
+    InstallLinks {
+        /// Directory to create the links in.
+        dir: PathBuf,
+        /// Replace existing files of the same names.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(tool) = links::tool_for_argv0(args.first()) {
+        return tool.run(args);
+    }
+    let cli = Cli::parse_from(args);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo => demo::run(),
+        Command::Ignition(cmd) => ignition::run(cmd),
+        Command::InstallLinks { dir, force } => links::install(&dir, force),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_validate() {
+        let cli = Cli::try_parse_from(["oxcore", "ignition", "validate", "-"]).unwrap();
+        assert!(matches!(cli.command, Command::Ignition(_)));
+        assert!(Cli::try_parse_from(["oxcore", "ignition", "validate"]).is_err());
+    }
+
+    #[test]
+    fn help_fits_80_columns() {
+        fn check(cmd: &mut clap::Command) {
+            let help = cmd.render_long_help().to_string();
+            for line in help.lines() {
+                assert!(line.chars().count() <= 80, "too long: {line:?}");
+            }
+            for sub in cmd.get_subcommands_mut() {
+                check(sub);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        check(&mut cmd);
+    }
+}
