@@ -60,11 +60,30 @@ pub struct Decoder {
     pub version: Version,
     path: Vec<Seg>,
     go_struct: Option<&'static str>,
+    /// Go's field path: JSON keys, with embedded struct names before the
+    /// fields they promote (`FileEmbedded1.mode`).
+    go_path: Vec<&'static str>,
+    /// Upstream's walk order of the current value: struct field positions
+    /// and array indices (see [`Unused`]).
+    order: Vec<u32>,
     /// Depth of keys matched only case-insensitively: below them upstream
     /// reports no unused keys.
     quiet: usize,
-    /// Paths of keys that are not fields of this version.
-    pub unused: Vec<Path>,
+    /// Keys that are not fields of this version, and null structs.
+    pub unused: Vec<Unused>,
+}
+
+/// A finding of upstream's unused-key pass: a key that is not a field of
+/// the config's version, or a struct given as `null`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unused {
+    /// Upstream walks structs in pre-order and fields in spec order; this
+    /// key sorts findings that way (document order within one object).
+    pub order: Vec<u32>,
+    /// The key's path, or the null struct's path.
+    pub path: Path,
+    /// True for a null struct.
+    pub null_struct: bool,
 }
 
 impl Decoder {
@@ -74,6 +93,8 @@ impl Decoder {
             version,
             path: Vec::with_capacity(16),
             go_struct: None,
+            go_path: Vec::with_capacity(16),
+            order: Vec::with_capacity(16),
             quiet: 0,
             unused: Vec::new(),
         }
@@ -84,7 +105,7 @@ impl Decoder {
     }
 
     /// The error for `v` found where a `go_type` was expected.
-    pub fn mismatch(&self, v: &Value, go_type: String) -> TypeError {
+    pub fn mismatch(&self, v: &Value, go_type: String) -> Box<TypeError> {
         let (found, container) = match v {
             Value::Null => ("null", false),
             Value::Bool(_) => ("bool", false),
@@ -93,54 +114,77 @@ impl Decoder {
             Value::Array(_) => ("array", true),
             Value::Object(_) => ("object", true),
         };
-        TypeError {
+        Box::new(TypeError {
             path: self.current_path(),
             container,
             go_struct: self.go_struct,
-            go_field: self.path.iter().filter_map(Seg::key).collect::<Vec<_>>().join("."),
+            go_field: self.go_path.join("."),
             found,
             literal: None,
             go_type,
-        }
+        })
     }
 
     /// Decodes the members of an object into a struct. `fields` lists the
-    /// struct's JSON keys with the version that introduced each; `set` is
-    /// called with the matched key for every member that is a field.
+    /// struct's JSON keys with the version that introduced each and the name
+    /// Go's messages use for it; `set` is called with the matched key for
+    /// every member that is a field.
     pub fn object<T>(
         &mut self,
         v: &Value,
         go_name: &'static str,
-        fields: &[(&'static str, Version)],
+        fields: &[(&'static str, Version, &'static str)],
         out: &mut T,
-        mut set: impl FnMut(&mut T, &'static str, &Value, &mut Decoder) -> Result<(), TypeError>,
-    ) -> Result<(), TypeError> {
+        mut set: impl FnMut(&mut T, &'static str, &Value, &mut Decoder) -> Result<(), Box<TypeError>>,
+    ) -> Result<(), Box<TypeError>> {
         let obj: &Map<String, Value> = match v {
             Value::Object(o) => o,
-            Value::Null => return Ok(()),
+            Value::Null => {
+                if self.quiet == 0 {
+                    let mut order = self.order.clone();
+                    order.push(0);
+                    self.unused.push(Unused {
+                        order,
+                        path: self.current_path(),
+                        null_struct: true,
+                    });
+                }
+                return Ok(());
+            }
             other => return Err(self.mismatch(other, format!("types.{go_name}"))),
         };
         let saved = self.go_struct.replace(go_name);
         let version = self.version;
-        for (k, val) in obj {
-            let available = |&&(f, since): &&(&'static str, Version)| since <= version && f == k;
-            let exact = fields.iter().find(available).map(|f| f.0);
+        for (n, (k, val)) in obj.iter().enumerate() {
+            let exact = fields
+                .iter()
+                .position(|&(f, since, _)| since <= version && f == k);
             let matched = exact.or_else(|| {
                 fields
                     .iter()
-                    .find(|(f, since)| *since <= version && f.eq_ignore_ascii_case(k))
-                    .map(|f| f.0)
+                    .position(|&(f, since, _)| since <= version && f.eq_ignore_ascii_case(k))
             });
             if exact.is_none() && self.quiet == 0 {
-                let mut p = self.current_path();
-                p.0.push(Seg::Name(k.clone()));
-                self.unused.push(p);
+                let mut path = self.current_path();
+                path.0.push(Seg::Name(k.clone()));
+                let mut order = self.order.clone();
+                order.extend([0, n as u32]);
+                self.unused.push(Unused {
+                    order,
+                    path,
+                    null_struct: false,
+                });
             }
-            if let Some(key) = matched {
+            if let Some(i) = matched {
+                let (key, _, go_field) = fields[i];
                 let folded = exact.is_none();
                 self.quiet += usize::from(folded);
                 self.path.push(Seg::Key(key));
+                self.go_path.push(go_field);
+                self.order.push(i as u32 + 1);
                 let r = set(out, key, val, self);
+                self.order.pop();
+                self.go_path.pop();
                 self.path.pop();
                 self.quiet -= usize::from(folded);
                 r?;
@@ -156,9 +200,9 @@ pub trait Decode: Sized {
     /// The Go type name upstream's messages use for this type.
     fn go_type() -> String;
     /// Decodes `v`, or returns the first type mismatch.
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, TypeError>;
+    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>>;
     /// Decodes into an existing value, so that `null` keeps it (as Go does).
-    fn decode_into(slot: &mut Self, v: &Value, d: &mut Decoder) -> Result<(), TypeError> {
+    fn decode_into(slot: &mut Self, v: &Value, d: &mut Decoder) -> Result<(), Box<TypeError>> {
         if !v.is_null() {
             *slot = Self::decode(v, d)?;
         }
@@ -170,7 +214,7 @@ impl Decode for String {
     fn go_type() -> String {
         "string".into()
     }
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, TypeError> {
+    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
         match v {
             Value::String(s) => Ok(s.clone()),
             Value::Null => Ok(String::new()),
@@ -183,7 +227,7 @@ impl Decode for bool {
     fn go_type() -> String {
         "bool".into()
     }
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, TypeError> {
+    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
         match v {
             Value::Bool(b) => Ok(*b),
             Value::Null => Ok(false),
@@ -196,7 +240,7 @@ impl Decode for i64 {
     fn go_type() -> String {
         "int".into()
     }
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, TypeError> {
+    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
         match v {
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Ok(i),
@@ -216,13 +260,13 @@ impl<T: Decode> Decode for Option<T> {
     fn go_type() -> String {
         T::go_type()
     }
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, TypeError> {
+    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
         match v {
             Value::Null => Ok(None),
             v => T::decode(v, d).map(Some),
         }
     }
-    fn decode_into(slot: &mut Self, v: &Value, d: &mut Decoder) -> Result<(), TypeError> {
+    fn decode_into(slot: &mut Self, v: &Value, d: &mut Decoder) -> Result<(), Box<TypeError>> {
         // Go sets a pointer to nil on null.
         *slot = Self::decode(v, d)?;
         Ok(())
@@ -233,13 +277,15 @@ impl<T: Decode> Decode for Vec<T> {
     fn go_type() -> String {
         format!("[]{}", T::go_type())
     }
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, TypeError> {
+    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
         match v {
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     d.path.push(Seg::Index(i));
+                    d.order.push(i as u32);
                     let r = T::decode(item, d);
+                    d.order.pop();
                     d.path.pop();
                     out.push(r?);
                 }
@@ -249,7 +295,7 @@ impl<T: Decode> Decode for Vec<T> {
             other => Err(d.mismatch(other, Self::go_type())),
         }
     }
-    fn decode_into(slot: &mut Self, v: &Value, d: &mut Decoder) -> Result<(), TypeError> {
+    fn decode_into(slot: &mut Self, v: &Value, d: &mut Decoder) -> Result<(), Box<TypeError>> {
         *slot = Self::decode(v, d)?;
         Ok(())
     }
@@ -289,7 +335,7 @@ macro_rules! spec_struct {
         $name:ident $(as $go:literal)? {
             $(
                 $(#[$fm:meta])*
-                $field:ident : $ty:ty = $key:literal @ $since:ident $(as $gofield:literal)?
+                $field:ident : $ty:ty = $key:literal @ $since:ident $(in $embed:literal)? $(as $gofield:literal)?
             ),* $(,)?
         }
     ) => {
@@ -305,9 +351,10 @@ macro_rules! spec_struct {
         }
 
         impl $name {
-            /// JSON keys of this struct and the spec version that introduced each.
-            pub const FIELDS: &'static [(&'static str, $crate::version::Version)] =
-                &[$(($key, $crate::version::Version::$since)),*];
+            /// JSON keys of this struct, the spec version that introduced
+            /// each, and the field path Go's messages use for each.
+            pub const FIELDS: &'static [(&'static str, $crate::version::Version, &'static str)] =
+                &[$(($key, $crate::version::Version::$since, spec_struct!(@gofield $key $($embed)?))),*];
             #[allow(unused)]
             const GO_NAME: &'static str = spec_struct!(@go $name $($go)?);
         }
@@ -331,7 +378,7 @@ macro_rules! spec_struct {
             fn decode(
                 v: &serde_json::Value,
                 d: &mut $crate::json::Decoder,
-            ) -> Result<Self, $crate::json::TypeError> {
+            ) -> Result<Self, Box<$crate::json::TypeError>> {
                 let mut out = Self::default();
                 d.object(v, Self::GO_NAME, Self::FIELDS, &mut out, |out, key, val, d| {
                     $(
@@ -346,6 +393,8 @@ macro_rules! spec_struct {
             }
         }
     };
+    (@gofield $key:literal) => { $key };
+    (@gofield $key:literal $embed:literal) => { concat!($embed, ".", $key) };
     (@go $name:ident) => { stringify!($name) };
     (@go $name:ident $go:literal) => { $go };
     (@decode $slot:expr, $ty:ty, $val:expr, $d:expr) => {

@@ -18,6 +18,8 @@ pub mod position;
 pub mod report;
 pub mod translate;
 pub mod types;
+mod unit;
+mod url;
 pub mod validate;
 pub mod version;
 

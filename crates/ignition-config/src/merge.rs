@@ -53,7 +53,10 @@ fn append<T>(mut p: Vec<T>, c: Vec<T>) -> Vec<T> {
 
 /// Where a child's entry for a key lives: which list (of the lists sharing
 /// a key space) and which index. Later entries win.
-fn child_index<T, K: Eq + Hash>(lists: &[(usize, &[T])], key: impl Fn(&T) -> K) -> HashMap<K, (usize, usize)> {
+fn child_index<T, K: Eq + Hash>(
+    lists: &[(usize, &[T])],
+    key: impl Fn(&T) -> K,
+) -> HashMap<K, (usize, usize)> {
     let mut m = HashMap::new();
     for (list, items) in lists {
         for (i, item) in items.iter().enumerate() {
@@ -88,12 +91,20 @@ fn keyed<T: Clone, K: Eq + Hash>(
             None => out.push(item),
         }
     }
-    out.extend(c.iter().filter(|item| !parent_keys.contains(&key(item))).cloned());
+    out.extend(
+        c.iter()
+            .filter(|item| !parent_keys.contains(&key(item)))
+            .cloned(),
+    );
     out
 }
 
 /// Keyed merge of a list with its own key space.
-fn keyed_alone<T: Merge + Clone, K: Eq + Hash>(p: Vec<T>, c: Vec<T>, key: impl Fn(&T) -> K) -> Vec<T> {
+fn keyed_alone<T: Merge + Clone, K: Eq + Hash>(
+    p: Vec<T>,
+    c: Vec<T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<T> {
     let index = child_index(&[(0, &c[..])], &key);
     keyed(p, &c, 0, &index, key, |p, c| Some(p.merged(c.clone())))
 }
@@ -221,12 +232,20 @@ impl Merge for Verification {
 
 impl Merge for KernelArguments {
     fn merged(self, c: Self) -> Self {
-        let index = child_index(&[(0, &c.should_exist[..]), (1, &c.should_not_exist[..])], |s: &String| {
-            s.clone()
-        });
+        let index = child_index(
+            &[(0, &c.should_exist[..]), (1, &c.should_not_exist[..])],
+            |s: &String| s.clone(),
+        );
         let take = |_: String, c: &String| Some(c.clone());
         KernelArguments {
-            should_exist: keyed(self.should_exist, &c.should_exist, 0, &index, |s| s.clone(), take),
+            should_exist: keyed(
+                self.should_exist,
+                &c.should_exist,
+                0,
+                &index,
+                |s| s.clone(),
+                take,
+            ),
             should_not_exist: keyed(
                 self.should_not_exist,
                 &c.should_not_exist,
@@ -295,17 +314,32 @@ impl Merge for Storage {
             index.insert(l.path.clone(), (2, i));
         }
         Storage {
-            directories: keyed(self.directories, &c.directories, 0, &index, |d| d.path.clone(), |p, c| {
-                Some(p.merged(c.clone()))
-            }),
+            directories: keyed(
+                self.directories,
+                &c.directories,
+                0,
+                &index,
+                |d| d.path.clone(),
+                |p, c| Some(p.merged(c.clone())),
+            ),
             disks: keyed_alone(self.disks, c.disks, |d| d.device.clone()),
-            files: keyed(self.files, &c.files, 1, &index, |f| f.path.clone(), |p, c| {
-                Some(p.merged(c.clone()))
-            }),
+            files: keyed(
+                self.files,
+                &c.files,
+                1,
+                &index,
+                |f| f.path.clone(),
+                |p, c| Some(p.merged(c.clone())),
+            ),
             filesystems: keyed_alone(self.filesystems, c.filesystems, |f| f.device.clone()),
-            links: keyed(self.links, &c.links, 2, &index, |l| l.path.clone(), |p, c| {
-                Some(p.merged(c.clone()))
-            }),
+            links: keyed(
+                self.links,
+                &c.links,
+                2,
+                &index,
+                |l| l.path.clone(),
+                |p, c| Some(p.merged(c.clone())),
+            ),
             luks: keyed_alone(self.luks, c.luks, |l| l.name.clone()),
             raid: keyed_alone(self.raid, c.raid, |r| r.name.clone()),
         }

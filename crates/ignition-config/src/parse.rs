@@ -59,7 +59,11 @@ fn fail(error: ParseError, report: Report) -> Failure {
     Failure { error, report }
 }
 
-fn positioned(severity: Severity, position: Option<crate::report::Position>, message: String) -> Report {
+fn positioned(
+    severity: Severity,
+    position: Option<crate::report::Position>,
+    message: String,
+) -> Report {
     Report {
         entries: vec![Entry {
             severity,
@@ -80,9 +84,31 @@ pub fn parse(raw: &[u8]) -> Result<(Config, Report), Failure> {
         Err(e) => return Err(type_failure(raw, &e)),
     };
     let mut report = validate::validate(&config, version);
-    for path in d.unused {
-        let name = path.0.last().and_then(Seg::key).unwrap_or_default().to_string();
-        report.warn(path, format!("unused key {name}"));
+    // Upstream's third pass: unused keys in its walk order.
+    let mut unused = d.unused;
+    unused.sort_by(|a, b| a.order.cmp(&b.order));
+    for u in unused {
+        if u.null_struct {
+            // In 3.2 `clevis` and `custom` were pointers: null means unset.
+            let last = u.path.0.last().and_then(Seg::key);
+            if version == Version::V3_2 && matches!(last, Some("clevis" | "custom")) {
+                continue;
+            }
+            let message = format!(
+                "context tree does not match content tree at {}. Line and column reporting may be inconsistent. Unused keys may not be reported",
+                u.path
+            );
+            report.warn(u.path, message);
+        } else {
+            let name = u
+                .path
+                .0
+                .last()
+                .and_then(Seg::key)
+                .unwrap_or_default()
+                .to_string();
+            report.warn(u.path, format!("unused key {name}"));
+        }
     }
     if !report.is_empty() {
         locate(raw, &mut report);
@@ -100,10 +126,10 @@ pub(crate) fn sniff(raw: &[u8]) -> Result<(Version, Value), Failure> {
     }
     let value: Value = serde_json::from_slice(raw).map_err(|e| syntax_failure(raw, &e))?;
     let version = stub_version(&value).map_err(|e| type_failure(raw, &e))?;
-    if !version::is_semver(&version) {
+    let Some(semver) = version::Semver::parse(&version) else {
         return Err(fail(ParseError::InvalidVersion, Report::default()));
-    }
-    match Version::from_exact(&version) {
+    };
+    match Version::from_semver(&semver) {
         Some(v) => Ok((v, value)),
         None => Err(fail(ParseError::UnknownVersion, Report::default())),
     }
@@ -111,7 +137,7 @@ pub(crate) fn sniff(raw: &[u8]) -> Result<(Version, Value), Failure> {
 
 /// Decodes only `ignition.version`, with the Go type names of upstream's
 /// anonymous version stub in errors.
-fn stub_version(v: &Value) -> Result<String, TypeError> {
+fn stub_version(v: &Value) -> Result<String, Box<TypeError>> {
     let err = |path: Path, found: &Value, field: &str, go_type: &str, in_struct: bool| {
         let d = Decoder::new(Version::V3_0);
         let mut e = d.mismatch(found, go_type.to_string());
@@ -126,9 +152,12 @@ fn stub_version(v: &Value) -> Result<String, TypeError> {
         other => return Err(err(Path::root(), other, "", "util.versionStub", false)),
     };
     let find = |o: &'_ serde_json::Map<String, Value>, k: &str| -> Option<(String, Value)> {
-        o.get(k)
-            .map(|v| (k.to_string(), v.clone()))
-            .or_else(|| o.iter().rev().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(n, v)| (n.clone(), v.clone())))
+        o.get(k).map(|v| (k.to_string(), v.clone())).or_else(|| {
+            o.iter()
+                .rev()
+                .find(|(n, _)| n.eq_ignore_ascii_case(k))
+                .map(|(n, v)| (n.clone(), v.clone()))
+        })
     };
     let Some((ign_key, ign)) = find(obj, "ignition") else {
         return Ok(String::new());
@@ -138,7 +167,13 @@ fn stub_version(v: &Value) -> Result<String, TypeError> {
         Value::Object(o) => o,
         Value::Null => return Ok(String::new()),
         other => {
-            let mut e = err(ign_path, other, "Ignition", "struct { Version string }", true);
+            let mut e = err(
+                ign_path,
+                other,
+                "Ignition",
+                "struct { Version string }",
+                true,
+            );
             e.go_struct = Some("versionStub");
             return Err(e);
         }
@@ -163,7 +198,10 @@ fn type_failure(raw: &[u8], e: &TypeError) -> Failure {
         // Go quotes the number as written, not as re-printed.
         e.literal = literal_text(raw, &locator, &e.path).or(e.literal);
     }
-    fail(ParseError::Invalid, positioned(Severity::Error, position, e.message()))
+    fail(
+        ParseError::Invalid,
+        positioned(Severity::Error, position, e.message()),
+    )
 }
 
 fn literal_text(raw: &[u8], locator: &Locator<'_>, path: &Path) -> Option<String> {
@@ -172,7 +210,11 @@ fn literal_text(raw: &[u8], locator: &Locator<'_>, path: &Path) -> Option<String
     if start.line != end.line {
         return None;
     }
-    let line_start = raw.split(|&b| b == b'\n').take(start.line - 1).map(|l| l.len() + 1).sum::<usize>();
+    let line_start = raw
+        .split(|&b| b == b'\n')
+        .take(start.line - 1)
+        .map(|l| l.len() + 1)
+        .sum::<usize>();
     let bytes = raw.get(line_start + start.col - 1..line_start + end.col - 1)?;
     Some(String::from_utf8_lossy(bytes).into_owned())
 }
@@ -183,10 +225,15 @@ fn syntax_failure(raw: &[u8], e: &serde_json::Error) -> Failure {
     if e.is_eof() {
         // Go's scanner feeds a space at the end: inside a literal that is
         // the offending character.
-        let tail_start = raw.iter().rposition(|b| !b.is_ascii_alphabetic()).map_or(0, |i| i + 1);
+        let tail_start = raw
+            .iter()
+            .rposition(|b| !b.is_ascii_alphabetic())
+            .map_or(0, |i| i + 1);
         let tail = &raw[tail_start..];
         if !tail.is_empty()
-            && let Some(word) = ["true", "false", "null"].into_iter().find(|w| w.as_bytes().starts_with(tail))
+            && let Some(word) = ["true", "false", "null"]
+                .into_iter()
+                .find(|w| w.as_bytes().starts_with(tail))
         {
             let expecting = quote_char(word.as_bytes()[tail.len().min(word.len() - 1)]);
             return fail(
@@ -200,7 +247,11 @@ fn syntax_failure(raw: &[u8], e: &serde_json::Error) -> Failure {
         }
         return fail(
             ParseError::Invalid,
-            positioned(Severity::Error, go_position(raw, raw.len()), "unexpected end of JSON input".into()),
+            positioned(
+                Severity::Error,
+                go_position(raw, raw.len()),
+                "unexpected end of JSON input".into(),
+            ),
         );
     }
     // serde_json counts lines from 1 and columns in bytes from 1, at the
@@ -210,7 +261,9 @@ fn syntax_failure(raw: &[u8], e: &serde_json::Error) -> Failure {
         .take(e.line().saturating_sub(1))
         .map(|l| l.len() + 1)
         .sum();
-    let index = (line_start + e.column()).saturating_sub(1).min(raw.len().saturating_sub(1));
+    let index = (line_start + e.column())
+        .saturating_sub(1)
+        .min(raw.len().saturating_sub(1));
     let mut index = index;
     let msg = e.to_string();
     if msg.starts_with("invalid escape") || msg.starts_with("invalid unicode") {
@@ -221,7 +274,10 @@ fn syntax_failure(raw: &[u8], e: &serde_json::Error) -> Failure {
             let bad = (bs + 2..bs + 6).find(|&i| !raw.get(i).is_some_and(u8::is_ascii_hexdigit));
             if let Some(bad) = bad {
                 let c = raw.get(bad).copied().unwrap_or(b' ');
-                let message = format!("invalid character {} in \\u hexadecimal character escape", quote_char(c));
+                let message = format!(
+                    "invalid character {} in \\u hexadecimal character escape",
+                    quote_char(c)
+                );
                 return fail(
                     ParseError::Invalid,
                     positioned(Severity::Error, go_position(raw, bad + 1), message),
@@ -238,7 +294,10 @@ fn syntax_failure(raw: &[u8], e: &serde_json::Error) -> Failure {
     let context = if msg.starts_with("expected ident") {
         // Inside `true`, `false` or `null`: Go names the literal and the
         // letter it expected.
-        let start = raw[..index].iter().rposition(|b| !b.is_ascii_alphabetic()).map_or(0, |i| i + 1);
+        let start = raw[..index]
+            .iter()
+            .rposition(|b| !b.is_ascii_alphabetic())
+            .map_or(0, |i| i + 1);
         let typed = &raw[start..index];
         let word = ["true", "false", "null"]
             .into_iter()
@@ -270,7 +329,9 @@ fn syntax_failure(raw: &[u8], e: &serde_json::Error) -> Failure {
     } else if msg.starts_with("invalid number") || msg.starts_with("number out of range") {
         match prev {
             Some(b'.') => "after decimal point in numeric literal",
-            Some(b'e' | b'E' | b'+' | b'-') if prev != Some(b'-') || index >= 2 && matches!(raw[index - 2], b'e' | b'E') => {
+            Some(b'e' | b'E' | b'+' | b'-')
+                if prev != Some(b'-') || index >= 2 && matches!(raw[index - 2], b'e' | b'E') =>
+            {
                 "in exponent of numeric literal"
             }
             _ => "in numeric literal",

@@ -52,38 +52,26 @@ impl<'a> Locator<'a> {
         Locator { text, root }
     }
 
-    /// The position of `path`, or `None` when the path is not in the text.
+    /// The position of `path`. A path that is not (entirely) in the text is
+    /// located at its deepest ancestor that is, as upstream does.
     pub fn locate(&self, path: &Path, anchor: Anchor) -> Option<Position> {
         let mut node = self.root.as_ref()?;
         let mut key_start = None;
+        let mut found_all = true;
         for seg in &path.0 {
-            match (seg, node) {
-                (Seg::Index(i), ast::Value::Array(a)) => {
-                    node = a.elements.get(*i)?;
-                    key_start = None;
+            let next = self.step(node, seg);
+            match next {
+                Some((n, k)) => {
+                    node = n;
+                    key_start = k;
                 }
-                (seg, ast::Value::Object(o)) => {
-                    let want = seg.key()?;
-                    let name = |p: &&ast::ObjectProp<'_>| match &p.name {
-                        ObjectPropName::String(s) => s.value.to_string(),
-                        ObjectPropName::Word(w) => w.value.to_string(),
-                    };
-                    // The last occurrence wins, as in Go; keys match exactly
-                    // or else case-insensitively.
-                    let prop = o
-                        .properties
-                        .iter()
-                        .rev()
-                        .find(|p| name(p) == want)
-                        .or_else(|| {
-                            o.properties.iter().rev().find(|p| name(p).eq_ignore_ascii_case(want))
-                        })?;
-                    key_start = Some(prop.name.start());
-                    node = &prop.value;
+                None => {
+                    found_all = false;
+                    break;
                 }
-                _ => return None,
             }
         }
+        let anchor = if found_all { anchor } else { Anchor::Value };
         let container = matches!(node, ast::Value::Object(_) | ast::Value::Array(_));
         let offset = match anchor {
             Anchor::Key => key_start?,
@@ -93,6 +81,38 @@ impl<'a> Locator<'a> {
             Anchor::DecodeError => node.end(),
         };
         go_position(self.text, offset)
+    }
+
+    fn step<'n>(
+        &self,
+        node: &'n ast::Value<'a>,
+        seg: &Seg,
+    ) -> Option<(&'n ast::Value<'a>, Option<usize>)> {
+        match (seg, node) {
+            (Seg::Index(i), ast::Value::Array(a)) => a.elements.get(*i).map(|n| (n, None)),
+            (seg, ast::Value::Object(o)) => {
+                let want = seg.key()?;
+                let name = |p: &&ast::ObjectProp<'_>| match &p.name {
+                    ObjectPropName::String(s) => s.value.to_string(),
+                    ObjectPropName::Word(w) => w.value.to_string(),
+                };
+                // The last occurrence wins, as in Go; keys match exactly
+                // or else case-insensitively.
+                let prop = o
+                    .properties
+                    .iter()
+                    .rev()
+                    .find(|p| name(p) == want)
+                    .or_else(|| {
+                        o.properties
+                            .iter()
+                            .rev()
+                            .find(|p| name(p).eq_ignore_ascii_case(want))
+                    })?;
+                Some((&prop.value, Some(prop.name.start())))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -116,12 +136,28 @@ mod tests {
         let text = b"{\"a\": {\"b\": [1, {\"c\": \"x\"}]},\n \"d\": 1.5}";
         let l = Locator::new(text);
         let p = Path::root().key("a").key("b").index(1).key("c");
-        assert_eq!(l.locate(&p, Anchor::Value), Some(Position { line: 1, col: 23 }));
-        assert_eq!(l.locate(&p, Anchor::Key), Some(Position { line: 1, col: 18 }));
+        assert_eq!(
+            l.locate(&p, Anchor::Value),
+            Some(Position { line: 1, col: 23 })
+        );
+        assert_eq!(
+            l.locate(&p, Anchor::Key),
+            Some(Position { line: 1, col: 18 })
+        );
         let obj = Path::root().key("a").key("b").index(1);
-        assert_eq!(l.locate(&obj, Anchor::Value), Some(Position { line: 1, col: 18 }));
+        assert_eq!(
+            l.locate(&obj, Anchor::Value),
+            Some(Position { line: 1, col: 18 })
+        );
         let d = Path::root().key("d");
-        assert_eq!(l.locate(&d, Anchor::DecodeError), Some(Position { line: 2, col: 10 }));
-        assert_eq!(l.locate(&Path::root().key("zz"), Anchor::Value), None);
+        assert_eq!(
+            l.locate(&d, Anchor::DecodeError),
+            Some(Position { line: 2, col: 10 })
+        );
+        // Missing paths fall back to the deepest ancestor present.
+        assert_eq!(
+            l.locate(&Path::root().key("a").key("zz"), Anchor::Value),
+            Some(Position { line: 1, col: 8 })
+        );
     }
 }

@@ -117,7 +117,10 @@ impl Position {
         let index = index.min(text.len());
         let before = &text[..index];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
         Position {
             line,
             col: index - line_start + 1,
@@ -212,7 +215,14 @@ mod tests {
     #[test]
     fn entry_formats_like_upstream() {
         let mut r = Report::default();
-        r.error(Path::root().key("storage").key("files").index(0).key("path"), "path not absolute");
+        r.error(
+            Path::root()
+                .key("storage")
+                .key("files")
+                .index(0)
+                .key("path"),
+            "path not absolute",
+        );
         r.entries[0].position = Some(Position { line: 6, col: 13 });
         assert_eq!(
             r.to_string(),

@@ -63,8 +63,16 @@ pub fn translate(mut config: Config, to: Version) -> Result<Config, TranslateErr
                 *m &= !0o7000;
             }
         };
-        config.storage.files.iter_mut().for_each(|f| strip(&mut f.mode));
-        config.storage.directories.iter_mut().for_each(|d| strip(&mut d.mode));
+        config
+            .storage
+            .files
+            .iter_mut()
+            .for_each(|f| strip(&mut f.mode));
+        config
+            .storage
+            .directories
+            .iter_mut()
+            .for_each(|d| strip(&mut d.mode));
     }
     config.ignition.version = to.as_str().to_string();
     Ok(config)

@@ -386,19 +386,19 @@ spec_struct! {
     /// A regular file.
     File {
         /// Group.
-        group: NodeGroup = "group" @ V3_0,
+        group: NodeGroup = "group" @ V3_0 in "Node",
         /// Replace an existing node.
-        overwrite: Option<bool> = "overwrite" @ V3_0,
+        overwrite: Option<bool> = "overwrite" @ V3_0 in "Node",
         /// Absolute path.
-        path: String = "path" @ V3_0,
+        path: String = "path" @ V3_0 in "Node",
         /// Owner.
-        user: NodeUser = "user" @ V3_0,
+        user: NodeUser = "user" @ V3_0 in "Node",
         /// Contents appended to the file.
-        append: Vec<Resource> = "append" @ V3_0,
+        append: Vec<Resource> = "append" @ V3_0 in "FileEmbedded1",
         /// Contents.
-        contents: Resource = "contents" @ V3_0,
+        contents: Resource = "contents" @ V3_0 in "FileEmbedded1",
         /// Permission bits (decimal in JSON).
-        mode: Option<i64> = "mode" @ V3_0,
+        mode: Option<i64> = "mode" @ V3_0 in "FileEmbedded1",
     }
 }
 
@@ -406,15 +406,15 @@ spec_struct! {
     /// A directory.
     Directory {
         /// Group.
-        group: NodeGroup = "group" @ V3_0,
+        group: NodeGroup = "group" @ V3_0 in "Node",
         /// Replace an existing node.
-        overwrite: Option<bool> = "overwrite" @ V3_0,
+        overwrite: Option<bool> = "overwrite" @ V3_0 in "Node",
         /// Absolute path.
-        path: String = "path" @ V3_0,
+        path: String = "path" @ V3_0 in "Node",
         /// Owner.
-        user: NodeUser = "user" @ V3_0,
+        user: NodeUser = "user" @ V3_0 in "Node",
         /// Permission bits (decimal in JSON).
-        mode: Option<i64> = "mode" @ V3_0,
+        mode: Option<i64> = "mode" @ V3_0 in "DirectoryEmbedded1",
     }
 }
 
@@ -422,17 +422,17 @@ spec_struct! {
     /// A symbolic or hard link.
     Link {
         /// Group.
-        group: NodeGroup = "group" @ V3_0,
+        group: NodeGroup = "group" @ V3_0 in "Node",
         /// Replace an existing node.
-        overwrite: Option<bool> = "overwrite" @ V3_0,
+        overwrite: Option<bool> = "overwrite" @ V3_0 in "Node",
         /// Absolute path.
-        path: String = "path" @ V3_0,
+        path: String = "path" @ V3_0 in "Node",
         /// Owner.
-        user: NodeUser = "user" @ V3_0,
+        user: NodeUser = "user" @ V3_0 in "Node",
         /// A hard link instead of a symbolic one.
-        hard: Option<bool> = "hard" @ V3_0,
+        hard: Option<bool> = "hard" @ V3_0 in "LinkEmbedded1",
         /// Link target.
-        target: Option<String> = "target" @ V3_0,
+        target: Option<String> = "target" @ V3_0 in "LinkEmbedded1",
     }
 }
 

@@ -74,43 +74,66 @@ impl fmt::Display for Version {
     }
 }
 
-/// Whether `s` is a semantic version as upstream's semver parser accepts it:
-/// `MAJOR.MINOR.PATCH` with an optional `-prerelease` and `+build` part.
+/// A semantic version as upstream's semver parser reads it:
+/// `MAJOR.MINOR.PATCH`, optional `-prerelease` and `+metadata`, leading zeros
+/// allowed in the numbers.
 ///
 /// Upstream distinguishes an unparsable version ("invalid config version
 /// (couldn't parse)") from a well-formed one it does not support
-/// ("unsupported config version").
-pub fn is_semver(s: &str) -> bool {
-    let (core, rest) = match s.find(['-', '+']) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, ""),
-    };
-    let nums: Vec<&str> = core.split('.').collect();
-    if nums.len() != 3
-        || nums
-            .iter()
-            .any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return false;
-    }
-    let ident_ok = |part: &str| {
-        !part.is_empty()
-            && part
-                .split('.')
-                .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-    };
-    let (pre, build) = match rest.find('+') {
-        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-        None => (rest, None),
-    };
-    if let Some(p) = pre.strip_prefix('-') {
-        if !ident_ok(p) {
-            return false;
+/// ("unsupported config version"); versions compare equal when all five
+/// parts do, so `3.4.0-` is 3.4.0 but `3.4.0+x` is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Semver {
+    /// Major, minor, patch.
+    pub numbers: [u64; 3],
+    /// Pre-release, without the `-`.
+    pub pre: String,
+    /// Build metadata, without the `+`.
+    pub meta: String,
+}
+
+impl Semver {
+    /// Parses `s`, or `None` when upstream could not.
+    pub fn parse(s: &str) -> Option<Semver> {
+        let (rest, meta) = s.split_once('+').unwrap_or((s, ""));
+        let (core, pre) = rest.split_once('-').unwrap_or((rest, ""));
+        let mut parts = core.splitn(3, '.');
+        let mut numbers = [0u64; 3];
+        for n in &mut numbers {
+            let p = parts.next()?;
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            *n = p.parse().ok().filter(|&v: &u64| v <= i64::MAX as u64)?;
         }
-    } else if !pre.is_empty() {
-        return false;
+        let ident_ok = |part: &str| {
+            part.is_empty()
+                || part.split('.').all(|id| {
+                    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        };
+        if !ident_ok(pre) || !ident_ok(meta) {
+            return None;
+        }
+        Some(Semver {
+            numbers,
+            pre: pre.to_string(),
+            meta: meta.to_string(),
+        })
     }
-    build.is_none_or(ident_ok)
+}
+
+impl Version {
+    /// The supported version equal to `v`, if any.
+    pub fn from_semver(v: &Semver) -> Option<Version> {
+        if !v.meta.is_empty() {
+            return None;
+        }
+        Version::ALL.into_iter().find(|k| {
+            let s = Semver::parse(k.as_str()).expect("known versions parse");
+            s.numbers == v.numbers && s.pre == v.pre
+        })
+    }
 }
 
 #[cfg(test)]
@@ -128,13 +151,19 @@ mod tests {
 
     #[test]
     fn semver_shapes() {
-        assert!(is_semver("3.0.0"));
-        assert!(is_semver("2.2.0"));
-        assert!(is_semver("3.7.0-experimental"));
-        assert!(is_semver("1.0.0+build.5"));
-        assert!(!is_semver(""));
-        assert!(!is_semver("3.0"));
-        assert!(!is_semver("3.0.x"));
-        assert!(!is_semver("3.0.0-"));
+        let v = |s: &str| Semver::parse(s).and_then(|s| Version::from_semver(&s));
+        assert_eq!(v("3.0.0"), Some(Version::V3_0));
+        assert_eq!(v("03.4.0"), Some(Version::V3_4));
+        assert_eq!(v("3.4.0-"), Some(Version::V3_4));
+        assert_eq!(v("3.4.0+"), Some(Version::V3_4));
+        assert_eq!(v("3.4.0+x"), None);
+        assert_eq!(v("3.7.0-experimental"), Some(Version::V3_7Exp));
+        assert_eq!(v("3.6.0-experimental"), None);
+        assert!(Semver::parse("2.2.0").is_some());
+        assert!(Semver::parse("1.0.0+build.5").is_some());
+        assert!(Semver::parse("").is_none());
+        assert!(Semver::parse("3.0").is_none());
+        assert!(Semver::parse("3.0.x").is_none());
+        assert!(Semver::parse("3.0.0-a..b").is_none());
     }
 }

@@ -40,6 +40,9 @@ mod tests {
             "open /nonexist: no such file or directory"
         );
         let e = io::Error::from_raw_os_error(21);
-        assert_eq!(path_error("read", Path::new("/tmp"), &e), "read /tmp: is a directory");
+        assert_eq!(
+            path_error("read", Path::new("/tmp"), &e),
+            "read /tmp: is a directory"
+        );
     }
 }

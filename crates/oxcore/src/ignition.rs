@@ -36,7 +36,8 @@ fn read_config(path: &Path) -> Result<Vec<u8>, String> {
         return Ok(blob);
     }
     let mut f = std::fs::File::open(path).map_err(|e| path_error("open", path, &e))?;
-    f.read_to_end(&mut blob).map_err(|e| path_error("read", path, &e))?;
+    f.read_to_end(&mut blob)
+        .map_err(|e| path_error("read", path, &e))?;
     Ok(blob)
 }
 
@@ -97,7 +98,11 @@ pub fn ignition_validate_main(args: Vec<OsString>) -> ExitCode {
             break;
         }
         let name = s.trim_start_matches('-');
-        let name = if s.starts_with("---") { s[1..].to_string() } else { name.to_string() };
+        let name = if s.starts_with("---") {
+            s[1..].to_string()
+        } else {
+            name.to_string()
+        };
         let (flag, value) = match name.split_once('=') {
             Some((f, v)) => (f.to_string(), Some(v.to_string())),
             None => (name.clone(), None),
@@ -111,9 +116,7 @@ pub fn ignition_validate_main(args: Vec<OsString>) -> ExitCode {
                 None | Some("1" | "t" | "T" | "true" | "TRUE" | "True") => show_version = true,
                 Some("0" | "f" | "F" | "false" | "FALSE" | "False") => show_version = false,
                 Some(v) => {
-                    eprintln!(
-                        "invalid boolean value {v:?} for -version: parse error"
-                    );
+                    eprintln!("invalid boolean value {v:?} for -version: parse error");
                     usage();
                     return ExitCode::from(2);
                 }

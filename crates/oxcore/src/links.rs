@@ -47,10 +47,8 @@ pub fn install(dir: &Path, force: bool) -> anyhow::Result<ExitCode> {
     }
     for tool in Tool::ALL {
         let link: PathBuf = dir.join(tool.name());
-        if link.symlink_metadata().is_ok() {
-            if !force {
-                bail!("{} exists; use --force to replace it", link.display());
-            }
+        if link.symlink_metadata().is_ok() && !force {
+            bail!("{} exists; use --force to replace it", link.display());
         }
         // Create under a temporary name, then rename over: the old link is
         // never missing and a failure leaves nothing half-made.
