@@ -391,6 +391,19 @@ macro_rules! spec_struct {
                 })?;
                 Ok(out)
             }
+            fn decode_into(
+                slot: &mut Self,
+                v: &serde_json::Value,
+                d: &mut $crate::json::Decoder,
+            ) -> Result<(), Box<$crate::json::TypeError>> {
+                // A null struct is still visited (upstream warns about it).
+                if v.is_null() {
+                    Self::decode(v, d)?;
+                } else {
+                    *slot = Self::decode(v, d)?;
+                }
+                Ok(())
+            }
         }
     };
     (@gofield $key:literal) => { $key };

@@ -97,18 +97,9 @@ impl<'a> Locator<'a> {
                     ObjectPropName::Word(w) => w.value.to_string(),
                 };
                 // The last occurrence wins, as in Go; keys match exactly
-                // or else case-insensitively.
-                let prop = o
-                    .properties
-                    .iter()
-                    .rev()
-                    .find(|p| name(p) == want)
-                    .or_else(|| {
-                        o.properties
-                            .iter()
-                            .rev()
-                            .find(|p| name(p).eq_ignore_ascii_case(want))
-                    })?;
+                // (upstream's position lookup is case-sensitive even where
+                // its decoder was not).
+                let prop = o.properties.iter().rev().find(|p| name(p) == want)?;
                 Some((&prop.value, Some(prop.name.start())))
             }
             _ => None,

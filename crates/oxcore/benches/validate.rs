@@ -127,7 +127,10 @@ fn main() {
             })
             .collect(),
     );
-    println!("oxcore library parse+validate: {:.1} ms (median of 21)", ms(lib));
+    println!(
+        "oxcore library parse+validate: {:.1} ms (median of 21)",
+        ms(lib)
+    );
 
     let exe = env!("CARGO_BIN_EXE_oxcore");
     let ours = time_process(
@@ -139,7 +142,10 @@ fn main() {
         11,
     )
     .expect("oxcore ignition validate runs");
-    println!("oxcore ignition validate (process): {:.1} ms (median of 11)", ms(ours));
+    println!(
+        "oxcore ignition validate (process): {:.1} ms (median of 11)",
+        ms(ours)
+    );
 
     if on_path("ignition-validate") {
         let upstream = time_process(
@@ -152,7 +158,10 @@ fn main() {
         );
         match upstream {
             Some(up) => {
-                println!("upstream ignition-validate (process): {:.1} ms (median of 11)", ms(up));
+                println!(
+                    "upstream ignition-validate (process): {:.1} ms (median of 11)",
+                    ms(up)
+                );
                 println!(
                     "ratio upstream/oxcore: {:.1}x (process), {:.1}x (against the library)",
                     up.as_secs_f64() / ours.as_secs_f64(),
@@ -162,7 +171,9 @@ fn main() {
             None => println!("upstream ignition-validate failed on the config; no ratio"),
         }
     } else {
-        println!("SKIP ratio: upstream ignition-validate is not on PATH (Debian package `ignition`)");
+        println!(
+            "SKIP ratio: upstream ignition-validate is not on PATH (Debian package `ignition`)"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
