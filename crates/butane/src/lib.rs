@@ -1,0 +1,2 @@
+//! Butane.
+pub mod yaml;

@@ -1,0 +1,365 @@
+//! YAML with positions: a small tree built from saphyr's event parser,
+//! resolved the way Go's yaml.v3 (which upstream Butane uses) resolves plain
+//! scalars.
+
+use std::collections::HashMap;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+/// A position in the source: 1-based line and column (in characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Mark {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub col: usize,
+}
+
+/// A YAML node with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// What it is.
+    pub kind: Kind,
+    /// Where it starts.
+    pub mark: Mark,
+}
+
+/// The shape of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// A scalar: its text, and how it was written.
+    Scalar(Scalar),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in document order.
+    Map(Vec<(Node, Node)>),
+}
+
+/// A scalar as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scalar {
+    /// The text, escapes resolved.
+    pub text: String,
+    /// Plain scalars are resolved to null, bool, int or float.
+    pub plain: bool,
+    /// An explicit tag (`!!str`), if any.
+    pub tag: Option<String>,
+}
+
+/// A plain scalar's resolved value, per the YAML 1.2 core schema as yaml.v3
+/// applies it (with its leading-zero octal and underscores).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolved {
+    /// `null`, `~` or empty.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// Anything else, and every quoted or block scalar.
+    Str,
+}
+
+impl Scalar {
+    /// Resolves the scalar as yaml.v3 does.
+    pub fn resolve(&self) -> Resolved {
+        if let Some(tag) = &self.tag {
+            return match tag.as_str() {
+                "tag:yaml.org,2002:str" | "!!str" => Resolved::Str,
+                "tag:yaml.org,2002:null" | "!!null" => Resolved::Null,
+                _ => resolve_plain(&self.text),
+            };
+        }
+        if !self.plain {
+            return Resolved::Str;
+        }
+        resolve_plain(&self.text)
+    }
+
+    /// yaml.v3's short tag of the resolved value, for messages.
+    pub fn short_tag(&self) -> &'static str {
+        match self.resolve() {
+            Resolved::Null => "!!null",
+            Resolved::Bool(_) => "!!bool",
+            Resolved::Int(_) => "!!int",
+            Resolved::Float(_) => "!!float",
+            Resolved::Str => "!!str",
+        }
+    }
+}
+
+fn resolve_plain(s: &str) -> Resolved {
+    match s {
+        "" | "~" | "null" | "Null" | "NULL" => return Resolved::Null,
+        "true" | "True" | "TRUE" => return Resolved::Bool(true),
+        "false" | "False" | "FALSE" => return Resolved::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Resolved::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Resolved::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Resolved::Float(f64::NAN),
+        _ => {}
+    }
+    let first = s.as_bytes()[0];
+    if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
+        return Resolved::Str;
+    }
+    if let Some(i) = go_parse_int(s) {
+        return Resolved::Int(i);
+    }
+    // yaml.v3 also accepts 0o and 0b prefixes.
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let radix = if let Some(b) = body.strip_prefix("0o") {
+        Some((b, 8))
+    } else {
+        body.strip_prefix("0b").map(|b| (b, 2))
+    };
+    if let Some((digits, r)) = radix
+        && let Ok(v) = i64::from_str_radix(digits, r)
+    {
+        return Resolved::Int(if neg { -v } else { v });
+    }
+    if is_yaml_float(s)
+        && let Ok(f) = s.replace('_', "").parse::<f64>()
+    {
+        return Resolved::Float(f);
+    }
+    Resolved::Str
+}
+
+/// Go's `strconv.ParseInt(s, 0, 64)`: sign, `0x`/`0o`/`0b`/leading-zero
+/// octal prefixes, underscores only between digits with a prefix.
+fn go_parse_int(s: &str) -> Option<i64> {
+    let (neg, body) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if body.is_empty() {
+        return None;
+    }
+    let lower = body.to_ascii_lowercase();
+    let (digits, radix, prefixed) = if let Some(d) = lower.strip_prefix("0x") {
+        (d.to_string(), 16, true)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (d.to_string(), 8, true)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (d.to_string(), 2, true)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (lower[1..].to_string(), 8, true)
+    } else {
+        (lower.clone(), 10, false)
+    };
+    if digits.contains('_') {
+        // Underscores must separate digits, and need a base prefix.
+        if !prefixed && radix == 10 {
+            return None;
+        }
+        let b = digits.as_bytes();
+        if b.first() == Some(&b'_') && !prefixed || b.last() == Some(&b'_') || digits.contains("__") {
+            return None;
+        }
+    }
+    let clean: String = digits.chars().filter(|&c| c != '_').collect();
+    if clean.is_empty() {
+        return None;
+    }
+    let v = u64::from_str_radix(&clean, radix).ok()?;
+    if neg {
+        if v > i64::MAX as u64 + 1 {
+            return None;
+        }
+        Some((v as i64).wrapping_neg())
+    } else {
+        i64::try_from(v).ok()
+    }
+}
+
+fn is_yaml_float(s: &str) -> bool {
+    // [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+    let b = s.replace('_', "");
+    let b = b.strip_prefix(['-', '+']).unwrap_or(&b);
+    let (mant, exp) = match b.find(['e', 'E']) {
+        Some(i) => (&b[..i], Some(&b[i + 1..])),
+        None => (b, None),
+    };
+    let mant_ok = match mant.split_once('.') {
+        Some((a, f)) => {
+            (!a.is_empty() || !f.is_empty())
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && f.bytes().all(|c| c.is_ascii_digit())
+                && !(a.is_empty() && f.is_empty())
+        }
+        None => !mant.is_empty() && mant.bytes().all(|c| c.is_ascii_digit()),
+    };
+    let exp_ok = exp.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit())
+    });
+    mant_ok && exp_ok
+}
+
+/// A YAML syntax error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// Where.
+    pub mark: Mark,
+    /// What, in the parser's words.
+    pub message: String,
+}
+
+fn mark(span: &Span) -> Mark {
+    Mark {
+        line: span.start.line(),
+        col: span.start.col() + 1,
+    }
+}
+
+/// Parses the first document of `text`. An empty document is `None`.
+pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
+    let mut parser = Parser::new_from_str(text);
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // A stack of partly built containers: (node, pending key for maps, anchor).
+    enum Open {
+        Seq(Node, usize),
+        Map(Node, Option<Node>, usize),
+    }
+    let mut stack: Vec<Open> = Vec::new();
+    let mut root: Option<Node> = None;
+    let mut done = false;
+    while let Some(ev) = parser.next_event() {
+        let (event, span) = ev.map_err(|e| SyntaxError {
+            mark: Mark {
+                line: e.marker().line(),
+                col: e.marker().col() + 1,
+            },
+            message: e.info().to_string(),
+        })?;
+        let complete: Option<(Node, usize)> = match event {
+            Event::StreamStart | Event::DocumentStart(_) | Event::Nothing => None,
+            Event::DocumentEnd => {
+                done = true;
+                None
+            }
+            Event::StreamEnd => break,
+            Event::Alias(id) => {
+                let node = anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
+                    mark: mark(&span),
+                    message: "unknown anchor".into(),
+                })?;
+                Some((node, 0))
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let tag = tag.map(|t| {
+                    if t.handle == "!!" {
+                        format!("tag:yaml.org,2002:{}", t.suffix)
+                    } else {
+                        format!("{}{}", t.handle, t.suffix)
+                    }
+                });
+                Some((
+                    Node {
+                        kind: Kind::Scalar(Scalar {
+                            text: value.into_owned(),
+                            plain: style == ScalarStyle::Plain,
+                            tag,
+                        }),
+                        mark: mark(&span),
+                    },
+                    anchor,
+                ))
+            }
+            Event::SequenceStart(anchor, _) => {
+                stack.push(Open::Seq(Node { kind: Kind::Seq(Vec::new()), mark: mark(&span) }, anchor));
+                None
+            }
+            Event::MappingStart(anchor, _) => {
+                stack.push(Open::Map(Node { kind: Kind::Map(Vec::new()), mark: mark(&span) }, None, anchor));
+                None
+            }
+            Event::SequenceEnd => match stack.pop() {
+                Some(Open::Seq(n, a)) => Some((n, a)),
+                _ => None,
+            },
+            Event::MappingEnd => match stack.pop() {
+                Some(Open::Map(n, _, a)) => Some((n, a)),
+                _ => None,
+            },
+        };
+        if done {
+            break;
+        }
+        if let Some((node, anchor)) = complete {
+            if anchor != 0 {
+                anchors.insert(anchor, node.clone());
+            }
+            match stack.last_mut() {
+                None => root = Some(node),
+                Some(Open::Seq(Node { kind: Kind::Seq(items), .. }, _)) => items.push(node),
+                Some(Open::Map(Node { kind: Kind::Map(entries), .. }, pending, _)) => match pending.take() {
+                    None => *pending = Some(node),
+                    Some(key) => entries.push((key, node)),
+                },
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(s: &str) -> Resolved {
+        Scalar { text: s.into(), plain: true, tag: None }.resolve()
+    }
+
+    #[test]
+    fn resolves_like_yaml_v3() {
+        assert_eq!(scalar("0644"), Resolved::Int(0o644));
+        assert_eq!(scalar("0o644"), Resolved::Int(0o644));
+        assert_eq!(scalar("420"), Resolved::Int(420));
+        assert_eq!(scalar("0x1F"), Resolved::Int(31));
+        assert_eq!(scalar("-5"), Resolved::Int(-5));
+        assert_eq!(scalar("true"), Resolved::Bool(true));
+        assert_eq!(scalar("yes"), Resolved::Str);
+        assert_eq!(scalar("~"), Resolved::Null);
+        assert_eq!(scalar(""), Resolved::Null);
+        assert_eq!(scalar("1.5"), Resolved::Float(1.5));
+        assert_eq!(scalar("1e3"), Resolved::Float(1000.0));
+        assert_eq!(scalar("3.4.0"), Resolved::Str);
+        assert_eq!(scalar("0999"), Resolved::Float(999.0));
+        assert_eq!(scalar("/etc/x"), Resolved::Str);
+    }
+
+    #[test]
+    fn builds_tree_with_positions() {
+        let text = "variant: fcos\nversion: 1.5.0\nstorage:\n  files:\n    - path: /a\n      mode: 0644\n";
+        let root = parse(text).unwrap().unwrap();
+        let Kind::Map(entries) = &root.kind else { panic!() };
+        assert_eq!(entries.len(), 3);
+        let (k, v) = &entries[2];
+        assert_eq!(k.mark, Mark { line: 3, col: 1 });
+        let Kind::Map(storage) = &v.kind else { panic!() };
+        let Kind::Seq(files) = &storage[0].1.kind else { panic!() };
+        assert_eq!(files[0].mark, Mark { line: 5, col: 7 });
+    }
+
+    #[test]
+    fn anchors_and_aliases() {
+        let root = parse("a: &x {b: 1}\nc: *x\n").unwrap().unwrap();
+        let Kind::Map(e) = &root.kind else { panic!() };
+        assert_eq!(e[0].1.kind, e[1].1.kind);
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let e = parse("a: b: c\n").unwrap_err();
+        assert_eq!(e.mark.line, 1);
+        assert!(parse("").unwrap().is_none());
+    }
+}
