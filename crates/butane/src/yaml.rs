@@ -95,7 +95,9 @@ fn resolve_plain(s: &str) -> Resolved {
         "" | "~" | "null" | "Null" | "NULL" => return Resolved::Null,
         "true" | "True" | "TRUE" => return Resolved::Bool(true),
         "false" | "False" | "FALSE" => return Resolved::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Resolved::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Resolved::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Resolved::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Resolved::Float(f64::NAN),
         _ => {}
@@ -159,7 +161,8 @@ fn go_parse_int(s: &str) -> Option<i64> {
             return None;
         }
         let b = digits.as_bytes();
-        if b.first() == Some(&b'_') && !prefixed || b.last() == Some(&b'_') || digits.contains("__") {
+        if b.first() == Some(&b'_') && !prefixed || b.last() == Some(&b'_') || digits.contains("__")
+        {
             return None;
         }
     }
@@ -273,11 +276,24 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 ))
             }
             Event::SequenceStart(anchor, _) => {
-                stack.push(Open::Seq(Node { kind: Kind::Seq(Vec::new()), mark: mark(&span) }, anchor));
+                stack.push(Open::Seq(
+                    Node {
+                        kind: Kind::Seq(Vec::new()),
+                        mark: mark(&span),
+                    },
+                    anchor,
+                ));
                 None
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Open::Map(Node { kind: Kind::Map(Vec::new()), mark: mark(&span) }, None, anchor));
+                stack.push(Open::Map(
+                    Node {
+                        kind: Kind::Map(Vec::new()),
+                        mark: mark(&span),
+                    },
+                    None,
+                    anchor,
+                ));
                 None
             }
             Event::SequenceEnd => match stack.pop() {
@@ -298,8 +314,21 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
             }
             match stack.last_mut() {
                 None => root = Some(node),
-                Some(Open::Seq(Node { kind: Kind::Seq(items), .. }, _)) => items.push(node),
-                Some(Open::Map(Node { kind: Kind::Map(entries), .. }, pending, _)) => match pending.take() {
+                Some(Open::Seq(
+                    Node {
+                        kind: Kind::Seq(items),
+                        ..
+                    },
+                    _,
+                )) => items.push(node),
+                Some(Open::Map(
+                    Node {
+                        kind: Kind::Map(entries),
+                        ..
+                    },
+                    pending,
+                    _,
+                )) => match pending.take() {
                     None => *pending = Some(node),
                     Some(key) => entries.push((key, node)),
                 },
@@ -315,7 +344,12 @@ mod tests {
     use super::*;
 
     fn scalar(s: &str) -> Resolved {
-        Scalar { text: s.into(), plain: true, tag: None }.resolve()
+        Scalar {
+            text: s.into(),
+            plain: true,
+            tag: None,
+        }
+        .resolve()
     }
 
     #[test]
@@ -338,14 +372,21 @@ mod tests {
 
     #[test]
     fn builds_tree_with_positions() {
-        let text = "variant: fcos\nversion: 1.5.0\nstorage:\n  files:\n    - path: /a\n      mode: 0644\n";
+        let text =
+            "variant: fcos\nversion: 1.5.0\nstorage:\n  files:\n    - path: /a\n      mode: 0644\n";
         let root = parse(text).unwrap().unwrap();
-        let Kind::Map(entries) = &root.kind else { panic!() };
+        let Kind::Map(entries) = &root.kind else {
+            panic!()
+        };
         assert_eq!(entries.len(), 3);
         let (k, v) = &entries[2];
         assert_eq!(k.mark, Mark { line: 3, col: 1 });
-        let Kind::Map(storage) = &v.kind else { panic!() };
-        let Kind::Seq(files) = &storage[0].1.kind else { panic!() };
+        let Kind::Map(storage) = &v.kind else {
+            panic!()
+        };
+        let Kind::Seq(files) = &storage[0].1.kind else {
+            panic!()
+        };
         assert_eq!(files[0].mark, Mark { line: 5, col: 7 });
     }
 

@@ -11,6 +11,7 @@
 //!
 //! Spec documentation: <https://coreos.github.io/ignition/specs/>.
 
+mod gojson;
 mod json;
 pub mod merge;
 mod parse;
@@ -30,14 +31,15 @@ pub use translate::{TranslateError, translate};
 pub use types::Config;
 pub use version::Version;
 
-/// Serializes a config as compact JSON, keys in upstream's order, unset and
-/// empty fields left out.
+pub use gojson::to_go_json;
+
+/// Serializes a config as compact JSON the way upstream's Go tools do: keys
+/// in spec order, unset and empty fields left out, Go's string escapes.
 pub fn to_json(config: &Config) -> String {
-    // Serializing plain data to a string cannot fail.
-    serde_json::to_string(config).unwrap_or_default()
+    to_go_json(config, false)
 }
 
-/// Serializes a config as indented JSON.
+/// Serializes a config as JSON indented by two spaces.
 pub fn to_json_pretty(config: &Config) -> String {
-    serde_json::to_string_pretty(config).unwrap_or_default()
+    to_go_json(config, true)
 }
