@@ -131,13 +131,13 @@ impl Decoder {
     /// every member that is a field.
     pub fn object<T>(
         &mut self,
-        v: &Value,
+        v: Value,
         go_name: &'static str,
         fields: &[(&'static str, Version, &'static str)],
         out: &mut T,
-        mut set: impl FnMut(&mut T, &'static str, &Value, &mut Decoder) -> Result<(), Box<TypeError>>,
+        mut set: impl FnMut(&mut T, &'static str, Value, &mut Decoder) -> Result<(), Box<TypeError>>,
     ) -> Result<(), Box<TypeError>> {
-        let obj: &Map<String, Value> = match v {
+        let obj: Map<String, Value> = match v {
             Value::Object(o) => o,
             Value::Null => {
                 if self.quiet == 0 {
@@ -151,22 +151,22 @@ impl Decoder {
                 }
                 return Ok(());
             }
-            other => return Err(self.mismatch(other, format!("types.{go_name}"))),
+            other => return Err(self.mismatch(&other, format!("types.{go_name}"))),
         };
         let saved = self.go_struct.replace(go_name);
         let version = self.version;
-        for (n, (k, val)) in obj.iter().enumerate() {
+        for (n, (k, val)) in obj.into_iter().enumerate() {
             let exact = fields
                 .iter()
                 .position(|&(f, since, _)| since <= version && f == k);
             let matched = exact.or_else(|| {
                 fields
                     .iter()
-                    .position(|&(f, since, _)| since <= version && f.eq_ignore_ascii_case(k))
+                    .position(|&(f, since, _)| since <= version && f.eq_ignore_ascii_case(&k))
             });
             if exact.is_none() && self.quiet == 0 {
                 let mut path = self.current_path();
-                path.0.push(Seg::Name(k.clone()));
+                path.0.push(Seg::Name(k));
                 let mut order = self.order.clone();
                 order.extend([0, n as u32]);
                 self.unused.push(Unused {
@@ -200,9 +200,9 @@ pub trait Decode: Sized {
     /// The Go type name upstream's messages use for this type.
     fn go_type() -> String;
     /// Decodes `v`, or returns the first type mismatch.
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>>;
+    fn decode(v: Value, d: &mut Decoder) -> Result<Self, Box<TypeError>>;
     /// Decodes into an existing value, so that `null` keeps it (as Go does).
-    fn decode_into(slot: &mut Self, v: &Value, d: &mut Decoder) -> Result<(), Box<TypeError>> {
+    fn decode_into(slot: &mut Self, v: Value, d: &mut Decoder) -> Result<(), Box<TypeError>> {
         if !v.is_null() {
             *slot = Self::decode(v, d)?;
         }
@@ -214,11 +214,11 @@ impl Decode for String {
     fn go_type() -> String {
         "string".into()
     }
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
+    fn decode(v: Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
         match v {
-            Value::String(s) => Ok(s.clone()),
+            Value::String(s) => Ok(s),
             Value::Null => Ok(String::new()),
-            other => Err(d.mismatch(other, Self::go_type())),
+            other => Err(d.mismatch(&other, Self::go_type())),
         }
     }
 }
@@ -227,11 +227,11 @@ impl Decode for bool {
     fn go_type() -> String {
         "bool".into()
     }
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
+    fn decode(v: Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
         match v {
-            Value::Bool(b) => Ok(*b),
+            Value::Bool(b) => Ok(b),
             Value::Null => Ok(false),
-            other => Err(d.mismatch(other, Self::go_type())),
+            other => Err(d.mismatch(&other, Self::go_type())),
         }
     }
 }
@@ -240,18 +240,18 @@ impl Decode for i64 {
     fn go_type() -> String {
         "int".into()
     }
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
+    fn decode(v: Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
         match v {
-            Value::Number(n) => match n.as_i64() {
+            Value::Number(ref n) => match n.as_i64() {
                 Some(i) => Ok(i),
                 None => {
-                    let mut e = d.mismatch(v, Self::go_type());
+                    let mut e = d.mismatch(&v, Self::go_type());
                     e.literal = Some(n.to_string());
                     Err(e)
                 }
             },
             Value::Null => Ok(0),
-            other => Err(d.mismatch(other, Self::go_type())),
+            other => Err(d.mismatch(&other, Self::go_type())),
         }
     }
 }
@@ -260,13 +260,13 @@ impl<T: Decode> Decode for Option<T> {
     fn go_type() -> String {
         T::go_type()
     }
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
+    fn decode(v: Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
         match v {
             Value::Null => Ok(None),
             v => T::decode(v, d).map(Some),
         }
     }
-    fn decode_into(slot: &mut Self, v: &Value, d: &mut Decoder) -> Result<(), Box<TypeError>> {
+    fn decode_into(slot: &mut Self, v: Value, d: &mut Decoder) -> Result<(), Box<TypeError>> {
         // Go sets a pointer to nil on null.
         *slot = Self::decode(v, d)?;
         Ok(())
@@ -277,11 +277,11 @@ impl<T: Decode> Decode for Vec<T> {
     fn go_type() -> String {
         format!("[]{}", T::go_type())
     }
-    fn decode(v: &Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
+    fn decode(v: Value, d: &mut Decoder) -> Result<Self, Box<TypeError>> {
         match v {
             Value::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
-                for (i, item) in items.iter().enumerate() {
+                for (i, item) in items.into_iter().enumerate() {
                     d.path.push(Seg::Index(i));
                     d.order.push(i as u32);
                     let r = T::decode(item, d);
@@ -292,10 +292,10 @@ impl<T: Decode> Decode for Vec<T> {
                 Ok(out)
             }
             Value::Null => Ok(Vec::new()),
-            other => Err(d.mismatch(other, Self::go_type())),
+            other => Err(d.mismatch(&other, Self::go_type())),
         }
     }
-    fn decode_into(slot: &mut Self, v: &Value, d: &mut Decoder) -> Result<(), Box<TypeError>> {
+    fn decode_into(slot: &mut Self, v: Value, d: &mut Decoder) -> Result<(), Box<TypeError>> {
         *slot = Self::decode(v, d)?;
         Ok(())
     }
@@ -376,7 +376,7 @@ macro_rules! spec_struct {
                 format!("types.{}", Self::GO_NAME)
             }
             fn decode(
-                v: &serde_json::Value,
+                v: serde_json::Value,
                 d: &mut $crate::json::Decoder,
             ) -> Result<Self, Box<$crate::json::TypeError>> {
                 let mut out = Self::default();
@@ -393,7 +393,7 @@ macro_rules! spec_struct {
             }
             fn decode_into(
                 slot: &mut Self,
-                v: &serde_json::Value,
+                v: serde_json::Value,
                 d: &mut $crate::json::Decoder,
             ) -> Result<(), Box<$crate::json::TypeError>> {
                 // A null struct is still visited (upstream warns about it).

@@ -90,7 +90,7 @@ pub fn parse_unvalidated(raw: &[u8]) -> Result<(Config, Report), Failure> {
 fn parse_with(raw: &[u8], validate: bool) -> Result<(Config, Report), Failure> {
     let (version, value) = sniff(raw)?;
     let mut d = Decoder::new(version);
-    let config = match Config::decode(&value, &mut d) {
+    let config = match Config::decode(value, &mut d) {
         Ok(c) => c,
         Err(e) => return Err(type_failure(raw, &e)),
     };
