@@ -1,2 +1,288 @@
-//! Butane.
+//! Butane: human-friendly YAML configs to Ignition JSON, for every variant
+//! (fcos, flatcar, r4e, fiot, openshift) and version, with upstream's sugar,
+//! diagnostics and output.
+//!
+//! [`transpile`] runs upstream's pipeline: read `variant` and `version`,
+//! decode the YAML with yaml.v3's rules, report unused keys, run the source
+//! checks, translate (expanding the sugar and recording where every output
+//! field came from), apply the variant's restrictions, then check the
+//! output with the Ignition library and map its findings back to the YAML.
+//! Docs: <https://coreos.github.io/butane/>.
+
+pub mod decode;
+pub mod fcos;
+pub mod files;
+pub mod goflate;
+pub mod report;
+pub mod sugar;
+pub mod translate;
+pub mod types;
+pub mod validate;
+pub mod variant;
 pub mod yaml;
+pub mod yamlout;
+
+use std::path::PathBuf;
+
+use ignition_config::version::Semver;
+
+use crate::decode::{Decode, Decoder};
+use crate::report::{Path, Report, Seg, Severity};
+use crate::types::Config;
+use crate::variant::{Target, Variant};
+use crate::yaml::{Kind, Node};
+
+/// How to transpile.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `-d/--files-dir`: where `local` paths point.
+    pub files_dir: Option<PathBuf>,
+    /// `-r/--raw`: openshift emits Ignition instead of a MachineConfig.
+    pub raw: bool,
+    /// `-p/--pretty`: indented JSON.
+    pub pretty: bool,
+}
+
+/// What a transpilation produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Findings, positioned in the source.
+    pub report: Report,
+    /// The output (without the final newline), or why there is none
+    /// (printed after `Error translating config: `).
+    pub output: Result<String, String>,
+}
+
+fn fail(report: Report, message: impl Into<String>) -> Outcome {
+    Outcome {
+        report,
+        output: Err(message.into()),
+    }
+}
+
+/// Transpiles a Butane config.
+pub fn transpile(input: &[u8], opts: &Options) -> Outcome {
+    let text = match std::str::from_utf8(input) {
+        Ok(t) => t.strip_prefix('\u{feff}').unwrap_or(t),
+        Err(_) => {
+            return fail(
+                Report::default(),
+                "Error unmarshaling yaml: yaml: invalid leading UTF-8 octet",
+            );
+        }
+    };
+    let root = match yaml::parse(text) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                Report::default(),
+                format!(
+                    "Error unmarshaling yaml: yaml: line {}: {}",
+                    e.mark.line,
+                    yaml::libyaml_message(&e.message)
+                ),
+            );
+        }
+    };
+    let target = match common_fields(root.as_ref()) {
+        Ok(t) => t,
+        Err(e) => return fail(Report::default(), e),
+    };
+    let mut outcome = run(root.as_ref(), target, opts);
+    outcome.report.correlate(root.as_ref());
+    outcome
+}
+
+/// Reads `variant` and `version` as upstream's first pass does.
+fn common_fields(root: Option<&Node>) -> Result<Target, String> {
+    let mut variant = String::new();
+    let mut version = String::new();
+    let mut errors = Vec::new();
+    match root.map(|r| &r.kind) {
+        None => {}
+        Some(Kind::Map(entries)) => {
+            for (i, (k, v)) in entries.iter().enumerate() {
+                let Kind::Scalar(ks) = &k.kind else { continue };
+                if let Some((p, _)) = entries[..i]
+                    .iter()
+                    .find(|(p, _)| matches!(&p.kind, Kind::Scalar(s) if s.text == ks.text))
+                {
+                    errors.push(format!(
+                        "line {}: mapping key {:?} already defined at line {}",
+                        k.mark.line, ks.text, p.mark.line
+                    ));
+                    continue;
+                }
+                let slot = match ks.text.as_str() {
+                    "variant" => &mut variant,
+                    "version" => &mut version,
+                    _ => continue,
+                };
+                match &v.kind {
+                    Kind::Scalar(s) => {
+                        if !decode::is_null(v) {
+                            *slot = s.text.clone();
+                        }
+                    }
+                    Kind::Seq(_) => errors.push(format!(
+                        "line {}: cannot unmarshal !!seq into string",
+                        v.mark.line
+                    )),
+                    Kind::Map(_) => errors.push(format!(
+                        "line {}: cannot unmarshal !!map into string",
+                        v.mark.line
+                    )),
+                }
+            }
+        }
+        Some(_) if root.is_some_and(decode::is_null) => {}
+        Some(_) => {
+            let r = root.expect("matched Some");
+            let mut d = Decoder::new(decode::Base::V0_1, 0, "", "");
+            d.mismatch(r, "config.commonFields");
+            errors.append(&mut d.errors);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(format!(
+            "Error unmarshaling yaml: yaml: unmarshal errors:\n  {}",
+            errors.join("\n  ")
+        ));
+    }
+    if variant.is_empty() {
+        return Err("error parsing variant; must be specified".into());
+    }
+    let Some(semver) = Semver::parse(&version) else {
+        return Err("error parsing version; must be a valid semver".into());
+    };
+    if variant == "rhcos"
+        && semver.numbers == [0, 1, 0]
+        && semver.pre.is_empty()
+        && semver.meta.is_empty()
+    {
+        return Err("rhcos variant has been removed; use openshift variant instead: https://coreos.github.io/butane/upgrading-openshift/".into());
+    }
+    Target::lookup(&variant, &semver).ok_or_else(|| {
+        let [a, b, c] = semver.numbers;
+        let mut v = format!("{a}.{b}.{c}");
+        if !semver.pre.is_empty() {
+            v.push_str(&format!("-{}", semver.pre));
+        }
+        if !semver.meta.is_empty() {
+            v.push_str(&format!("+{}", semver.meta));
+        }
+        format!("No translator exists for variant {variant} with version {v}")
+    })
+}
+
+fn run(root: Option<&Node>, target: Target, opts: &Options) -> Outcome {
+    // Decode.
+    let os_pkg = if target.variant == Variant::Openshift {
+        target.variant_pkg()
+    } else {
+        String::new()
+    };
+    let fcos_pkg = match target.variant {
+        Variant::Fcos => target.variant_pkg(),
+        Variant::Openshift => target.fcos_pkg(),
+        _ => String::new(),
+    };
+    let mut d = Decoder::new(target.base, target.fcos_minor, &fcos_pkg, &os_pkg);
+    let config = match root {
+        Some(r) => Config::decode(r, &mut d).unwrap_or_default(),
+        None => Config::default(),
+    };
+    if !d.errors.is_empty() {
+        return fail(
+            Report::default(),
+            format!("yaml: unmarshal errors:\n  {}", d.errors.join("\n  ")),
+        );
+    }
+    let mut report = Report::default();
+    let mut unused = std::mem::take(&mut d.unused);
+    unused.sort_by(|a, b| a.order.cmp(&b.order));
+    for u in unused {
+        let message = if u.mismatch {
+            format!(
+                "context tree does not match content tree at {}. Line and column reporting may be inconsistent. Unused keys may not be reported",
+                u.path
+            )
+        } else {
+            format!(
+                "unused key {}",
+                u.path.0.last().and_then(Seg::key).unwrap_or_default()
+            )
+        };
+        report.entries.push(report::Entry {
+            severity: Severity::Warning,
+            path: u.path,
+            mark: Some(u.mark),
+            message,
+        });
+    }
+
+    // Source checks.
+    validate::source(&config, &target, &mut report);
+    if report.is_fatal() {
+        return fail(report, "source config is invalid");
+    }
+
+    // Translate.
+    let mut cx = translate::Cx {
+        target,
+        files_dir: opts.files_dir.as_deref(),
+        allow_compression: !(target.variant == Variant::Openshift && target.minor <= 9),
+        report,
+        ts: translate::Ts::default(),
+    };
+    let mut out = sugar::translate(&config, &mut cx);
+    if cx.report.is_fatal() {
+        return fail(cx.report, "source config is invalid");
+    }
+    if matches!(target.variant, Variant::Fcos | Variant::Openshift) {
+        fcos::translate(&config, &mut out, &mut cx);
+        if cx.report.is_fatal() {
+            return fail(cx.report, "source config is invalid");
+        }
+    }
+    let mut output = None;
+    if target.variant == Variant::Openshift {
+        match sugar::openshift(&config, &mut out, opts.raw, opts.pretty, &mut cx) {
+            Some(o) => output = Some(o),
+            None => return fail(cx.report, "source config is invalid"),
+        }
+    }
+    validate::filters(&out, &config, &target, &mut cx);
+    if cx.report.is_fatal() {
+        return fail(cx.report, "source config is invalid");
+    }
+
+    // Check the output as Ignition would.
+    let mut generated = ignition_config::validate::duplicates(&out, target.ignition);
+    generated.extend(ignition_config::validate::type_checks(
+        &out,
+        target.ignition,
+    ));
+    let mut invalid = false;
+    for e in generated.entries {
+        invalid |= e.severity == Severity::Error;
+        let path = cx.ts.map(e.path.as_ref().unwrap_or(&Path::root()));
+        cx.report.entries.push(report::Entry {
+            severity: e.severity,
+            path,
+            mark: None,
+            message: e.message,
+        });
+    }
+    if invalid {
+        return fail(cx.report, "config generated was invalid");
+    }
+    let text = match output {
+        Some(o) => o,
+        None => ignition_config::to_go_json(&out, opts.pretty),
+    };
+    Outcome {
+        report: cx.report,
+        output: Ok(text),
+    }
+}

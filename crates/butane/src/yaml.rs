@@ -339,6 +339,22 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     Ok(root)
 }
 
+/// libyaml's wording for a parser error message (yaml.v3 wraps libyaml;
+/// saphyr's messages descend from the same source and mostly agree).
+pub fn libyaml_message(m: &str) -> String {
+    match m {
+        "mapping values are not allowed in this context" => m.into(),
+        "did not find expected key" => m.into(),
+        "found character that cannot start any token" => m.into(),
+        _ => {
+            if let Some(rest) = m.strip_prefix("while parsing a block mapping, ") {
+                return rest.to_string();
+            }
+            m.to_string()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,14 +17,24 @@ use crate::unit;
 use crate::url;
 use crate::version::Version;
 
-/// Validates `config` with the rules of spec `version`.
+/// Validates `config` with the rules of spec `version`: each type's checks,
+/// then duplicate entries.
 pub fn validate(config: &Config, version: Version) -> Report {
-    let mut cx = Cx {
-        v: version,
-        path: Vec::with_capacity(16),
-        report: Report::default(),
-    };
+    let mut report = type_checks(config, version);
+    report.extend(duplicates(config, version));
+    report
+}
+
+/// The first pass alone: each type's own checks.
+pub fn type_checks(config: &Config, version: Version) -> Report {
+    let mut cx = Cx::new(version);
     checks::config(config, &mut cx);
+    cx.report
+}
+
+/// The second pass alone: duplicate entries in keyed lists.
+pub fn duplicates(config: &Config, version: Version) -> Report {
+    let mut cx = Cx::new(version);
     dups::config(config, &mut cx);
     cx.report
 }
@@ -37,6 +47,14 @@ struct Cx {
 }
 
 impl Cx {
+    fn new(v: Version) -> Cx {
+        Cx {
+            v,
+            path: Vec::with_capacity(16),
+            report: Report::default(),
+        }
+    }
+
     fn add(&mut self, severity: Severity, rel: &[Seg], message: impl Into<String>) {
         let mut p = self.path.clone();
         p.extend_from_slice(rel);
@@ -92,8 +110,8 @@ fn is_true(b: &Option<bool>) -> bool {
     *b == Some(true)
 }
 
-/// Go's `path.Clean`.
-pub(crate) fn clean_path(p: &str) -> String {
+/// Go's `path.Clean`: the shortest lexically equivalent path.
+pub fn clean_path(p: &str) -> String {
     if p.is_empty() {
         return ".".into();
     }

@@ -9,17 +9,20 @@ use anyhow::{Context, bail};
 /// An upstream tool that oxcore can stand in for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
+    /// `butane`
+    Butane,
     /// `ignition-validate`
     IgnitionValidate,
 }
 
 impl Tool {
     /// Every tool `install-links` creates a link for.
-    pub const ALL: [Tool; 1] = [Tool::IgnitionValidate];
+    pub const ALL: [Tool; 2] = [Tool::Butane, Tool::IgnitionValidate];
 
     /// The command name.
     pub fn name(self) -> &'static str {
         match self {
+            Tool::Butane => "butane",
             Tool::IgnitionValidate => "ignition-validate",
         }
     }
@@ -27,6 +30,7 @@ impl Tool {
     /// Runs the tool with the full argument vector (argv[0] included).
     pub fn run(self, args: Vec<OsString>) -> ExitCode {
         match self {
+            Tool::Butane => crate::butane::main(args),
             Tool::IgnitionValidate => crate::ignition::ignition_validate_main(args),
         }
     }

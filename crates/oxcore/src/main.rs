@@ -4,6 +4,7 @@
 //! after an upstream tool (`ignition-validate`), the binary behaves exactly
 //! as that tool: same flags, output and exit codes.
 
+mod butane;
 mod demo;
 mod gocompat;
 mod ignition;
@@ -25,6 +26,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Butane: translate a Butane YAML config to Ignition JSON. Takes
+    /// upstream Butane's options (see `oxcore butane --help`).
+    #[command(disable_help_flag = true)]
+    Butane {
+        /// Options and input file, as for upstream `butane`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Walk the provisioning flow on the embedded example config.
     Demo,
     /// Ignition: first-boot provisioning configs.
@@ -58,6 +67,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Butane { args } => {
+            let mut argv = vec![OsString::from("oxcore butane")];
+            argv.extend(args);
+            Ok(butane::main(argv))
+        }
         Command::Demo => demo::run(),
         Command::Ignition(cmd) => ignition::run(cmd),
         Command::InstallLinks { dir, force } => links::install(&dir, force),

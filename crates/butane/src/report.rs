@@ -1,0 +1,190 @@
+//! Butane's report: findings on YAML paths, printed as upstream prints them.
+//!
+//! Two forms: the default pretty form (a header with the path, `--> file:L:C`,
+//! the surrounding source lines with carets under the offending token, and
+//! the message), and `--raw-errors`, one line per finding in
+//! ignition-validate's shape (`error at $.path, line L col C: msg`).
+
+use std::fmt::Write as _;
+
+pub use ignition_config::report::{Path, Seg, Severity};
+
+use crate::yaml::{Kind, Mark, Node};
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Error or warning.
+    pub severity: Severity,
+    /// YAML path (snake_case keys).
+    pub path: Path,
+    /// Position in the source.
+    pub mark: Option<Mark>,
+    /// Upstream's message.
+    pub message: String,
+}
+
+/// All findings, in upstream's order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Findings.
+    pub entries: Vec<Entry>,
+}
+
+impl Report {
+    /// Whether any finding is an error.
+    pub fn is_fatal(&self) -> bool {
+        self.entries.iter().any(|e| e.severity == Severity::Error)
+    }
+
+    /// Adds a finding; its position is filled in by [`Report::correlate`].
+    pub fn add(&mut self, severity: Severity, path: Path, message: impl Into<String>) {
+        self.entries.push(Entry {
+            severity,
+            path,
+            mark: None,
+            message: message.into(),
+        });
+    }
+
+    /// Adds an error.
+    pub fn error(&mut self, path: Path, message: impl Into<String>) {
+        self.add(Severity::Error, path, message);
+    }
+
+    /// Adds a warning.
+    pub fn warn(&mut self, path: Path, message: impl Into<String>) {
+        self.add(Severity::Warning, path, message);
+    }
+
+    /// Sets missing positions from the YAML tree: the deepest node on each
+    /// entry's path, the key's position for an unknown key.
+    pub fn correlate(&mut self, root: Option<&Node>) {
+        for e in &mut self.entries {
+            if e.mark.is_none() {
+                e.mark = root.map(|r| locate(r, &e.path));
+            }
+        }
+    }
+
+    /// The `--raw-errors` form.
+    pub fn render_raw(&self) -> String {
+        let mut out = String::new();
+        for e in &self.entries {
+            out.push_str(&raw_line(e));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The default form, against the source text and its display name.
+    pub fn render_pretty(&self, source: &str, name: &str, color: bool) -> String {
+        let lines: Vec<&str> = source.split('\n').collect();
+        let mut out = String::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(&pretty_entry(e, &lines, name, color));
+        }
+        out
+    }
+}
+
+fn raw_line(e: &Entry) -> String {
+    let mut s = e.severity.to_string();
+    match (e.path.is_root(), e.mark) {
+        (false, Some(m)) => {
+            let _ = write!(s, " at {}, line {} col {}", e.path, m.line, m.col);
+        }
+        (true, Some(m)) => {
+            let _ = write!(s, " at line {} col {}", m.line, m.col);
+        }
+        (false, None) => {
+            let _ = write!(s, " at {}", e.path);
+        }
+        (true, None) => {}
+    }
+    let _ = write!(s, ": {}", e.message);
+    s
+}
+
+fn pretty_entry(e: &Entry, lines: &[&str], name: &str, color: bool) -> String {
+    let Some(m) = e.mark else {
+        return raw_line(e) + "\n";
+    };
+    let (l, c) = (m.line, m.col);
+    if l < 1 || l > lines.len() || c < 1 || c > lines[l - 1].len() {
+        return raw_line(e) + "\n";
+    }
+    let paint = |code: &str, text: &str| {
+        if color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    };
+    let kind_color = match e.severity {
+        Severity::Error => "1;31",
+        Severity::Warning => "1;33",
+        Severity::Info => "1;36",
+    };
+    let first = l.saturating_sub(2).max(1);
+    let last = (l + 2).min(lines.len());
+    let width = last.to_string().len();
+    let gutter = " ".repeat(width);
+    let mut out = paint(kind_color, &e.severity.to_string());
+    if !e.path.is_root() {
+        let _ = write!(out, "[{}]", e.path);
+    }
+    out.push_str(":\n");
+    let _ = writeln!(out, "  {} {name}:{l}:{c}", paint("1;34", "-->"));
+    let _ = writeln!(out, " {gutter} |");
+    for n in first..=last {
+        let num = paint("1;34", &format!("{n:>width$}"));
+        let _ = writeln!(out, " {num} | {}", lines[n - 1]);
+        if n == l {
+            // Upstream treats the column as a byte offset.
+            let line = lines[n - 1].as_bytes();
+            let start = c - 1;
+            let text = String::from_utf8_lossy(&line[start..]);
+            let len = text.find(char::is_whitespace).unwrap_or(text.len());
+            let carets = paint("1;34", &"^".repeat(len));
+            let _ = writeln!(
+                out,
+                " {gutter} | {}{carets} {}",
+                " ".repeat(start),
+                e.message
+            );
+        }
+    }
+    let _ = writeln!(out, " {gutter} |");
+    out
+}
+
+/// The position of a path in the YAML tree: the deepest node that exists.
+/// (Unused keys carry their key's position from the decoder.)
+pub fn locate(root: &Node, path: &Path) -> Mark {
+    let mut node = root;
+    for seg in &path.0 {
+        match (&node.kind, seg) {
+            (Kind::Seq(items), Seg::Index(n)) => match items.get(*n) {
+                Some(next) => node = next,
+                None => break,
+            },
+            (Kind::Map(entries), seg) => {
+                let Some(want) = seg.key() else { break };
+                let found = entries
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| matches!(&k.kind, Kind::Scalar(s) if s.text == want));
+                match found {
+                    Some((_, v)) => node = v,
+                    None => break,
+                }
+            }
+            _ => break,
+        }
+    }
+    node.mark
+}

@@ -1,0 +1,571 @@
+//! Butane → Ignition: the generic copy, the base sugar, and the translation
+//! set that maps every output path back to the YAML path it came from.
+
+use std::path::Path as FsPath;
+
+use ignition_config::types as ign;
+
+use crate::decode::Base;
+use crate::files;
+use crate::report::{Path, Report, Seg};
+use crate::types::*;
+use crate::variant::Target;
+
+/// Output JSON paths and the YAML paths they came from. Lookups take the
+/// longest recorded prefix and convert the rest of the path to snake_case.
+#[derive(Debug, Clone, Default)]
+pub struct Ts {
+    entries: Vec<(Path, Path)>,
+}
+
+impl Ts {
+    /// Records that `json` came from `yaml`.
+    pub fn add(&mut self, json: Path, yaml: Path) {
+        self.entries.push((json, yaml));
+    }
+
+    /// Moves recorded entries of the list at `list` from index `i` to
+    /// `map[i]` (a generated list was merged in front of the user's), and
+    /// records each user entry's new place.
+    pub fn reindex(&mut self, list: &Path, map: &[usize]) {
+        let n = list.0.len();
+        for (j, _) in &mut self.entries {
+            if j.0.len() > n
+                && j.0[..n] == list.0[..]
+                && let Seg::Index(i) = j.0[n]
+                && let Some(&to) = map.get(i)
+            {
+                j.0[n] = Seg::Index(to);
+            }
+        }
+        let yaml_list = Path(
+            list.0
+                .iter()
+                .map(|s| match s {
+                    Seg::Index(i) => Seg::Index(*i),
+                    s => Seg::Name(snake(s.key().unwrap_or_default())),
+                })
+                .collect(),
+        );
+        for (from, &to) in map.iter().enumerate() {
+            let mut j = list.clone();
+            j.0.push(Seg::Index(to));
+            let mut y = yaml_list.clone();
+            y.0.push(Seg::Index(from));
+            self.entries.insert(0, (j, y));
+        }
+    }
+
+    /// The YAML path an output path came from.
+    pub fn map(&self, json: &Path) -> Path {
+        let mut best: Option<(usize, &Path)> = None;
+        for (j, y) in self.entries.iter().rev() {
+            let n = j.0.len();
+            if n <= json.0.len() && json.0[..n] == j.0[..] && best.is_none_or(|(b, _)| n > b) {
+                best = Some((n, y));
+            }
+        }
+        let (n, base) = match best {
+            Some((n, y)) => (n, y.clone()),
+            None => (0, Path::root()),
+        };
+        let mut out = base;
+        for seg in &json.0[n..] {
+            out.0.push(match seg {
+                Seg::Index(i) => Seg::Index(*i),
+                s => Seg::Name(snake(s.key().unwrap_or_default())),
+            });
+        }
+        out
+    }
+}
+
+/// Ignition's camelCase key as Butane's snake_case one.
+pub fn snake(key: &str) -> String {
+    let key = key.replace("MiB", "_mib");
+    let mut out = String::with_capacity(key.len() + 4);
+    for c in key.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Builds a path from keys and indices: `p!["storage", "files", 0]`.
+#[macro_export]
+macro_rules! p {
+    ($($seg:expr),* $(,)?) => {
+        $crate::report::Path(vec![$($crate::translate::IntoSeg::seg($seg)),*])
+    };
+}
+
+/// Conversion of path elements.
+pub trait IntoSeg {
+    /// The element.
+    fn seg(self) -> Seg;
+}
+
+impl IntoSeg for &'static str {
+    fn seg(self) -> Seg {
+        Seg::Key(self)
+    }
+}
+
+impl IntoSeg for usize {
+    fn seg(self) -> Seg {
+        Seg::Index(self)
+    }
+}
+
+impl IntoSeg for Seg {
+    fn seg(self) -> Seg {
+        self
+    }
+}
+
+/// Translation state.
+pub struct Cx<'a> {
+    /// What we translate for.
+    pub target: Target,
+    /// `-d/--files-dir`.
+    pub files_dir: Option<&'a FsPath>,
+    /// Whether data URLs may be gzipped.
+    pub allow_compression: bool,
+    /// Findings (on YAML paths).
+    pub report: Report,
+    /// Output → source paths.
+    pub ts: Ts,
+}
+
+fn join(base: &Path, rest: &[Seg]) -> Path {
+    let mut p = base.clone();
+    p.0.extend_from_slice(rest);
+    p
+}
+
+impl Cx<'_> {
+    fn v(&self) -> Base {
+        self.target.base
+    }
+
+    /// Translates a resource at YAML path `yp` (JSON path `jp`).
+    fn resource(&mut self, r: &Resource, yp: &Path, jp: &Path) -> ign::Resource {
+        let mut out = ign::Resource {
+            compression: r.compression.clone(),
+            http_headers: r
+                .http_headers
+                .iter()
+                .map(|h| ign::HttpHeader {
+                    name: h.name.clone(),
+                    value: h.value.clone(),
+                })
+                .collect(),
+            source: r.source.clone(),
+            verification: ign::Verification {
+                hash: r.verification.hash.clone(),
+            },
+        };
+        if self.v() == Base::V0_1 {
+            if let Some(inline) = &r.inline {
+                out.source = Some(format!("data:,{}", files::escape(inline.as_bytes())));
+                self.ts.add(
+                    join(jp, &[Seg::Key("source")]),
+                    join(yp, &[Seg::Key("inline")]),
+                );
+            }
+            return out;
+        }
+        let (data, key) = if let Some(local) = &r.local {
+            match files::read_local(self.files_dir, local) {
+                Ok(d) => (Some(d), "local"),
+                Err(e) => {
+                    self.report.error(join(yp, &[Seg::Key("local")]), e);
+                    (None, "local")
+                }
+            }
+        } else if let Some(inline) = &r.inline {
+            (Some(inline.clone().into_bytes()), "inline")
+        } else {
+            (None, "")
+        };
+        if let Some(data) = data {
+            let (url, compression) =
+                files::make_data_url(&data, r.compression.as_deref(), self.allow_compression);
+            out.source = Some(url);
+            self.ts
+                .add(join(jp, &[Seg::Key("source")]), join(yp, &[Seg::Key(key)]));
+            if let Some(c) = compression {
+                out.compression = Some(c);
+                self.ts.add(
+                    join(jp, &[Seg::Key("compression")]),
+                    join(yp, &[Seg::Key(key)]),
+                );
+            }
+        }
+        out
+    }
+
+    fn resources(&mut self, rs: &[Resource], yp: &Path, jp: &Path) -> Vec<ign::Resource> {
+        rs.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                self.resource(r, &join(yp, &[Seg::Index(i)]), &join(jp, &[Seg::Index(i)]))
+            })
+            .collect()
+    }
+
+    /// The generic copy of the whole config, with the per-field sugar
+    /// (resources, local SSH keys, local unit contents).
+    pub fn base(&mut self, c: &Config) -> ign::Config {
+        let mut out = ign::Config::default();
+        out.ignition.version = self.target.ignition.as_str().to_string();
+        let ig = &c.ignition;
+        out.ignition.config.merge = self.resources(
+            &ig.config.merge,
+            &p!["ignition", "config", "merge"],
+            &p!["ignition", "config", "merge"],
+        );
+        out.ignition.config.replace = self.resource(
+            &ig.config.replace,
+            &p!["ignition", "config", "replace"],
+            &p!["ignition", "config", "replace"],
+        );
+        out.ignition.proxy = ign::Proxy {
+            http_proxy: ig.proxy.http_proxy.clone(),
+            https_proxy: ig.proxy.https_proxy.clone(),
+            no_proxy: ig.proxy.no_proxy.clone(),
+        };
+        let cas = p!["ignition", "security", "tls", "certificate_authorities"];
+        out.ignition.security.tls.certificate_authorities = self.resources(
+            &ig.security.tls.certificate_authorities,
+            &cas,
+            &p!["ignition", "security", "tls", "certificateAuthorities"],
+        );
+        out.ignition.timeouts = ign::Timeouts {
+            http_response_headers: ig.timeouts.http_response_headers,
+            http_total: ig.timeouts.http_total,
+        };
+        out.kernel_arguments = ign::KernelArguments {
+            should_exist: c.kernel_arguments.should_exist.clone(),
+            should_not_exist: c.kernel_arguments.should_not_exist.clone(),
+        };
+        out.passwd.groups = c
+            .passwd
+            .groups
+            .iter()
+            .map(|g| ign::PasswdGroup {
+                gid: g.gid,
+                name: g.name.clone(),
+                password_hash: g.password_hash.clone(),
+                should_exist: g.should_exist,
+                system: g.system,
+            })
+            .collect();
+        out.passwd.users = c
+            .passwd
+            .users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| self.user(u, i))
+            .collect();
+        self.storage(&c.storage, &mut out);
+        out.systemd.units = c
+            .systemd
+            .units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| self.unit(u, i))
+            .collect();
+        out
+    }
+
+    fn user(&mut self, u: &PasswdUser, i: usize) -> ign::PasswdUser {
+        let mut keys = u.ssh_authorized_keys.clone();
+        if !u.ssh_authorized_keys_local.is_empty() {
+            let yp = p!["passwd", "users", i, "ssh_authorized_keys_local"];
+            let jp = p!["passwd", "users", i, "sshAuthorizedKeys"];
+            if self.files_dir.is_none() {
+                self.report.error(yp, files::NO_FILES_DIR);
+            } else {
+                self.ts.add(jp.clone(), yp.clone());
+                for (k, local) in u.ssh_authorized_keys_local.iter().enumerate() {
+                    match files::read_local(self.files_dir, local) {
+                        Ok(data) => {
+                            let text = String::from_utf8_lossy(&data).into_owned();
+                            for line in text.split('\n') {
+                                let line = line.strip_suffix('\r').unwrap_or(line);
+                                if line.is_empty() {
+                                    continue;
+                                }
+                                self.ts.add(
+                                    join(&jp, &[Seg::Index(keys.len())]),
+                                    join(&yp, &[Seg::Index(k)]),
+                                );
+                                keys.push(line.to_string());
+                            }
+                        }
+                        Err(e) => self.report.error(join(&yp, &[Seg::Index(k)]), e),
+                    }
+                }
+            }
+        }
+        ign::PasswdUser {
+            gecos: u.gecos.clone(),
+            groups: u.groups.clone(),
+            home_dir: u.home_dir.clone(),
+            name: u.name.clone(),
+            no_create_home: u.no_create_home,
+            no_log_init: u.no_log_init,
+            no_user_group: u.no_user_group,
+            password_hash: u.password_hash.clone(),
+            primary_group: u.primary_group.clone(),
+            ssh_authorized_keys: keys,
+            shell: u.shell.clone(),
+            should_exist: u.should_exist,
+            system: u.system,
+            uid: u.uid,
+        }
+    }
+
+    fn contents_local(
+        &mut self,
+        contents: &Option<String>,
+        local: &Option<String>,
+        yp: Path,
+    ) -> Option<String> {
+        match local.as_deref() {
+            Some(l) if !l.is_empty() => match files::read_local(self.files_dir, l) {
+                Ok(d) => Some(String::from_utf8_lossy(&d).into_owned()),
+                Err(e) => {
+                    self.report.error(yp, e);
+                    contents.clone()
+                }
+            },
+            _ => contents.clone(),
+        }
+    }
+
+    fn unit(&mut self, u: &Unit, i: usize) -> ign::Unit {
+        // Upstream reports a unit's dropin errors before its own.
+        let dropins = u
+            .dropins
+            .iter()
+            .enumerate()
+            .map(|(j, d)| {
+                let contents = self.contents_local(
+                    &d.contents,
+                    &d.contents_local,
+                    p!["systemd", "units", i, "dropins", j, "contents_local"],
+                );
+                if d.contents_local.as_deref().is_some_and(|l| !l.is_empty()) {
+                    self.ts.add(
+                        p!["systemd", "units", i, "dropins", j, "contents"],
+                        p!["systemd", "units", i, "dropins", j, "contents_local"],
+                    );
+                }
+                ign::Dropin {
+                    contents,
+                    name: d.name.clone(),
+                }
+            })
+            .collect();
+        let contents = self.contents_local(
+            &u.contents,
+            &u.contents_local,
+            p!["systemd", "units", i, "contents_local"],
+        );
+        if u.contents_local.as_deref().is_some_and(|l| !l.is_empty()) {
+            self.ts.add(
+                p!["systemd", "units", i, "contents"],
+                p!["systemd", "units", i, "contents_local"],
+            );
+        }
+        ign::Unit {
+            contents,
+            dropins,
+            enabled: u.enabled,
+            mask: u.mask,
+            name: u.name.clone(),
+        }
+    }
+
+    fn storage(&mut self, s: &Storage, out: &mut ign::Config) {
+        let node_user = |u: &NodeUser| ign::NodeUser {
+            id: u.id,
+            name: u.name.clone(),
+        };
+        let node_group = |g: &NodeGroup| ign::NodeGroup {
+            id: g.id,
+            name: g.name.clone(),
+        };
+        let st = &mut out.storage;
+        st.directories = s
+            .directories
+            .iter()
+            .map(|d| ign::Directory {
+                group: node_group(&d.group),
+                overwrite: d.overwrite,
+                path: d.path.clone(),
+                user: node_user(&d.user),
+                mode: d.mode,
+            })
+            .collect();
+        st.disks = s
+            .disks
+            .iter()
+            .map(|d| ign::Disk {
+                device: d.device.clone(),
+                partitions: d
+                    .partitions
+                    .iter()
+                    .map(|p| ign::Partition {
+                        guid: p.guid.clone(),
+                        label: p.label.clone(),
+                        number: p.number,
+                        resize: p.resize,
+                        should_exist: p.should_exist,
+                        size_mib: p.size_mib,
+                        start_mib: p.start_mib,
+                        type_guid: p.type_guid.clone(),
+                        wipe_partition_entry: p.wipe_partition_entry,
+                    })
+                    .collect(),
+                wipe_table: d.wipe_table,
+            })
+            .collect();
+        let mut new_files = Vec::with_capacity(s.files.len());
+        for (i, f) in s.files.iter().enumerate() {
+            let yp = p!["storage", "files", i];
+            let append = self.resources(
+                &f.append,
+                &join(&yp, &[Seg::Key("append")]),
+                &join(&yp, &[Seg::Key("append")]),
+            );
+            let contents = self.resource(
+                &f.contents,
+                &join(&yp, &[Seg::Key("contents")]),
+                &join(&yp, &[Seg::Key("contents")]),
+            );
+            new_files.push(ign::File {
+                group: node_group(&f.group),
+                overwrite: f.overwrite,
+                path: f.path.clone(),
+                user: node_user(&f.user),
+                append,
+                contents,
+                mode: f.mode,
+            });
+        }
+        out.storage.files = new_files;
+        let st = &mut out.storage;
+        st.filesystems = s
+            .filesystems
+            .iter()
+            .map(|f| ign::Filesystem {
+                device: f.device.clone(),
+                format: f.format.clone(),
+                label: f.label.clone(),
+                mount_options: f.mount_options.clone(),
+                options: f.options.clone(),
+                path: f.path.clone(),
+                uuid: f.uuid.clone(),
+                wipe_filesystem: f.wipe_filesystem,
+            })
+            .collect();
+        st.links = s
+            .links
+            .iter()
+            .map(|l| ign::Link {
+                group: node_group(&l.group),
+                overwrite: l.overwrite,
+                path: l.path.clone(),
+                user: node_user(&l.user),
+                hard: l.hard,
+                target: l.target.clone(),
+            })
+            .collect();
+        st.raid = s
+            .raid
+            .iter()
+            .map(|r| ign::Raid {
+                devices: r.devices.clone(),
+                level: r.level.clone(),
+                name: r.name.clone(),
+                options: r.options.clone(),
+                spares: r.spares,
+            })
+            .collect();
+        let mut luks = Vec::with_capacity(s.luks.len());
+        for (i, l) in s.luks.iter().enumerate() {
+            let yp = p!["storage", "luks", i, "key_file"];
+            let jp = p!["storage", "luks", i, "keyFile"];
+            let key_file = self.resource(&l.key_file, &yp, &jp);
+            luks.push(ign::Luks {
+                cex: ign::Cex {
+                    enabled: l.cex.enabled,
+                },
+                clevis: clevis(&l.clevis),
+                device: l.device.clone(),
+                discard: l.discard,
+                key_file,
+                label: l.label.clone(),
+                name: l.name.clone(),
+                open_options: l.open_options.clone(),
+                options: l.options.clone(),
+                uuid: l.uuid.clone(),
+                wipe_volume: l.wipe_volume,
+            });
+        }
+        out.storage.luks = luks;
+    }
+}
+
+/// Clevis settings as Ignition's.
+pub fn clevis(c: &Clevis) -> ign::Clevis {
+    ign::Clevis {
+        custom: ign::ClevisCustom {
+            config: c.custom.config.clone(),
+            needs_network: c.custom.needs_network,
+            pin: c.custom.pin.clone(),
+        },
+        tang: c.tang.iter().map(tang).collect(),
+        threshold: c.threshold,
+        tpm2: c.tpm2,
+    }
+}
+
+/// A Tang server as Ignition's.
+pub fn tang(t: &Tang) -> ign::Tang {
+    ign::Tang {
+        advertisement: t.advertisement.clone(),
+        thumbprint: t.thumbprint.clone(),
+        url: t.url.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_keys() {
+        assert_eq!(snake("sizeMiB"), "size_mib");
+        assert_eq!(snake("httpHeaders"), "http_headers");
+        assert_eq!(snake("sshAuthorizedKeys"), "ssh_authorized_keys");
+        assert_eq!(snake("path"), "path");
+    }
+
+    #[test]
+    fn translation_set_prefers_longest_prefix() {
+        let mut ts = Ts::default();
+        ts.add(p!["systemd", "units", 1], p!["systemd", "units", 0]);
+        let m = ts.map(&p!["systemd", "units", 1, "contents"]);
+        assert_eq!(m.to_string(), "$.systemd.units.0.contents");
+        let m = ts.map(&p!["storage", "files", 0, "contents", "httpHeaders", 0]);
+        assert_eq!(m.to_string(), "$.storage.files.0.contents.http_headers.0");
+    }
+}
