@@ -193,6 +193,12 @@ mod tests {
         assert_eq!(read_local(None, "a").unwrap_err(), NO_FILES_DIR);
         std::os::unix::fs::symlink("/etc/hostname", dir.path().join("out")).unwrap();
         assert_eq!(read_local(Some(dir.path()), "out").unwrap_err(), TRAVERSAL);
+        let e = go_error(
+            "read",
+            std::path::Path::new("/tmp"),
+            &std::io::Error::from_raw_os_error(21),
+        );
+        assert_eq!(e, "read /tmp: is a directory");
         let e = read_local(Some(dir.path()), "missing").unwrap_err();
         assert!(
             e.starts_with("open ") && e.ends_with("/missing: no such file or directory"),

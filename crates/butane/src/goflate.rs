@@ -7,8 +7,10 @@
 //! gzip+base64 data URL is shorter than the plain encodings, so the exact
 //! compressed length (and bytes) matter.
 //!
-//! This reimplements the level-9 path of Go's `compress/flate` (as of Go
-//! 1.19; the algorithm has been stable for many releases):
+//! This reimplements the level-9 path of Go's `compress/flate` as it was
+//! from Go 1.8 through Go 1.26 (checked against Go 1.19 and against upstream
+//! Butane binaries built with Go 1.19 and 1.23). Go 1.27 replaced the
+//! encoder (golang/go#75532), and its output may differ:
 //!
 //! * LZ77 with a 4-byte hash (17 bits) and hash chains over a 32 KiB window,
 //!   lazy matching with the level-9 parameters (good 32, lazy 258, nice 258,
@@ -854,7 +856,7 @@ impl HuffmanBitWriter {
         (num_literals, num_offsets)
     }
 
-    /// Writes one non-final-or-final block with the smallest of the stored,
+    /// Writes one block (the final one if `eof`) with the smallest of the stored,
     /// fixed and dynamic encodings (by Go's estimates). `input` is the
     /// block's raw bytes when they are still available.
     fn write_block(&mut self, tokens: &[u32], eof: bool, input: Option<&[u8]>) {

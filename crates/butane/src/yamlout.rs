@@ -25,8 +25,7 @@ enum Ctx {
 fn node(v: &Value, indent: usize, out: &mut String, ctx: Ctx) {
     match v {
         Value::Object(m) if !m.is_empty() => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_by(|a, b| natural(a, b));
+            let keys = sorted_keys(m.keys().collect());
             for (i, k) in keys.iter().enumerate() {
                 if !(i == 0 && ctx == Ctx::SeqItem) {
                     if ctx != Ctx::Top || i > 0 {
@@ -234,6 +233,20 @@ fn double_quoted(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Sorts keys by [`natural`]. That order is not total for every set of
+/// strings (neither is upstream's), so an insertion sort is used, which
+/// gives some order instead of failing.
+fn sorted_keys(mut keys: Vec<&String>) -> Vec<&String> {
+    for i in 1..keys.len() {
+        let mut j = i;
+        while j > 0 && natural(keys[j], keys[j - 1]) == Ordering::Less {
+            keys.swap(j, j - 1);
+            j -= 1;
+        }
+    }
+    keys
 }
 
 /// yaml.v3's natural key order.

@@ -1,24 +1,40 @@
 //! `oxcore demo`: the provisioning flow on embedded defaults.
 //!
-//! The flow is Butane → Ignition → first-boot engine. Today the Ignition
-//! config library exists, so the demo validates the embedded config, the
-//! Ignition form of a hello-world container service, and shows what it
-//! would provision. The steps not built yet are named as such.
+//! The flow is Butane → Ignition → first-boot engine. The demo transpiles
+//! the embedded Butane config (the Fedora CoreOS hello-world container
+//! service), validates the Ignition config it produces, and shows what it
+//! would provision. The engine that applies it is not built yet, and the
+//! demo says so.
 
 use std::process::ExitCode;
 
 use anyhow::bail;
 
-/// The Ignition config the demo uses: a `core` user with an SSH key, a
-/// hostname, and a systemd service that runs a container.
-pub const EXAMPLE_IGNITION: &str = include_str!("../examples/hello.ign");
+/// The Butane config the demo uses.
+pub const EXAMPLE_BUTANE: &str = include_str!("../examples/hello.bu");
 
 pub fn run() -> anyhow::Result<ExitCode> {
     println!("oxcore demo: the provisioning flow on embedded defaults\n");
-    println!("1. Butane -> Ignition: not built yet (issue 3); using the embedded Ignition config.");
-    let (config, report) = match ignition_config::parse(EXAMPLE_IGNITION.as_bytes()) {
+    println!("1. Butane -> Ignition (variant fcos 1.5.0):");
+    let outcome = butane::transpile(EXAMPLE_BUTANE.as_bytes(), &butane::Options::default());
+    let report = outcome.report.render_raw();
+    if !report.is_empty() {
+        print!(
+            "{}",
+            report
+                .lines()
+                .map(|l| format!("   {l}\n"))
+                .collect::<String>()
+        );
+    }
+    let ignition = match outcome.output {
+        Ok(json) => json,
+        Err(e) => bail!("the embedded Butane config did not translate: {e}"),
+    };
+    println!("   {} bytes of Ignition JSON", ignition.len());
+    let (config, report) = match ignition_config::parse(ignition.as_bytes()) {
         Ok(ok) => ok,
-        Err(f) => bail!("the embedded config is invalid: {f}"),
+        Err(f) => bail!("the generated Ignition config is invalid: {f}"),
     };
     println!(
         "2. Validate the Ignition config (spec {}):",
@@ -33,22 +49,19 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
     println!("3. What it provisions:");
     for u in &config.passwd.users {
+        let n = u.ssh_authorized_keys.len();
         println!(
-            "   user {} ({} SSH key{})",
+            "   user {} ({n} SSH key{})",
             u.name,
-            u.ssh_authorized_keys.len(),
-            if u.ssh_authorized_keys.len() == 1 {
-                ""
-            } else {
-                "s"
-            }
+            if n == 1 { "" } else { "s" }
         );
     }
     for f in &config.storage.files {
         let mode = f
             .mode
             .map_or("default mode".to_string(), |m| format!("mode {m:04o}"));
-        println!("   file {} ({mode})", f.path);
+        let source = f.contents.source.as_deref().unwrap_or("");
+        println!("   file {} ({mode}, {source})", f.path);
     }
     for u in &config.systemd.units {
         let state = if u.enabled == Some(true) {
@@ -60,7 +73,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
     println!("4. Apply to a scratch root: not built yet (issue 4, the Ignition engine).");
     println!(
-        "\nThe same config, as oxcore serializes it:\n{}",
+        "\nThe Ignition config:\n{}",
         ignition_config::to_json_pretty(&config)
     );
     Ok(ExitCode::SUCCESS)
@@ -71,10 +84,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_config_is_valid_without_warnings() {
-        let (config, report) = ignition_config::parse(EXAMPLE_IGNITION.as_bytes()).unwrap();
+    fn embedded_config_translates_and_validates() {
+        let outcome = butane::transpile(EXAMPLE_BUTANE.as_bytes(), &butane::Options::default());
+        assert!(
+            outcome.report.entries.is_empty(),
+            "{}",
+            outcome.report.render_raw()
+        );
+        let json = outcome.output.unwrap();
+        let (config, report) = ignition_config::parse(json.as_bytes()).unwrap();
         assert!(report.is_empty(), "{report}");
+        assert_eq!(config.ignition.version, "3.4.0");
         assert_eq!(config.systemd.units[0].name, "hello.service");
-        assert_eq!(config.ignition.version, "3.5.0");
+        assert_eq!(config.storage.files[0].mode, Some(0o644));
+        assert_eq!(
+            config.storage.files[0].contents.source.as_deref(),
+            Some("data:,oxcore-demo")
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::gocompat::path_error;
+use butane::files::go_error as path_error;
 
 /// Ignition subcommands.
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,6 @@
 
 mod butane;
 mod demo;
-mod gocompat;
 mod ignition;
 mod links;
 
