@@ -52,6 +52,16 @@ WORDS = ["alpha", "beta", "gamma", "delta", "hello", "world", "foo", "bar", "x",
 class Gen:
     def __init__(self, seed):
         self.r = random.Random(seed)
+        self.used = set()
+
+    def unique(self, fn, dup_prob=0.05):
+        """fn() again until unused (a duplicate is allowed with dup_prob)."""
+        for _ in range(20):
+            v = fn()
+            if v not in self.used or self.p(dup_prob):
+                break
+        self.used.add(v)
+        return v
 
     # helpers -------------------------------------------------------------
     def p(self, prob):
@@ -90,7 +100,10 @@ class Gen:
         return ("raw", self.choice(["644", "755", "600", "777"]))  # decimal-looking
 
     def path(self):
-        if self.p(0.05):
+        return self.unique(self.path1)
+
+    def path1(self):
+        if self.p(0.02):
             return "etc/relative"
         if self.p(0.4):
             return self.choice(PATHS)
@@ -131,15 +144,15 @@ class Gen:
                                        "data:,hello", "s3://bucket/key", "tftp://host/f",
                                        "gs://b/o", "data:;base64,aGVsbG8="])
         else:
-            r["local"] = self.choice(LOCAL_FILES) if self.p(0.92) else self.choice(BAD_LOCAL)
-        if self.p(0.04):  # conflict
+            r["local"] = self.choice(LOCAL_FILES) if self.p(0.96) else self.choice(BAD_LOCAL)
+        if self.p(0.02):  # conflict
             other = self.choice([x for x in kinds if x != k] or ["source"])
             r[other] = "https://example.com/c" if other == "source" else "hello.txt" if other == "local" else "c"
         if where == "file" and self.p(0.1):
             r["compression"] = self.choice(["gzip", ""])
         if self.p(0.1):
             r["verification"] = {"hash": "sha512-" + "0" * 128 if self.p(0.8) else "sha256-" + "a" * 64}
-        if v11 and "source" in r and self.p(0.2):
+        if v11 and r.get("source", "").startswith("http") and self.p(0.2):
             r["http_headers"] = [{"name": "Authorization", "value": "Basic x"}]
         newer = None if v11 else ("http_headers", [{"name": "a", "value": "b"}])
         return self.maybe_unused(r, newer)
@@ -182,7 +195,7 @@ class Gen:
     def partition(self, i):
         pt = {}
         if self.p(0.7):
-            pt["number"] = self.r.randint(0, 6)
+            pt["number"] = i + 1 if self.p(0.9) else self.r.randint(0, 6)
         if self.p(0.7):
             pt["label"] = self.choice(["root", "boot", "data", "var", "EFI-SYSTEM", "BIOS-BOOT",
                                        "log", f"p{i}"])
@@ -204,8 +217,8 @@ class Gen:
         return self.maybe_unused(pt, newer if self.p(0.3) else None)
 
     def disk(self):
-        d = {"device": self.choice(["/dev/vdb", "/dev/vdc", "/dev/sda", "/dev/sdb",
-                                    "/dev/disk/by-id/coreos-boot-disk"])}
+        d = {"device": self.unique(lambda: self.choice(["/dev/vdb", "/dev/vdc", "/dev/sda", "/dev/sdb",
+                                                        "/dev/disk/by-id/coreos-boot-disk"]))}
         if self.p(0.4):
             d["wipe_table"] = self.p(0.5)
         if self.p(0.8):
@@ -214,9 +227,9 @@ class Gen:
 
     def filesystem(self):
         formats = ["ext4", "xfs", "vfat"] + (["swap"] if self.ge("1.4.0") else []) + ["btrfs"]
-        fs = {"device": self.choice(["/dev/vdb1", "/dev/vdc", "/dev/mapper/data",
-                                     "/dev/disk/by-label/data", "/dev/disk/by-id/dm-name-data",
-                                     "/dev/disk/by-partlabel/var"])}
+        fs = {"device": self.unique(lambda: "fs:" + self.choice(
+            ["/dev/vdb1", "/dev/vdc", "/dev/mapper/data", "/dev/disk/by-label/data",
+             "/dev/disk/by-id/dm-name-data", "/dev/disk/by-partlabel/var"]))[3:]}
         if self.p(0.9):
             fs["format"] = self.choice(formats)
         if self.p(0.8) and fs.get("format") != "swap":
@@ -236,14 +249,15 @@ class Gen:
         return self.maybe_unused(fs, None if self.ge("1.1.0") else ("with_mount_unit", True))
 
     def tang(self):
-        t = {"url": self.choice(["https://tang.example.com", "http://t2.example.com"]),
+        t = {"url": self.unique(lambda: self.choice(["https://tang.example.com", "http://t2.example.com",
+                                                     "http://t3.example.com:7500"])),
              "thumbprint": self.choice(["abc", "REPLACE"])}
         if self.ge("1.5.0") and self.p(0.3):
             t["advertisement"] = '{"payload": "x"}'
         return t
 
     def luks(self):
-        l = {"name": self.choice(["data", "root", "swap", "enc"]),
+        l = {"name": self.unique(lambda: "luks:" + self.choice(["data", "root", "swap", "enc"]))[5:],
              "device": self.choice(["/dev/vdb", "/dev/vdc", "/dev/md/data", "/dev/dasdb"])}
         if self.p(0.3):
             l["key_file"] = self.resource("key")
@@ -277,16 +291,17 @@ class Gen:
         return self.maybe_unused(l, None if self.ge("1.5.0") else ("discard", True))
 
     def raid(self):
-        r = {"name": self.choice(["md0", "data"]), "devices": ["/dev/vdb", "/dev/vdc"]}
+        r = {"name": self.unique(lambda: "md:" + self.choice(["md0", "data"]))[3:],
+             "devices": ["/dev/vdb", "/dev/vdc"]}
         if self.p(0.95) or not self.ge("1.4.0"):
-            r["level"] = self.choice(["raid1", "raid0", "raid5", "linear", "raid42"])
+            r["level"] = self.choice(["raid1", "raid0", "raid5", "linear"] if self.p(0.95) else ["raid42"])
         if self.p(0.2):
             r["spares"] = self.r.randint(0, 2)
         return self.maybe_unused(r)
 
     def tree(self):
-        t = {"local": self.choice(["tree", "plaintree", "plaintree", "hello.txt", "nope"])
-             if self.p(0.95) else "../tree"}
+        t = {"local": self.choice(["tree", "plaintree"]) if self.p(0.9)
+             else self.choice(["hello.txt", "nope", "../tree"])}
         if self.p(0.7):
             t["path"] = self.choice(["/opt/t", "/opt/p", "/etc/tree", "/"])
         if self.ge("1.7.0"):
@@ -301,8 +316,9 @@ class Gen:
         return self.maybe_unused(t, None if self.ge("1.7.0") else ("file_mode", ("oct", 0o644)))
 
     def unit(self):
-        u = {"name": self.choice(["a.service", "b.service", "app.service", "var-lib-data.mount",
-                                  "x.timer", "noext", "docker.socket"])}
+        u = {"name": self.unique(lambda: "noext" if self.p(0.03) else self.choice(
+            ["a.service", "b.service", "app.service", "var-lib-data.mount", "x.timer",
+             "docker.socket", "c.path", "d.target"]))}
         if self.p(0.4):
             u["enabled"] = self.p(0.6)
         if self.p(0.1):
@@ -312,11 +328,13 @@ class Gen:
         elif self.p(0.6):
             u["contents"] = self.choice([
                 "[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/true\n\n[Install]\nWantedBy=multi-user.target\n",
-                "[Unit]\nDescription=no install\n", "[Service]\nType=oneshot\n", "[Unit\nbad"])
+                "[Unit]\nDescription=no install\n", "[Service]\nType=oneshot\n"]
+                if self.p(0.97) else ["[Unit\nbad"])
         if self.p(0.3):
             ds = []
             for _ in range(self.r.randint(1, 2)):
-                d = {"name": self.choice(["10-a.conf", "override.conf", "noext"])}
+                d = {"name": self.unique(lambda: "dropin:" + u["name"] + ":" + self.choice(
+                    ["10-a.conf", "override.conf", "20-b.conf"]) if self.p(0.97) else "noext").split(":")[-1]}
                 if self.ge("1.5.0") and self.p(0.3):
                     d["contents_local"] = "units/override.conf"
                 elif self.p(0.8):
@@ -339,11 +357,11 @@ class Gen:
         return q
 
     def user(self):
-        u = {"name": self.choice(["core", "alice", "bob"])}
+        u = {"name": self.unique(lambda: "user:" + self.choice(["core", "alice", "bob"]))[5:]}
         if self.p(0.5):
             u["ssh_authorized_keys"] = self.r.sample(
                 ["ssh-ed25519 AAAAone a@b", "ssh-rsa AAAAtwo c@d",
-                 "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyOne user@one"], self.r.randint(1, 2))
+                 "ssh-ed25519 AAAAthree e@f"], self.r.randint(1, 2))
         if self.ge("1.5.0") and self.p(0.25):
             u["ssh_authorized_keys_local"] = self.r.sample(["keys.pub", "keys-crlf.pub", "missing.pub"],
                                                            self.r.randint(1, 2))
