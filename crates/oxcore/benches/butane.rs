@@ -59,9 +59,15 @@ fn large(dir: &Path) -> String {
     for i in 0..2000 {
         let sub = tree.join(format!("d{}", i % 40));
         std::fs::create_dir_all(&sub).unwrap();
-        std::fs::write(sub.join(format!("f{i}.conf")), format!("key{i}=value {i}\nother=line\n")).unwrap();
+        std::fs::write(
+            sub.join(format!("f{i}.conf")),
+            format!("key{i}=value {i}\nother=line\n"),
+        )
+        .unwrap();
     }
-    let mut s = String::from("variant: fcos\nversion: 1.5.0\nstorage:\n  trees:\n    - local: tree\n      path: /opt/tree\n  files:\n");
+    let mut s = String::from(
+        "variant: fcos\nversion: 1.5.0\nstorage:\n  trees:\n    - local: tree\n      path: /opt/tree\n  files:\n",
+    );
     for i in 0..5000 {
         s.push_str(&format!(
             "    - path: /etc/oxcore/f{i}.conf\n      mode: 0644\n      contents:\n        inline: |\n          setting{i}=on\n          # generated file {i} of the large benchmark config\n"
@@ -89,7 +95,11 @@ fn time(bin: &Path, args: &[&str], file: &Path, runs: usize) -> Option<(Duration
         let o = Command::new(bin).args(args).arg(file).output().ok()?;
         samples.push(start.elapsed());
         if !o.status.success() {
-            eprintln!("{} failed: {}", bin.display(), String::from_utf8_lossy(&o.stderr));
+            eprintln!(
+                "{} failed: {}",
+                bin.display(),
+                String::from_utf8_lossy(&o.stderr)
+            );
             return None;
         }
         out = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -101,7 +111,11 @@ fn oracle() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("BUTANE_ORACLE") {
         return Some(PathBuf::from(p));
     }
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("butane")).find(|b| b.is_file()))
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("butane"))
+            .find(|b| b.is_file())
+    })
 }
 
 fn ms(d: Duration) -> f64 {
@@ -119,24 +133,36 @@ fn main() {
     let typical = dir.join("typical.bu");
     std::fs::write(&typical, TYPICAL).unwrap();
     let (t_ours, out_ours) = time(&link, &[], &typical, 51).expect("oxcore butane runs");
-    println!("typical config ({} lines): oxcore {:.2} ms (median of 51 processes)", TYPICAL.lines().count(), ms(t_ours));
-    if let Some(up) = &upstream {
-        if let Some((t_up, out_up)) = time(up, &[], &typical, 21) {
-            println!(
-                "typical config: upstream {:.2} ms; ratio {:.1}x; outputs {}",
-                ms(t_up),
-                t_up.as_secs_f64() / t_ours.as_secs_f64(),
-                if out_up == out_ours { "identical" } else { "DIFFER" }
-            );
-        }
+    println!(
+        "typical config ({} lines): oxcore {:.2} ms (median of 51 processes)",
+        TYPICAL.lines().count(),
+        ms(t_ours)
+    );
+    if let Some(up) = &upstream
+        && let Some((t_up, out_up)) = time(up, &[], &typical, 21)
+    {
+        println!(
+            "typical config: upstream {:.2} ms; ratio {:.1}x; outputs {}",
+            ms(t_up),
+            t_up.as_secs_f64() / t_ours.as_secs_f64(),
+            if out_up == out_ours {
+                "identical"
+            } else {
+                "DIFFER"
+            }
+        );
     }
 
     let big = dir.join("large.bu");
     std::fs::write(&big, large(&dir)).unwrap();
     let files_dir = dir.join("files");
     let fd = files_dir.to_str().unwrap();
-    let (t_ours, out_ours) = time(&link, &["-d", fd], &big, 5).expect("oxcore butane runs on the large config");
-    println!("large config (5000 files, 500 units, 2000-file tree): oxcore {:.1} ms (median of 5)", ms(t_ours));
+    let (t_ours, out_ours) =
+        time(&link, &["-d", fd], &big, 5).expect("oxcore butane runs on the large config");
+    println!(
+        "large config (5000 files, 500 units, 2000-file tree): oxcore {:.1} ms (median of 5)",
+        ms(t_ours)
+    );
     match &upstream {
         Some(up) => {
             if let Some((t_up, out_up)) = time(up, &["-d", fd], &big, 3) {
@@ -144,11 +170,17 @@ fn main() {
                     "large config: upstream {:.1} ms; ratio {:.1}x; outputs {}",
                     ms(t_up),
                     t_up.as_secs_f64() / t_ours.as_secs_f64(),
-                    if out_up == out_ours { "identical" } else { "DIFFER" }
+                    if out_up == out_ours {
+                        "identical"
+                    } else {
+                        "DIFFER"
+                    }
                 );
             }
         }
-        None => println!("SKIP ratio: no upstream butane (set BUTANE_ORACLE or put butane on the PATH)"),
+        None => {
+            println!("SKIP ratio: no upstream butane (set BUTANE_ORACLE or put butane on the PATH)")
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
