@@ -74,11 +74,15 @@ pub fn transpile(input: &[u8], opts: &Options) -> Outcome {
     let root = match yaml::parse(text) {
         Ok(r) => r,
         Err(e) => {
+            let at = if e.mark.line == 0 {
+                String::new()
+            } else {
+                format!("line {}: ", e.mark.line)
+            };
             return fail(
                 Report::default(),
                 format!(
-                    "Error unmarshaling yaml: yaml: line {}: {}",
-                    e.mark.line,
+                    "Error unmarshaling yaml: yaml: {at}{}",
                     yaml::libyaml_message(&e.message)
                 ),
             );

@@ -188,16 +188,15 @@ fn mount_units(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
 }
 
 fn is_remote(device: &str, c: &Config) -> bool {
+    // LUKS volumes are opened under their name.
     let name = device
         .strip_prefix("/dev/mapper/")
         .or_else(|| device.strip_prefix("/dev/disk/by-id/dm-name-"));
     let Some(name) = name else { return false };
-    c.storage.luks.iter().any(|l| {
-        let d = l.device.as_deref().unwrap_or("");
-        !l.clevis.tang.is_empty()
-            && (d == format!("/dev/mapper/{name}")
-                || d == format!("/dev/disk/by-id/dm-name-{name}"))
-    })
+    c.storage
+        .luks
+        .iter()
+        .any(|l| l.name == name && !l.clevis.tang.is_empty())
 }
 
 /// Output nodes by path, to detect collisions when sugar adds entries.

@@ -234,13 +234,67 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut root: Option<Node> = None;
     let mut done = false;
     while let Some(ev) = parser.next_event() {
-        let (event, span) = ev.map_err(|e| SyntaxError {
-            mark: Mark {
-                line: e.marker().line(),
-                col: e.marker().col() + 1,
-            },
-            message: e.info().to_string(),
-        })?;
+        let (event, span) = match ev {
+            Ok(x) => x,
+            Err(e) => {
+                // yaml.v3 prints libyaml's context mark: for parser errors
+                // the 0-based line where the enclosing collection (or the
+                // offending node) starts, for scanner errors the 1-based
+                // line of the problem.
+                let problem = e.marker().line();
+                let info = e.info();
+                let open = |want_map: bool| {
+                    stack.iter().rev().find_map(|o| match (o, want_map) {
+                        (Open::Map(n, _, _), true) | (Open::Seq(n, _), false) => Some(n.mark.line),
+                        _ => None,
+                    })
+                };
+                if info.contains("unknown anchor") {
+                    // yaml.v3 names the anchor and gives no line.
+                    let name: String = text
+                        .lines()
+                        .nth(problem.saturating_sub(1))
+                        .and_then(|l| l.get(e.marker().col()..))
+                        .map(|rest| {
+                            rest.trim_start_matches('*')
+                                .chars()
+                                .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    return Err(SyntaxError {
+                        mark: Mark { line: 0, col: 0 },
+                        message: format!("unknown anchor '{name}' referenced"),
+                    });
+                }
+                let parser_error = info.starts_with("while parsing");
+                let line = if parser_error {
+                    let context = if info.contains("block mapping") || info.contains("flow mapping")
+                    {
+                        open(true).map(|l| l.saturating_sub(1))
+                    } else if info.contains("block collection") || info.contains("flow sequence") {
+                        open(false).map(|l| l.saturating_sub(1))
+                    } else {
+                        Some(problem.saturating_sub(1))
+                    };
+                    match context {
+                        Some(l) if l != 0 => l,
+                        _ => problem.saturating_sub(1),
+                    }
+                } else if problem > 1 {
+                    problem
+                } else {
+                    0
+                };
+                return Err(SyntaxError {
+                    mark: Mark {
+                        line,
+                        col: e.marker().col() + 1,
+                    },
+                    message: info.to_string(),
+                });
+            }
+        };
         let complete: Option<(Node, usize)> = match event {
             Event::StreamStart | Event::DocumentStart(_) | Event::Nothing => None,
             Event::DocumentEnd => {
@@ -342,16 +396,15 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
 /// libyaml's wording for a parser error message (yaml.v3 wraps libyaml;
 /// saphyr's messages descend from the same source and mostly agree).
 pub fn libyaml_message(m: &str) -> String {
+    // saphyr prefixes libyaml's problem with its context.
+    let m = match m.split_once(", ") {
+        Some((ctx, rest)) if ctx.starts_with("while ") => rest,
+        _ => m,
+    };
     match m {
-        "mapping values are not allowed in this context" => m.into(),
-        "did not find expected key" => m.into(),
-        "found character that cannot start any token" => m.into(),
-        _ => {
-            if let Some(rest) = m.strip_prefix("while parsing a block mapping, ") {
-                return rest.to_string();
-            }
-            m.to_string()
-        }
+        "expected ',' or ']'" => "did not find expected ',' or ']'".into(),
+        "found a tab" => "found a tab character that violates indentation".into(),
+        _ => m.to_string(),
     }
 }
 

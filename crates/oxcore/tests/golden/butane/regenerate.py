@@ -181,6 +181,9 @@ def main():
             sys.exit(__doc__)
     if (compare is None) == (binary is None):
         sys.exit(__doc__)
+    exe = compare or binary
+    if not os.access(exe, os.X_OK):
+        sys.exit(f"not an executable: {exe}")
     cases = parse_inputs(os.path.join(HERE, "inputs.txt"))
     if only:
         cases = [c for c in cases if any(s in c[0] for s in only)]
