@@ -256,7 +256,7 @@ fn run(root: Option<&Node>, target: Target, opts: &Options) -> Outcome {
             None => return fail(cx.report, "source config is invalid"),
         }
     }
-    validate::filters(&out, &config, &target, &mut cx);
+    validate::filters(&out, &config, &target, opts.raw, &mut cx);
     if cx.report.is_fatal() {
         return fail(cx.report, "source config is invalid");
     }

@@ -592,8 +592,8 @@ pub fn openshift(
     pretty: bool,
     cx: &mut Cx<'_>,
 ) -> Option<String> {
-    crate::validate::openshift_checks(c, out, cx);
-    if cx.report.is_fatal() {
+    crate::validate::openshift_checks(c, out, raw, cx);
+    if !raw && cx.report.is_fatal() {
         return None;
     }
     let os = &c.openshift;
@@ -610,6 +610,9 @@ pub fn openshift(
         }
         if os.kernel_type.as_deref().is_some_and(|k| !k.is_empty()) {
             cx.report.warn(p!["openshift", "kernel_type"], msg);
+        }
+        if cx.report.is_fatal() {
+            return None;
         }
         return Some(ignition_config::to_go_json(out, pretty));
     }

@@ -349,7 +349,8 @@ fn nonempty_error(cx: &mut Cx<'_>, json: Path, msg: &str) {
 }
 
 /// Variant restrictions on the output.
-pub fn filters(out: &ign::Config, c: &Config, t: &Target, cx: &mut Cx<'_>) {
+/// (openshift's filters apply to the MachineConfig, so not in raw mode.)
+pub fn filters(out: &ign::Config, c: &Config, t: &Target, raw: bool, cx: &mut Cx<'_>) {
     let _ = c;
     let s = &out.storage;
     match t.variant {
@@ -409,7 +410,8 @@ pub fn filters(out: &ign::Config, c: &Config, t: &Target, cx: &mut Cx<'_>) {
                 );
             }
         }
-        Variant::Openshift => openshift_filters(out, t, cx),
+        Variant::Openshift if !raw => openshift_filters(out, t, cx),
+        Variant::Openshift => {}
         Variant::Fcos => {}
     }
 }
@@ -496,7 +498,7 @@ fn openshift_filters(out: &ign::Config, t: &Target, cx: &mut Cx<'_>) {
 }
 
 /// openshift's RHCOS/MCO checks and FIPS options, on the translated config.
-pub fn openshift_checks(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
+pub fn openshift_checks(c: &Config, out: &mut ign::Config, raw: bool, cx: &mut Cx<'_>) {
     let t = cx.target;
     if c.openshift.fips == Some(true) && t.minor <= 19 {
         for l in &mut out.storage.luks {
@@ -551,7 +553,18 @@ pub fn openshift_checks(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
         }
     }
     for (json, msg) in errors {
-        nonempty_error(cx, json, &msg);
+        if raw {
+            // Upstream maps these through the MachineConfig's paths, which
+            // raw mode does not record: they stay under `spec.config`.
+            let mut yaml = p!["spec", "config"];
+            yaml.0.extend(json.0.iter().map(|s| match s {
+                Seg::Index(i) => Seg::Index(*i),
+                s => Seg::Name(crate::translate::snake(s.key().unwrap_or_default())),
+            }));
+            cx.report.error(yaml, msg);
+        } else {
+            nonempty_error(cx, json, &msg);
+        }
     }
     if t.minor >= 23
         && let Some(f) = out

@@ -471,7 +471,10 @@ mod tests {
         // yaml.v3 gives no line for a scanner error on the first line.
         let e = parse("a: b: c\n").unwrap_err();
         assert_eq!(e.mark.line, 0);
-        assert_eq!(libyaml_message(&e.message), "mapping values are not allowed in this context");
+        assert_eq!(
+            libyaml_message(&e.message),
+            "mapping values are not allowed in this context"
+        );
         let e = parse("x: 1\ny: 2\nz: a: b\n").unwrap_err();
         assert_eq!(e.mark.line, 3);
         assert!(parse("").unwrap().is_none());
