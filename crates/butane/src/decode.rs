@@ -89,6 +89,8 @@ pub struct Decoder {
     pub pkgs: [String; 3],
     path: Vec<Seg>,
     order: Vec<u32>,
+    /// Depth of aliased nodes: below them upstream checks no keys.
+    quiet: usize,
     /// Collected yaml.v3 type errors, in document order.
     pub errors: Vec<String>,
     /// Unused keys and mismatched structs.
@@ -120,6 +122,7 @@ impl Decoder {
             ],
             path: Vec::with_capacity(16),
             order: Vec::with_capacity(16),
+            quiet: 0,
             errors: Vec::new(),
             unused: Vec::new(),
         }
@@ -183,6 +186,11 @@ impl Decoder {
         mut set: impl FnMut(&mut T, &'static str, &Node, &mut Decoder),
     ) {
         let entries = match &node.kind {
+            Kind::Map(e) if node.alias => {
+                // Upstream's position tree has an alias here, not a mapping.
+                self.struct_mismatch(node);
+                e
+            }
             Kind::Map(e) => e,
             Kind::Scalar(s) if s.resolve() == Resolved::Null => {
                 self.struct_mismatch(node);
@@ -205,6 +213,7 @@ impl Decoder {
                 return;
             }
         }
+        self.quiet += usize::from(node.alias);
         for (n, (k, v)) in entries.iter().enumerate() {
             let name = key_text(k);
             let found = fields
@@ -219,6 +228,7 @@ impl Decoder {
                     self.order.pop();
                     self.path.pop();
                 }
+                None if self.quiet > 0 => {}
                 None => {
                     let mut order = self.order.clone();
                     order.extend([0, n as u32]);
@@ -233,9 +243,13 @@ impl Decoder {
                 }
             }
         }
+        self.quiet -= usize::from(node.alias);
     }
 
     fn struct_mismatch(&mut self, node: &Node) {
+        if self.quiet > 0 {
+            return;
+        }
         let mut order = self.order.clone();
         order.push(0);
         self.unused.push(Unused {
@@ -370,6 +384,19 @@ impl Decode for bool {
             d.mismatch(node, "bool");
         }
         ok
+    }
+}
+
+impl<T: Decode> Decode for Vec<T> {
+    fn go_type(d: &Decoder) -> String {
+        format!("[]{}", T::go_type(d))
+    }
+    /// A list; `None` for null (Go's nil slice), `Some` for `[]`.
+    fn decode(node: &Node, d: &mut Decoder) -> Option<Self> {
+        if is_null(node) {
+            return None;
+        }
+        Some(d.list(node))
     }
 }
 

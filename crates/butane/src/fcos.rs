@@ -200,6 +200,7 @@ fn boot_device(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
     };
     let mut parent = ign::Config::default();
     let mut sources: Vec<(Path, Path)> = Vec::new();
+    let mut fields: Vec<(Path, Path)> = Vec::new();
     let part = |label: String, size: Option<i64>, guid: Option<&str>| ign::Partition {
         label: Some(label),
         size_mib: size,
@@ -318,6 +319,30 @@ fn boot_device(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
             }
         };
         sources.push((p!["storage", "luks", 0], p!["boot_device", "luks"]));
+        for (json, yaml) in [
+            (
+                p!["storage", "luks", 0, "clevis", "tang"],
+                p!["boot_device", "luks", "tang"],
+            ),
+            (
+                p!["storage", "luks", 0, "clevis", "threshold"],
+                p!["boot_device", "luks", "threshold"],
+            ),
+            (
+                p!["storage", "luks", 0, "clevis", "tpm2"],
+                p!["boot_device", "luks", "tpm2"],
+            ),
+            (
+                p!["storage", "luks", 0, "discard"],
+                p!["boot_device", "luks", "discard"],
+            ),
+            (
+                p!["storage", "luks", 0, "cex"],
+                p!["boot_device", "luks", "cex"],
+            ),
+        ] {
+            fields.push((json, yaml));
+        }
         parent.storage.luks.push(luks);
     }
     sources.push((
@@ -337,7 +362,12 @@ fn boot_device(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
     });
     parent.ignition.version = out.ignition.version.clone();
     merge_generated(&parent, out, &mut cx.ts);
+    // Generated entries map whole to their source; the LUKS settings the
+    // user wrote map field by field.
     for (j, y) in sources {
+        cx.ts.add_subtree(j, y);
+    }
+    for (j, y) in fields {
         cx.ts.add(j, y);
     }
 }
@@ -436,6 +466,7 @@ fn grub(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
     });
     merge_generated(&parent, out, &mut cx.ts);
     cx.ts
-        .add(p!["storage", "filesystems", 0], p!["grub", "users"]);
-    cx.ts.add(p!["storage", "files", 0], p!["grub", "users"]);
+        .add_subtree(p!["storage", "filesystems", 0], p!["grub", "users"]);
+    cx.ts
+        .add_subtree(p!["storage", "files", 0], p!["grub", "users"]);
 }

@@ -237,7 +237,7 @@ fn run(root: Option<&Node>, target: Target, opts: &Options) -> Outcome {
         files_dir: opts.files_dir.as_deref(),
         allow_compression: !(target.variant == Variant::Openshift && target.minor <= 9),
         report,
-        ts: translate::Ts::default(),
+        ts: translate::Ts::new(root),
     };
     let mut out = sugar::translate(&config, &mut cx);
     if cx.report.is_fatal() {
@@ -283,7 +283,7 @@ fn run(root: Option<&Node>, target: Target, opts: &Options) -> Outcome {
     }
     let text = match output {
         Some(o) => o,
-        None => ignition_config::to_go_json(&out, opts.pretty),
+        None => ignition_config::to_go_json_for(&out, target.ignition, opts.pretty),
     };
     Outcome {
         report: cx.report,

@@ -188,3 +188,29 @@ pub fn locate(root: &Node, path: &Path) -> Mark {
     }
     node.mark
 }
+
+/// Whether every element of `path` is in the YAML tree.
+pub fn exists(root: &Node, path: &Path) -> bool {
+    let mut node = root;
+    for seg in &path.0 {
+        match (&node.kind, seg) {
+            (Kind::Seq(items), Seg::Index(n)) => match items.get(*n) {
+                Some(next) => node = next,
+                None => return false,
+            },
+            (Kind::Map(entries), seg) => {
+                let Some(want) = seg.key() else { return false };
+                match entries
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| matches!(&k.kind, Kind::Scalar(s) if s.text == want))
+                {
+                    Some((_, v)) => node = v,
+                    None => return false,
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}

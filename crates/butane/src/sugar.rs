@@ -29,7 +29,7 @@ pub fn translate(c: &Config, cx: &mut Cx<'_>) -> ign::Config {
 /// merged under the user's: parent entries first (merged with the child's
 /// of the same key), then the child's new ones. Rewrites the translation
 /// set accordingly.
-fn reindex(ts: &mut Ts, list: &Path, parent_keys: &[String], child_keys: &[String]) {
+fn reindex(ts: &mut Ts<'_>, list: &Path, parent_keys: &[String], child_keys: &[String]) {
     let mut map = Vec::with_capacity(child_keys.len());
     let mut next = parent_keys.len();
     for k in child_keys {
@@ -46,7 +46,7 @@ fn reindex(ts: &mut Ts, list: &Path, parent_keys: &[String], child_keys: &[Strin
 
 /// Merges a generated config under the user's, keeping the translation set
 /// true for the user's entries.
-pub fn merge_generated(parent: &ign::Config, out: &mut ign::Config, ts: &mut Ts) {
+pub fn merge_generated(parent: &ign::Config, out: &mut ign::Config, ts: &mut Ts<'_>) {
     let keys = |v: Vec<String>| v;
     let s = &parent.storage;
     let o = &out.storage;
@@ -179,7 +179,7 @@ fn mount_units(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
         let unit = &parent.systemd.units[k];
         // A user unit of the same name keeps its own source.
         if !user_names.contains(&unit.name) {
-            cx.ts.add(
+            cx.ts.add_subtree(
                 p!["systemd", "units", k],
                 p!["storage", "filesystems", i, "with_mount_unit"],
             );
@@ -307,7 +307,7 @@ impl Walk<'_> {
                 nodes
                     .kind
                     .insert(dest_path.clone(), (DIR, out.storage.directories.len()));
-                cx.ts.add(
+                cx.ts.add_subtree(
                     p!["storage", "directories", out.storage.directories.len()],
                     self.yp.clone(),
                 );
@@ -412,6 +412,9 @@ fn tree_file(
         }
         None => {
             let i = out.storage.files.len();
+            if i == 0 {
+                cx.ts.add_subtree(p!["storage", "files"], yp.clone());
+            }
             nodes.kind.insert(dest.to_string(), (FILE, i));
             out.storage.files.push(ign::File {
                 path: dest.to_string(),
@@ -419,7 +422,7 @@ fn tree_file(
                 group: group.clone(),
                 ..ign::File::default()
             });
-            cx.ts.add(p!["storage", "files", i], yp.clone());
+            cx.ts.add_subtree(p!["storage", "files", i], yp.clone());
             i
         }
     };
@@ -444,7 +447,7 @@ fn tree_file(
         let exec = meta.permissions().mode() & 0o111 != 0;
         f.mode = Some(tree.file_mode.unwrap_or(if exec { 0o755 } else { 0o644 }));
     }
-    cx.ts.add(p!["storage", "files", idx], yp.clone());
+    cx.ts.add_subtree(p!["storage", "files", idx], yp.clone());
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -476,6 +479,9 @@ fn tree_link(
         }
         None => {
             let i = out.storage.links.len();
+            if i == 0 {
+                cx.ts.add_subtree(p!["storage", "links"], yp.clone());
+            }
             nodes.kind.insert(dest.to_string(), (LINK, i));
             out.storage.links.push(ign::Link {
                 path: dest.to_string(),
@@ -492,7 +498,7 @@ fn tree_link(
             .report
             .error(yp.clone(), files::go_error("readlink", path, &e)),
     }
-    cx.ts.add(p!["storage", "links", idx], yp.clone());
+    cx.ts.add_subtree(p!["storage", "links", idx], yp.clone());
 }
 
 fn quadlets(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
@@ -569,7 +575,7 @@ fn quadlet_file(
     let (url, compression) = files::make_data_url(contents, None, cx.allow_compression);
     let i = out.storage.files.len();
     nodes.kind.insert(path.to_string(), (FILE, i));
-    cx.ts.add(p!["storage", "files", i], yp.clone());
+    cx.ts.add_subtree(p!["storage", "files", i], yp.clone());
     out.storage.files.push(ign::File {
         path: path.to_string(),
         contents: ign::Resource {
@@ -599,10 +605,10 @@ pub fn openshift(
     let os = &c.openshift;
     if raw {
         let msg = "field ignored in raw mode";
-        if !os.kernel_arguments.is_empty() {
+        if os.kernel_arguments.is_some() {
             cx.report.warn(p!["openshift", "kernel_arguments"], msg);
         }
-        if !os.extensions.is_empty() {
+        if os.extensions.is_some() {
             cx.report.warn(p!["openshift", "extensions"], msg);
         }
         if os.fips.is_some() {
@@ -614,7 +620,11 @@ pub fn openshift(
         if cx.report.is_fatal() {
             return None;
         }
-        return Some(ignition_config::to_go_json(out, pretty));
+        return Some(ignition_config::to_go_json_for(
+            out,
+            cx.target.ignition,
+            pretty,
+        ));
     }
     Some(crate::validate::machine_config_yaml(c, out))
 }

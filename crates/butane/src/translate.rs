@@ -11,17 +11,54 @@ use crate::report::{Path, Report, Seg};
 use crate::types::*;
 use crate::variant::Target;
 
-/// Output JSON paths and the YAML paths they came from. Lookups take the
-/// longest recorded prefix and convert the rest of the path to snake_case.
-#[derive(Debug, Clone, Default)]
-pub struct Ts {
-    entries: Vec<(Path, Path)>,
+/// How a recorded output path relates to its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Descendants map to the source path plus the same (snake_case) rest.
+    Prefix,
+    /// Generated content: every descendant maps to exactly the source path.
+    Subtree,
+    /// A user's list entry that moved when generated entries were merged in
+    /// front: a descendant maps to the entry's source only where the source
+    /// has that field; otherwise upstream falls back to the output path.
+    Moved,
 }
 
-impl Ts {
-    /// Records that `json` came from `yaml`.
+/// Output JSON paths and the YAML paths they came from (upstream's
+/// translation set). Lookups take the longest recorded prefix.
+#[derive(Debug, Clone, Default)]
+pub struct Ts<'a> {
+    entries: Vec<(Path, Path, Link)>,
+    /// The source tree, to tell which fields a moved entry really has.
+    pub root: Option<&'a crate::yaml::Node>,
+}
+
+fn snake_rest(rest: &[Seg]) -> impl Iterator<Item = Seg> + '_ {
+    rest.iter().map(|seg| match seg {
+        Seg::Index(i) => Seg::Index(*i),
+        s => Seg::Name(snake(s.key().unwrap_or_default())),
+    })
+}
+
+impl<'a> Ts<'a> {
+    /// An empty set over the given source tree.
+    pub fn new(root: Option<&'a crate::yaml::Node>) -> Ts<'a> {
+        Ts {
+            entries: Vec::new(),
+            root,
+        }
+    }
+
+    /// Records that `json` (and what is below it, field by field) came from
+    /// `yaml`.
     pub fn add(&mut self, json: Path, yaml: Path) {
-        self.entries.push((json, yaml));
+        self.entries.push((json, yaml, Link::Prefix));
+    }
+
+    /// Records that `json` and everything below it was generated from
+    /// `yaml`.
+    pub fn add_subtree(&mut self, json: Path, yaml: Path) {
+        self.entries.push((json, yaml, Link::Subtree));
     }
 
     /// Moves recorded entries of the list at `list` from index `i` to
@@ -29,7 +66,7 @@ impl Ts {
     /// records each user entry's new place.
     pub fn reindex(&mut self, list: &Path, map: &[usize]) {
         let n = list.0.len();
-        for (j, _) in &mut self.entries {
+        for (j, _, _) in &mut self.entries {
             if j.0.len() > n
                 && j.0[..n] == list.0[..]
                 && let Seg::Index(i) = j.0[n]
@@ -38,45 +75,46 @@ impl Ts {
                 j.0[n] = Seg::Index(to);
             }
         }
-        let yaml_list = Path(
-            list.0
-                .iter()
-                .map(|s| match s {
-                    Seg::Index(i) => Seg::Index(*i),
-                    s => Seg::Name(snake(s.key().unwrap_or_default())),
-                })
-                .collect(),
-        );
+        let yaml_list = Path(snake_rest(&list.0).collect());
         for (from, &to) in map.iter().enumerate() {
+            if from == to {
+                continue;
+            }
             let mut j = list.clone();
             j.0.push(Seg::Index(to));
             let mut y = yaml_list.clone();
             y.0.push(Seg::Index(from));
-            self.entries.insert(0, (j, y));
+            self.entries.insert(0, (j, y, Link::Moved));
         }
     }
 
     /// The YAML path an output path came from.
     pub fn map(&self, json: &Path) -> Path {
-        let mut best: Option<(usize, &Path)> = None;
-        for (j, y) in self.entries.iter().rev() {
+        let mut best: Option<(usize, &Path, Link)> = None;
+        for (j, y, kind) in self.entries.iter().rev() {
             let n = j.0.len();
-            if n <= json.0.len() && json.0[..n] == j.0[..] && best.is_none_or(|(b, _)| n > b) {
-                best = Some((n, y));
+            if n <= json.0.len() && json.0[..n] == j.0[..] && best.is_none_or(|(b, _, _)| n > b) {
+                best = Some((n, y, *kind));
             }
         }
-        let (n, base) = match best {
-            Some((n, y)) => (n, y.clone()),
-            None => (0, Path::root()),
-        };
-        let mut out = base;
-        for seg in &json.0[n..] {
-            out.0.push(match seg {
-                Seg::Index(i) => Seg::Index(*i),
-                s => Seg::Name(snake(s.key().unwrap_or_default())),
-            });
+        let raw = || Path(snake_rest(&json.0).collect());
+        match best {
+            None => raw(),
+            Some((_, y, Link::Subtree)) => y.clone(),
+            Some((n, y, Link::Prefix)) => {
+                let mut out = y.clone();
+                out.0.extend(snake_rest(&json.0[n..]));
+                out
+            }
+            Some((n, y, Link::Moved)) => {
+                let mut out = y.clone();
+                out.0.extend(snake_rest(&json.0[n..]));
+                match self.root {
+                    Some(root) if crate::report::exists(root, &out) => out,
+                    _ => raw(),
+                }
+            }
         }
-        out
     }
 }
 
@@ -138,7 +176,7 @@ pub struct Cx<'a> {
     /// Findings (on YAML paths).
     pub report: Report,
     /// Output → source paths.
-    pub ts: Ts,
+    pub ts: Ts<'a>,
 }
 
 fn join(base: &Path, rest: &[Seg]) -> Path {

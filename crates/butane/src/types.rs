@@ -606,9 +606,9 @@ bu_struct! {
     /// openshift: MachineConfig settings.
     OpenShift(Openshift) {
         /// Kernel arguments.
-        kernel_arguments: Vec<String> = "kernel_arguments" @ Since::Openshift,
+        kernel_arguments: Option<Vec<String>> = "kernel_arguments" @ Since::Openshift,
         /// RHCOS extensions.
-        extensions: Vec<String> = "extensions" @ Since::Openshift,
+        extensions: Option<Vec<String>> = "extensions" @ Since::Openshift,
         /// FIPS mode.
         fips: Option<bool> = "fips" @ Since::Openshift,
         /// Kernel type.

@@ -236,7 +236,12 @@ pub fn source(c: &Config, t: &Target, r: &mut Report) {
         }
         if t.minor >= 19 {
             let need = "rd.luks.key=/etc/luks/cex.key";
-            let has = c.openshift.kernel_arguments.iter().any(|a| a == need);
+            let has = c
+                .openshift
+                .kernel_arguments
+                .iter()
+                .flatten()
+                .any(|a| a == need);
             let msg = "'rd.luks.key=/etc/luks/cex.key' must be set as kernel argument when CEX is enabled for the boot device";
             if c.boot_device.luks.cex.enabled == Some(true) && !has {
                 r.error(p!["openshift", "kernel_arguments"], msg);
@@ -280,6 +285,7 @@ fn resource(res: &Resource, path: &Path, config: bool, t: &Target, r: &mut Repor
         && let Some((last, _)) = set.iter().rev().find(|(_, s)| *s)
     {
         r.error(join(path, &[Seg::Key(last)]), msg);
+        return;
     }
     if config && let Some(inline) = &res.inline {
         embedded_config(inline, path, t, r);
@@ -592,16 +598,19 @@ pub fn machine_config_yaml(c: &Config, out: &ign::Config) -> String {
             .collect();
         meta.insert("labels".into(), labels.into());
     }
+    let version = ignition_config::Version::from_exact(&out.ignition.version)
+        .unwrap_or(ignition_config::Version::V3_6);
     let config: serde_json::Value =
-        serde_json::from_str(&ignition_config::to_json(out)).unwrap_or(serde_json::Value::Null);
+        serde_json::from_str(&ignition_config::to_go_json_for(out, version, false))
+            .unwrap_or(serde_json::Value::Null);
     let mut spec = serde_json::Map::new();
     spec.insert("config".into(), config);
     let os = &c.openshift;
-    if !os.kernel_arguments.is_empty() {
-        spec.insert("kernelArguments".into(), os.kernel_arguments.clone().into());
+    if let Some(k) = os.kernel_arguments.as_ref().filter(|k| !k.is_empty()) {
+        spec.insert("kernelArguments".into(), k.clone().into());
     }
-    if !os.extensions.is_empty() {
-        spec.insert("extensions".into(), os.extensions.clone().into());
+    if let Some(e) = os.extensions.as_ref().filter(|e| !e.is_empty()) {
+        spec.insert("extensions".into(), e.clone().into());
     }
     if let Some(f) = os.fips {
         spec.insert("fips".into(), f.into());

@@ -22,6 +22,8 @@ pub struct Node {
     pub kind: Kind,
     /// Where it starts.
     pub mark: Mark,
+    /// Whether it was written as an alias (`*name`) to an anchored node.
+    pub alias: bool,
 }
 
 /// The shape of a node.
@@ -303,10 +305,12 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
             }
             Event::StreamEnd => break,
             Event::Alias(id) => {
-                let node = anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
+                let mut node = anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
                     mark: mark(&span),
                     message: "unknown anchor".into(),
                 })?;
+                node.mark = mark(&span);
+                node.alias = true;
                 Some((node, 0))
             }
             Event::Scalar(value, style, anchor, tag) => {
@@ -317,14 +321,22 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                         format!("{}{}", t.handle, t.suffix)
                     }
                 });
+                let plain = style == ScalarStyle::Plain;
+                let mut at = mark(&span);
+                if plain && value.is_empty() && tag.is_none() {
+                    // An implied empty value: libyaml places it just after
+                    // the indicator.
+                    at.col += 1;
+                }
                 Some((
                     Node {
                         kind: Kind::Scalar(Scalar {
                             text: value.into_owned(),
-                            plain: style == ScalarStyle::Plain,
+                            plain,
                             tag,
                         }),
-                        mark: mark(&span),
+                        mark: at,
+                        alias: false,
                     },
                     anchor,
                 ))
@@ -334,6 +346,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                     Node {
                         kind: Kind::Seq(Vec::new()),
                         mark: mark(&span),
+                        alias: false,
                     },
                     anchor,
                 ));
@@ -344,6 +357,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                     Node {
                         kind: Kind::Map(Vec::new()),
                         mark: mark(&span),
+                        alias: false,
                     },
                     None,
                     anchor,

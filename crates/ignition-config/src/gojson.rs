@@ -135,3 +135,81 @@ mod tests {
         );
     }
 }
+
+/// Serializes a config the way upstream's types for `version` do. Up to
+/// 3.2.0 some fields were plain values that Go always writes: a link's
+/// `target` (`""`), a RAID array's `devices` (`null` when empty) and
+/// `level`, a custom Clevis pin's `config` and `pin`; in 3.0.0 a config
+/// reference's `source` (`null`) and a CA reference's `source` (`""`).
+pub fn to_go_json_for(
+    config: &crate::types::Config,
+    version: crate::Version,
+    pretty: bool,
+) -> String {
+    use crate::Version;
+    use serde_json::{Map, Value};
+    if version > Version::V3_2 {
+        return to_go_json(config, pretty);
+    }
+    let mut v = serde_json::to_value(config).expect("plain data serializes");
+    let each = |v: &mut Value, keys: &[&str], f: &dyn Fn(&mut Map<String, Value>)| {
+        let mut cur = Some(v);
+        for k in keys {
+            cur = cur.and_then(|c| c.get_mut(*k));
+        }
+        if let Some(Value::Array(items)) = cur {
+            for item in items {
+                if let Value::Object(m) = item {
+                    f(m);
+                }
+            }
+        }
+    };
+    each(&mut v, &["storage", "links"], &|m| {
+        m.entry("target")
+            .or_insert_with(|| Value::String(String::new()));
+    });
+    each(&mut v, &["storage", "raid"], &|m| {
+        if !m.contains_key("devices") {
+            m.shift_insert(0, "devices".into(), Value::Null);
+        }
+        if !m.contains_key("level") {
+            m.shift_insert(1, "level".into(), Value::String(String::new()));
+        }
+    });
+    each(&mut v, &["storage", "luks"], &|m| {
+        if let Some(Value::Object(custom)) = m.get_mut("clevis").and_then(|c| c.get_mut("custom")) {
+            if !custom.contains_key("config") {
+                custom.shift_insert(0, "config".into(), Value::String(String::new()));
+            }
+            custom
+                .entry("pin")
+                .or_insert_with(|| Value::String(String::new()));
+        }
+    });
+    if version == Version::V3_0 {
+        each(&mut v, &["ignition", "config", "merge"], &|m| {
+            if !m.contains_key("source") {
+                m.shift_insert(0, "source".into(), Value::Null);
+            }
+        });
+        if let Some(Value::Object(r)) = v
+            .get_mut("ignition")
+            .and_then(|i| i.get_mut("config"))
+            .and_then(|c| c.get_mut("replace"))
+            && !r.contains_key("source")
+        {
+            r.shift_insert(0, "source".into(), Value::Null);
+        }
+        each(
+            &mut v,
+            &["ignition", "security", "tls", "certificateAuthorities"],
+            &|m| {
+                if !m.contains_key("source") {
+                    m.shift_insert(0, "source".into(), Value::String(String::new()));
+                }
+            },
+        );
+    }
+    to_go_json(&v, pretty)
+}

@@ -31,7 +31,7 @@ pub use translate::{TranslateError, translate};
 pub use types::Config;
 pub use version::Version;
 
-pub use gojson::to_go_json;
+pub use gojson::{to_go_json, to_go_json_for};
 
 /// Serializes a config as compact JSON the way upstream's Go tools do: keys
 /// in spec order, unset and empty fields left out, Go's string escapes.

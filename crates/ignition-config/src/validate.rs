@@ -543,6 +543,16 @@ mod checks {
                 }
             }
         }
+        // Deleting a partition while creating one with number 0 is refused
+        // (Ignition 2.26; the engine that lifts this is not released yet).
+        if parts.iter().any(|p| p.should_exist == Some(false))
+            && parts.iter().any(|p| p.number == 0)
+        {
+            cx.err(
+                &[K("partitions")],
+                "shouldExist is false for a partition and other partition(s) has start or size 0",
+            );
+        }
         let mut labels: HashSet<&str> = HashSet::new();
         for (i, p) in parts.iter().enumerate() {
             if let Some(l) = &p.label
