@@ -117,25 +117,6 @@ pub fn to_go_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> String {
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_like_go() {
-        let s = "<a href=\"x\">&amp;</a>\u{8}\u{c}\u{1}\n\t\u{2028}é";
-        assert_eq!(
-            to_go_json(s, false),
-            r#""\u003ca href=\"x\"\u003e\u0026amp;\u003c/a\u003e\u0008\u000c\u0001\n\t\u2028é""#
-        );
-        let v = serde_json::json!({"a": [1, {"b": "c"}], "d": {}});
-        assert_eq!(
-            to_go_json(&v, true),
-            "{\n  \"a\": [\n    1,\n    {\n      \"b\": \"c\"\n    }\n  ],\n  \"d\": {}\n}"
-        );
-    }
-}
-
 /// Serializes a config the way upstream's types for `version` do. Up to
 /// 3.2.0 some fields were plain values that Go always writes: a link's
 /// `target` (`""`), a RAID array's `devices` (`null` when empty) and
@@ -212,4 +193,23 @@ pub fn to_go_json_for(
         );
     }
     to_go_json(&v, pretty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like_go() {
+        let s = "<a href=\"x\">&amp;</a>\u{8}\u{c}\u{1}\n\t\u{2028}é";
+        assert_eq!(
+            to_go_json(s, false),
+            r#""\u003ca href=\"x\"\u003e\u0026amp;\u003c/a\u003e\u0008\u000c\u0001\n\t\u2028é""#
+        );
+        let v = serde_json::json!({"a": [1, {"b": "c"}], "d": {}});
+        assert_eq!(
+            to_go_json(&v, true),
+            "{\n  \"a\": [\n    1,\n    {\n      \"b\": \"c\"\n    }\n  ],\n  \"d\": {}\n}"
+        );
+    }
 }
