@@ -106,6 +106,9 @@ pub enum Since {
     Fcos(u32),
     /// Only in the openshift variant.
     Openshift,
+    /// A resource field that v0_1 had only in file contents, not in config
+    /// and CA references (`inline`, `compression`).
+    Contents,
 }
 
 impl Decoder {
@@ -133,6 +136,9 @@ impl Decoder {
             Since::Base(b) => b <= self.base,
             Since::Fcos(m) => m <= self.fcos_minor,
             Since::Openshift => self.openshift,
+            Since::Contents => {
+                self.base > Base::V0_1 || self.path.first() != Some(&Seg::Key("ignition"))
+            }
         }
     }
 
@@ -334,6 +340,24 @@ impl Decode for String {
     fn decode(node: &Node, d: &mut Decoder) -> Option<Self> {
         match scalar(node) {
             Some(s) if s.resolve() == Resolved::Null => None,
+            Some(s) if s.tag.as_deref() == Some("tag:yaml.org,2002:binary") => {
+                // yaml.v3 decodes `!!binary` into the string's bytes.
+                let clean: String = s
+                    .text
+                    .chars()
+                    .filter(|c| !c.is_ascii_whitespace())
+                    .collect();
+                match crate::files::unbase64(&clean) {
+                    Some(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+                    None => {
+                        d.errors.push(format!(
+                            "line {}: cannot decode !!binary: invalid base64 data",
+                            node.mark.line
+                        ));
+                        None
+                    }
+                }
+            }
             Some(s) => Some(s.text.clone()),
             None => {
                 d.mismatch(node, "string");

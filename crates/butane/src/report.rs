@@ -189,7 +189,8 @@ pub fn locate(root: &Node, path: &Path) -> Mark {
     node.mark
 }
 
-/// Whether every element of `path` is in the YAML tree.
+/// Whether every element of `path` is in the YAML tree with a value that
+/// is not empty (upstream records translations only for non-zero values).
 pub fn exists(root: &Node, path: &Path) -> bool {
     let mut node = root;
     for seg in &path.0 {
@@ -212,5 +213,9 @@ pub fn exists(root: &Node, path: &Path) -> bool {
             _ => return false,
         }
     }
-    true
+    match &node.kind {
+        Kind::Map(e) => !e.is_empty(),
+        Kind::Seq(items) => !items.is_empty(),
+        Kind::Scalar(_) => !crate::decode::is_null(node),
+    }
 }

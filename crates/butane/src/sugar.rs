@@ -92,6 +92,44 @@ pub fn merge_generated(parent: &ign::Config, out: &mut ign::Config, ts: &mut Ts<
             reindex(ts, &list, &pk, &ck);
         }
     }
+    // Partitions of a user disk merged into a generated one.
+    for (ci, disk) in out.storage.disks.iter().enumerate() {
+        let Some((pi, pdisk)) = parent
+            .storage
+            .disks
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.device == disk.device)
+        else {
+            continue;
+        };
+        let pk: Vec<String> = pdisk
+            .partitions
+            .iter()
+            .map(ignition_config::merge::partition_key)
+            .collect();
+        let ck: Vec<String> = disk
+            .partitions
+            .iter()
+            .map(ignition_config::merge::partition_key)
+            .collect();
+        let mut map = Vec::with_capacity(ck.len());
+        let mut next = pk.len();
+        for k in &ck {
+            match pk.iter().position(|p| p == k) {
+                Some(i) => map.push(i),
+                None => {
+                    map.push(next);
+                    next += 1;
+                }
+            }
+        }
+        ts.reindex_from(
+            &p!["storage", "disks", pi, "partitions"],
+            &p!["storage", "disks", ci, "partitions"],
+            &map,
+        );
+    }
     *out = ignition_config::merge(parent, out);
 }
 

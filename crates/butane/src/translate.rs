@@ -65,6 +65,13 @@ impl<'a> Ts<'a> {
     /// `map[i]` (a generated list was merged in front of the user's), and
     /// records each user entry's new place.
     pub fn reindex(&mut self, list: &Path, map: &[usize]) {
+        let yaml_list = Path(snake_rest(&list.0).collect());
+        self.reindex_from(list, &yaml_list, map);
+    }
+
+    /// [`Ts::reindex`] for a list whose source path differs from its output
+    /// path (a nested list in an entry that itself moved).
+    pub fn reindex_from(&mut self, list: &Path, yaml_list: &Path, map: &[usize]) {
         let n = list.0.len();
         for (j, _, _) in &mut self.entries {
             if j.0.len() > n
@@ -75,7 +82,6 @@ impl<'a> Ts<'a> {
                 j.0[n] = Seg::Index(to);
             }
         }
-        let yaml_list = Path(snake_rest(&list.0).collect());
         for (from, &to) in map.iter().enumerate() {
             if from == to {
                 continue;

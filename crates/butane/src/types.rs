@@ -112,13 +112,13 @@ bu_struct! {
     /// A resource, with Butane's `inline` and `local`.
     Resource(Base) {
         /// Compression of the source.
-        compression: Option<String> = "compression" @ B1,
+        compression: Option<String> = "compression" @ Since::Contents,
         /// HTTP headers.
         http_headers: Vec<HttpHeader> = "http_headers" @ B2,
         /// Source URL.
         source: Option<String> = "source" @ B1,
         /// Inline contents.
-        inline: Option<String> = "inline" @ B1,
+        inline: Option<String> = "inline" @ Since::Contents,
         /// A file under `--files-dir`.
         local: Option<String> = "local" @ B2,
         /// Hash.

@@ -357,7 +357,7 @@ impl Merge for Disk {
 }
 
 /// A partition is known by its number, or else by its label.
-pub(crate) fn partition_key(p: &Partition) -> String {
+pub fn partition_key(p: &Partition) -> String {
     if p.number != 0 {
         format!("number:{}", p.number)
     } else if let Some(l) = &p.label {

@@ -488,7 +488,16 @@ def emit(v, r, indent=0):
     """Block YAML for a dict; lines list."""
     out = []
     pad = " " * indent
-    for k, x in v.items():
+    items = list(v.items())
+    if indent and r.random() < 0.3:  # key order does not matter below the root
+        r.shuffle(items)
+    for k, x in items:
+        if r.random() < 0.02:
+            out.append(f"{pad}# a comment")
+        if isinstance(x, list) and x and all(isinstance(i, str) and PLAIN_OK.match(i) for i in x) \
+                and r.random() < 0.3:  # flow sequence
+            out.append(f"{pad}{k}: [" + ", ".join(x) + "]")
+            continue
         if isinstance(x, dict):
             if not x:
                 out.append(f"{pad}{k}: {{}}")
