@@ -220,6 +220,46 @@ impl Decoder {
             }
         }
         self.quiet += usize::from(node.alias);
+        // yaml.v3 merge keys (`<<: *base`, or a list of them) supply the
+        // keys the mapping does not write itself; they are not checked for
+        // unused keys, while `<<` itself is one.
+        let written = |name: &str| entries.iter().any(|(k, _)| key_text(k) == name);
+        let mut merged: Vec<&(Node, Node)> = Vec::new();
+        for (k, v) in entries {
+            if key_text(k) != "<<" {
+                continue;
+            }
+            match &v.kind {
+                Kind::Map(e) => merged.extend(e.iter()),
+                Kind::Seq(items) => {
+                    for item in items {
+                        if let Kind::Map(e) = &item.kind {
+                            merged.extend(e.iter());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (k, v) in merged {
+            let name = key_text(k);
+            if written(name) {
+                continue;
+            }
+            if let Some(i) = fields
+                .iter()
+                .position(|&(f, since)| f == name && self.available(since))
+            {
+                let key = fields[i].0;
+                self.quiet += 1;
+                self.path.push(Seg::Key(key));
+                self.order.push(i as u32 + 1);
+                set(out, key, v, self);
+                self.order.pop();
+                self.path.pop();
+                self.quiet -= 1;
+            }
+        }
         for (n, (k, v)) in entries.iter().enumerate() {
             let name = key_text(k);
             let found = fields
@@ -271,15 +311,27 @@ impl Decoder {
         match &node.kind {
             Kind::Seq(items) => {
                 let mut out = Vec::with_capacity(items.len());
+                let mut dropped = 0;
                 for (i, item) in items.iter().enumerate() {
                     if is_null(item) {
+                        dropped += 1;
                         continue;
                     }
-                    self.path.push(Seg::Index(i));
-                    self.order.push(i as u32);
+                    // yaml.v3 drops null elements, but upstream walks the
+                    // decoded list against the source's elements by index:
+                    // after a null, entry k is compared with source node k.
+                    let k = i - dropped;
+                    self.path.push(Seg::Index(k));
+                    self.order.push(k as u32);
+                    let misaligned = dropped > 0;
+                    if misaligned && T::STRUCT && is_null(&items[k]) {
+                        self.struct_mismatch(&items[k]);
+                    }
+                    self.quiet += usize::from(misaligned);
                     if let Some(v) = T::decode(item, self) {
                         out.push(v);
                     }
+                    self.quiet -= usize::from(misaligned);
                     self.order.pop();
                     self.path.pop();
                 }
@@ -319,6 +371,8 @@ fn looks_like_timestamp(s: &str) -> bool {
 
 /// A Butane type decodable from YAML.
 pub trait Decode: Sized {
+    /// Whether this is a struct (upstream's walker visits structs only).
+    const STRUCT: bool = false;
     /// The Go type name in messages.
     fn go_type(d: &Decoder) -> String;
     /// Decodes; `None` after a type error (recorded in the decoder) or for
@@ -493,6 +547,7 @@ macro_rules! bu_struct {
         }
 
         impl $crate::decode::Decode for $name {
+            const STRUCT: bool = true;
             fn go_type(d: &$crate::decode::Decoder) -> String {
                 d.go_name($crate::decode::Pkg::$pkg, Self::GO)
             }

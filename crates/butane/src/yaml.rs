@@ -223,6 +223,21 @@ fn mark(span: &Span) -> Mark {
     }
 }
 
+/// The position of the block scalar indicator before char index `index`.
+fn block_indicator(text: &str, index: usize) -> Option<Mark> {
+    let chars: Vec<char> = text.chars().take(index + 1).collect();
+    let at = chars.iter().rposition(|&c| c == '|' || c == '>')?;
+    let line = chars[..at].iter().filter(|&&c| c == '\n').count() + 1;
+    let line_start = chars[..at]
+        .iter()
+        .rposition(|&c| c == '\n')
+        .map_or(0, |i| i + 1);
+    Some(Mark {
+        line,
+        col: at - line_start + 1,
+    })
+}
+
 /// Parses the first document of `text`. An empty document is `None`.
 pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
@@ -323,6 +338,10 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                 });
                 let plain = style == ScalarStyle::Plain;
                 let mut at = mark(&span);
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+                    // yaml.v3 places a block scalar at its `|` or `>`.
+                    at = block_indicator(text, span.start.index()).unwrap_or(at);
+                }
                 if plain && value.is_empty() && tag.is_none() {
                     // An implied empty value: libyaml places it just after
                     // the indicator.
@@ -418,6 +437,9 @@ pub fn libyaml_message(m: &str) -> String {
     match m {
         "expected ',' or ']'" => "did not find expected ',' or ']'".into(),
         "found a tab" => "found a tab character that violates indentation".into(),
+        m if m.starts_with("tabs disallowed") => {
+            "found character that cannot start any token".into()
+        }
         _ => m.to_string(),
     }
 }
