@@ -467,6 +467,14 @@ fn grub(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
     merge_generated(&parent, out, &mut cx.ts);
     cx.ts
         .add_subtree(p!["storage", "filesystems", 0], p!["grub", "users"]);
-    cx.ts
-        .add_subtree(p!["storage", "files", 0], p!["grub", "users"]);
+    // The user may have replaced the generated file with a link.
+    if out
+        .storage
+        .files
+        .first()
+        .is_some_and(|f| f.path == "/boot/grub2/user.cfg")
+    {
+        cx.ts
+            .add_subtree(p!["storage", "files", 0], p!["grub", "users"]);
+    }
 }

@@ -47,18 +47,29 @@ fn reindex(ts: &mut Ts<'_>, list: &Path, parent_keys: &[String], child_keys: &[S
 /// Merges a generated config under the user's, keeping the translation set
 /// true for the user's entries.
 pub fn merge_generated(parent: &ign::Config, out: &mut ign::Config, ts: &mut Ts<'_>) {
-    let keys = |v: Vec<String>| v;
     let s = &parent.storage;
     let o = &out.storage;
+    // A generated file is dropped when the user has a directory or link at
+    // its path (files, directories and links share one key space).
+    let user_nodes: Vec<&str> = o
+        .directories
+        .iter()
+        .map(|d| d.path.as_str())
+        .chain(o.links.iter().map(|l| l.path.as_str()))
+        .collect();
     let lists: Vec<(Path, Vec<String>, Vec<String>)> = vec![
         (
             p!["storage", "disks"],
-            keys(s.disks.iter().map(|d| d.device.clone()).collect()),
+            s.disks.iter().map(|d| d.device.clone()).collect(),
             o.disks.iter().map(|d| d.device.clone()).collect(),
         ),
         (
             p!["storage", "files"],
-            s.files.iter().map(|f| f.path.clone()).collect(),
+            s.files
+                .iter()
+                .filter(|f| !user_nodes.contains(&f.path.as_str()))
+                .map(|f| f.path.clone())
+                .collect(),
             o.files.iter().map(|f| f.path.clone()).collect(),
         ),
         (

@@ -306,7 +306,8 @@ fn embedded_config(inline: &str, path: &Path, t: &Target, r: &mut Report) {
             r.entries.push(crate::report::Entry {
                 severity: ignition_config::Severity::Error,
                 path: Path::root(),
-                mark: Some(crate::yaml::Mark { line: 1, col: 1 }),
+                // Located at the top of the Butane document, as upstream.
+                mark: None,
                 message: msg,
             });
             r.error(join(path, &[Seg::Key("inline")]), "config is not valid");

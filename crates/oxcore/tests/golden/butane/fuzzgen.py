@@ -21,6 +21,7 @@ upstream Butane reports several unused keys of one mapping in random order.
 The fixture directory files/ next to this script is passed with -d.
 """
 import argparse
+import base64
 import collections
 import difflib
 import json
@@ -468,10 +469,18 @@ def scalar(v, r, indent):
             return "0" + format(m, "o") if r.random() < 0.85 else "0o" + format(m, "o")
         return str(m)
     if isinstance(v, bool):
-        return "true" if v else "false"
+        k = r.random()
+        if k < 0.9:
+            return "true" if v else "false"
+        return r.choice(["True", "yes", "on", "Y"] if v else ["False", "no", "off", "N"])
     if isinstance(v, int):
-        return str(v)
+        k = r.random()
+        if k < 0.9 or v < 0:
+            return str(v)
+        return hex(v) if k < 0.95 else f"{v}.0"
     s = v
+    if s and indent and r.random() < 0.03:  # not for variant/version
+        return "!!binary " + base64.b64encode(s.encode()).decode()
     if "\n" in s and s.endswith("\n") and not s.startswith((" ", "\n")) and "\t" not in s \
             and all(l == l.rstrip() for l in s.split("\n")) and r.random() < 0.6:
         pad = " " * (indent + 2)
