@@ -493,8 +493,12 @@ def scalar(v, r, indent):
     return json.dumps(s, ensure_ascii=r.random() < 0.3)
 
 
-def emit(v, r, indent=0):
-    """Block YAML for a dict; lines list."""
+def emit(v, r, indent=0, anchors=None):
+    """Block YAML for a dict; lines list.  Now and then a value is written
+    as a null, a mapping gets an anchor, or a later mapping under the same
+    key is written as an alias of an earlier one."""
+    if anchors is None:
+        anchors = collections.defaultdict(list)
     out = []
     pad = " " * indent
     items = list(v.items())
@@ -507,12 +511,22 @@ def emit(v, r, indent=0):
                 and r.random() < 0.3:  # flow sequence
             out.append(f"{pad}{k}: [" + ", ".join(x) + "]")
             continue
+        if indent and r.random() < 0.01:
+            out.append(f"{pad}{k}:" + r.choice(["", " ~", " null"]))
+            continue
         if isinstance(x, dict):
             if not x:
                 out.append(f"{pad}{k}: {{}}")
+            elif anchors[k] and r.random() < 0.1:
+                out.append(f"{pad}{k}: *{r.choice(anchors[k])}")
             else:
-                out.append(f"{pad}{k}:")
-                out.extend(emit(x, r, indent + 2))
+                anchor = ""
+                if r.random() < 0.05:
+                    name = f"a{sum(len(x) for x in anchors.values())}"
+                    anchors[k].append(name)
+                    anchor = " &" + name
+                out.append(f"{pad}{k}:{anchor}")
+                out.extend(emit(x, r, indent + 2, anchors))
         elif isinstance(x, list):
             if not x:
                 out.append(f"{pad}{k}: []")
@@ -520,7 +534,7 @@ def emit(v, r, indent=0):
             out.append(f"{pad}{k}:")
             for item in x:
                 if isinstance(item, dict) and item:
-                    sub = emit(item, r, indent + 4)
+                    sub = emit(item, r, indent + 4, anchors)
                     out.append(f"{pad}  - " + sub[0].lstrip())
                     out.extend(sub[1:])
                 elif isinstance(item, dict):
