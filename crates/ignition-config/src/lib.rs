@@ -20,7 +20,7 @@ pub mod report;
 pub mod translate;
 pub mod types;
 mod unit;
-mod url;
+pub mod url;
 pub mod validate;
 pub mod version;
 

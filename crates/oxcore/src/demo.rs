@@ -71,12 +71,68 @@ pub fn run() -> anyhow::Result<ExitCode> {
         };
         println!("   unit {} ({state})", u.name);
     }
-    println!("4. Apply to a scratch root: not built yet (issue 4, the Ignition engine).");
+    let scratch = tempfile::tempdir()?;
+    println!(
+        "4. Apply the files stage to a scratch root ({}):",
+        scratch.path().display()
+    );
+    skeleton(scratch.path())?;
+    let applied = ignition_engine::apply(&config, scratch.path())?;
+    println!(
+        "   {} files, directories and links; {} users; {} units",
+        applied.nodes, applied.accounts, applied.units
+    );
+    for path in [
+        "etc/hostname",
+        "etc/systemd/system/hello.service",
+        "etc/systemd/system-preset/20-ignition.preset",
+        "home/core/.ssh/authorized_keys.d/ignition",
+    ] {
+        let full = scratch.path().join(path);
+        match std::fs::symlink_metadata(&full) {
+            Ok(m) => {
+                use std::os::unix::fs::{MetadataExt, PermissionsExt};
+                println!(
+                    "   /{path}  mode {:04o}  owner {}:{}  {} bytes",
+                    m.permissions().mode() & 0o7777,
+                    m.uid(),
+                    m.gid(),
+                    m.len()
+                );
+            }
+            Err(_) => println!("   /{path}  (not written)"),
+        }
+    }
+    let passwd = std::fs::read_to_string(scratch.path().join("etc/passwd")).unwrap_or_default();
+    if let Some(core) = passwd.lines().find(|l| l.starts_with("core:")) {
+        println!("   /etc/passwd: {core}");
+    }
+    println!("   Disks, platforms and remote resources: not built yet (issue 4).");
     println!(
         "\nThe Ignition config:\n{}",
         ignition_config::to_json_pretty(&config)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The account databases a distribution root has, so that the shadow tools
+/// can add users to the scratch root.
+fn skeleton(root: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let etc = root.join("etc");
+    std::fs::create_dir_all(&etc)?;
+    let files = [
+        ("passwd", "root:x:0:0:root:/root:/bin/bash\n", 0o644),
+        ("group", "root:x:0:\nwheel:x:10:\n", 0o644),
+        ("shadow", "root:*:19000:0:99999:7:::\n", 0o600),
+        ("gshadow", "root:*::\nwheel:*::\n", 0o600),
+    ];
+    for (name, text, mode) in files {
+        std::fs::write(etc.join(name), text)?;
+        std::fs::set_permissions(etc.join(name), std::fs::Permissions::from_mode(mode))?;
+    }
+    std::fs::create_dir_all(root.join("home"))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,12 +18,48 @@ pub enum IgnitionCommand {
         /// The config file, or `-` for standard input.
         config: PathBuf,
     },
+    /// Apply a config's files stage to a directory: files, directories,
+    /// links, users and groups, systemd units. For image builders and tests.
+    Apply {
+        /// The target root.
+        #[arg(long)]
+        root: PathBuf,
+        /// Use no network (only data: URLs; this engine fetches nothing
+        /// else yet).
+        #[arg(long)]
+        offline: bool,
+        /// The config file, or `-` for standard input.
+        config: PathBuf,
+    },
 }
 
 pub fn run(cmd: IgnitionCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         IgnitionCommand::Validate { config } => Ok(validate_file(&config)),
+        IgnitionCommand::Apply {
+            root,
+            offline: _,
+            config,
+        } => apply(&root, &config),
     }
+}
+
+fn apply(root: &Path, config: &Path) -> anyhow::Result<ExitCode> {
+    let blob = read_config(config).map_err(|e| anyhow::anyhow!("couldn't read config: {e}"))?;
+    let (config, report) =
+        ignition_config::parse(&blob).map_err(|f| anyhow::anyhow!("{}: {f}", config.display()))?;
+    if !report.is_empty() {
+        eprint!("{report}");
+    }
+    let applied = ignition_engine::apply(&config, root)?;
+    println!(
+        "applied to {}: {} files, directories and links; {} users and groups; {} units",
+        root.display(),
+        applied.nodes,
+        applied.accounts,
+        applied.units
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads a config from a file or `-` (stdin), with Go's error wording.
