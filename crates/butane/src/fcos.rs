@@ -361,12 +361,9 @@ fn boot_device(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
         ..ign::Filesystem::default()
     });
     parent.ignition.version = out.ignition.version.clone();
-    merge_generated(&parent, out, &mut cx.ts);
     // Generated entries map whole to their source; the LUKS settings the
     // user wrote map field by field.
-    for (j, y) in sources {
-        cx.ts.add_subtree(j, y);
-    }
+    merge_generated(&parent, out, &mut cx.ts, &sources);
     for (j, y) in fields {
         cx.ts.add(j, y);
     }
@@ -464,17 +461,20 @@ fn grub(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
         }],
         ..ign::File::default()
     });
-    merge_generated(&parent, out, &mut cx.ts);
-    cx.ts
-        .add_subtree(p!["storage", "filesystems", 0], p!["grub", "users"]);
+    let mut generated = vec![(p!["storage", "filesystems", 0], p!["grub", "users"])];
     // The user may have replaced the generated file with a link.
-    if out
+    if !out
         .storage
-        .files
-        .first()
-        .is_some_and(|f| f.path == "/boot/grub2/user.cfg")
+        .links
+        .iter()
+        .any(|l| l.path == "/boot/grub2/user.cfg")
+        && !out
+            .storage
+            .directories
+            .iter()
+            .any(|d| d.path == "/boot/grub2/user.cfg")
     {
-        cx.ts
-            .add_subtree(p!["storage", "files", 0], p!["grub", "users"]);
+        generated.push((p!["storage", "files", 0], p!["grub", "users"]));
     }
+    merge_generated(&parent, out, &mut cx.ts, &generated);
 }

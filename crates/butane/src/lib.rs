@@ -123,10 +123,12 @@ fn common_fields(root: Option<&Node>) -> Result<Target, String> {
                     _ => continue,
                 };
                 match &v.kind {
-                    Kind::Scalar(s) => {
-                        if !decode::is_null(v) {
-                            *slot = s.text.clone();
+                    Kind::Scalar(_) => {
+                        let mut d = Decoder::new(decode::Base::V0_1, 0, "", "");
+                        if let Some(text) = <String as Decode>::decode(v, &mut d) {
+                            *slot = text;
                         }
+                        errors.append(&mut d.errors);
                     }
                     Kind::Seq(_) => errors.push(format!(
                         "line {}: cannot unmarshal !!seq into string",

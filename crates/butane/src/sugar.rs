@@ -29,24 +29,58 @@ pub fn translate(c: &Config, cx: &mut Cx<'_>) -> ign::Config {
 /// merged under the user's: parent entries first (merged with the child's
 /// of the same key), then the child's new ones. Rewrites the translation
 /// set accordingly.
-fn reindex(ts: &mut Ts<'_>, list: &Path, parent_keys: &[String], child_keys: &[String]) {
+fn reindex(
+    ts: &mut Ts<'_>,
+    list: &Path,
+    parent_keys: &[String],
+    child_keys: &[String],
+    generated: &[(Path, Path)],
+) {
     let mut map = Vec::with_capacity(child_keys.len());
+    let mut merged = Vec::with_capacity(child_keys.len());
     let mut next = parent_keys.len();
     for k in child_keys {
         match parent_keys.iter().position(|p| p == k) {
-            Some(i) => map.push(i),
+            Some(i) => {
+                map.push(i);
+                let mut j = list.clone();
+                j.0.push(Seg::Index(i));
+                merged.push(Some(
+                    generated
+                        .iter()
+                        .find(|(g, _)| *g == j)
+                        .map_or_else(Path::root, |(_, y)| y.clone()),
+                ));
+            }
             None => {
                 map.push(next);
+                merged.push(None);
                 next += 1;
             }
         }
     }
-    ts.reindex(list, &map);
+    let yaml_list = Path(
+        list.0
+            .iter()
+            .map(|s| match s {
+                Seg::Index(i) => Seg::Index(*i),
+                s => Seg::Name(crate::translate::snake(s.key().unwrap_or_default())),
+            })
+            .collect(),
+    );
+    ts.reindex_merged(list, &yaml_list, &map, &merged);
 }
 
 /// Merges a generated config under the user's, keeping the translation set
 /// true for the user's entries.
-pub fn merge_generated(parent: &ign::Config, out: &mut ign::Config, ts: &mut Ts<'_>) {
+/// `generated` lists where the parent's entries came from (added to the
+/// translation set as generated subtrees, below the user's entries).
+pub fn merge_generated(
+    parent: &ign::Config,
+    out: &mut ign::Config,
+    ts: &mut Ts<'_>,
+    generated: &[(Path, Path)],
+) {
     let s = &parent.storage;
     let o = &out.storage;
     // A generated file is dropped when the user has a directory or link at
@@ -100,7 +134,7 @@ pub fn merge_generated(parent: &ign::Config, out: &mut ign::Config, ts: &mut Ts<
     ];
     for (list, pk, ck) in lists {
         if !pk.is_empty() {
-            reindex(ts, &list, &pk, &ck);
+            reindex(ts, &list, &pk, &ck, generated);
         }
     }
     // Partitions of a user disk merged into a generated one.
@@ -141,6 +175,12 @@ pub fn merge_generated(parent: &ign::Config, out: &mut ign::Config, ts: &mut Ts<
             &map,
         );
     }
+    // Generated entries map whole to their source, except where the user's
+    // entry merged into them wrote the field.
+    for (j, y) in generated {
+        ts.add_subtree(j.clone(), y.clone());
+    }
+    ts.commit_merged();
     *out = ignition_config::merge(parent, out);
 }
 
@@ -222,18 +262,17 @@ fn mount_units(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
     if parent.systemd.units.is_empty() {
         return;
     }
-    let user_names: Vec<String> = out.systemd.units.iter().map(|u| u.name.clone()).collect();
-    merge_generated(&parent, out, &mut cx.ts);
-    for (k, i) in sources.into_iter().enumerate() {
-        let unit = &parent.systemd.units[k];
-        // A user unit of the same name keeps its own source.
-        if !user_names.contains(&unit.name) {
-            cx.ts.add_subtree(
+    let generated: Vec<(Path, Path)> = sources
+        .into_iter()
+        .enumerate()
+        .map(|(k, i)| {
+            (
                 p!["systemd", "units", k],
                 p!["storage", "filesystems", i, "with_mount_unit"],
-            );
-        }
-    }
+            )
+        })
+        .collect();
+    merge_generated(&parent, out, &mut cx.ts, &generated);
 }
 
 fn is_remote(device: &str, c: &Config) -> bool {

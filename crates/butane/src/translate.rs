@@ -22,6 +22,9 @@ enum Link {
     /// front: a descendant maps to the entry's source only where the source
     /// has that field; otherwise upstream falls back to the output path.
     Moved,
+    /// A user's entry merged into a generated one: the user's source where
+    /// the user wrote the field, else the generated entry's source.
+    Merged,
 }
 
 /// Output JSON paths and the YAML paths they came from (upstream's
@@ -29,6 +32,10 @@ enum Link {
 #[derive(Debug, Clone, Default)]
 pub struct Ts<'a> {
     entries: Vec<(Path, Path, Link)>,
+    /// For [`Link::Merged`] entries: the generated entry's source.
+    fallbacks: Vec<(Path, Path)>,
+    /// Merged entries waiting for [`Ts::commit_merged`].
+    pending: Vec<(Path, Path, Link)>,
     /// The source tree, to tell which fields a moved entry really has.
     pub root: Option<&'a crate::yaml::Node>,
 }
@@ -45,6 +52,8 @@ impl<'a> Ts<'a> {
     pub fn new(root: Option<&'a crate::yaml::Node>) -> Ts<'a> {
         Ts {
             entries: Vec::new(),
+            fallbacks: Vec::new(),
+            pending: Vec::new(),
             root,
         }
     }
@@ -72,6 +81,18 @@ impl<'a> Ts<'a> {
     /// [`Ts::reindex`] for a list whose source path differs from its output
     /// path (a nested list in an entry that itself moved).
     pub fn reindex_from(&mut self, list: &Path, yaml_list: &Path, map: &[usize]) {
+        self.reindex_merged(list, yaml_list, map, &[]);
+    }
+
+    /// [`Ts::reindex_from`], where `merged[i]` is the generated source of the
+    /// entry child `i` was merged into (if it was).
+    pub fn reindex_merged(
+        &mut self,
+        list: &Path,
+        yaml_list: &Path,
+        map: &[usize],
+        merged: &[Option<Path>],
+    ) {
         let n = list.0.len();
         for (j, _, _) in &mut self.entries {
             if j.0.len() > n
@@ -83,15 +104,25 @@ impl<'a> Ts<'a> {
             }
         }
         for (from, &to) in map.iter().enumerate() {
-            if from == to {
-                continue;
-            }
             let mut j = list.clone();
             j.0.push(Seg::Index(to));
             let mut y = yaml_list.clone();
             y.0.push(Seg::Index(from));
-            self.entries.insert(0, (j, y, Link::Moved));
+            match merged.get(from).cloned().flatten() {
+                Some(fallback) => {
+                    self.fallbacks.push((j.clone(), fallback));
+                    self.pending.push((j, y, Link::Merged));
+                }
+                None if from != to => self.entries.insert(0, (j, y, Link::Moved)),
+                None => {}
+            }
         }
+    }
+
+    /// Records the merged entries of the last reindexing, so that they take
+    /// precedence over generated entries recorded before this call.
+    pub fn commit_merged(&mut self) {
+        self.entries.append(&mut self.pending);
     }
 
     /// The YAML path an output path came from.
@@ -111,6 +142,21 @@ impl<'a> Ts<'a> {
                 let mut out = y.clone();
                 out.0.extend(snake_rest(&json.0[n..]));
                 out
+            }
+            Some((n, y, Link::Merged)) => {
+                let mut out = y.clone();
+                out.0.extend(snake_rest(&json.0[n..]));
+                match self.root {
+                    Some(root) if crate::report::exists(root, &out) => out,
+                    _ => {
+                        let base = Path(json.0[..n].to_vec());
+                        self.fallbacks
+                            .iter()
+                            .rev()
+                            .find(|(j, _)| *j == base)
+                            .map_or_else(raw, |(_, f)| f.clone())
+                    }
+                }
             }
             Some((n, y, Link::Moved)) => {
                 let mut out = y.clone();

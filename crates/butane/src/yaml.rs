@@ -223,6 +223,18 @@ fn mark(span: &Span) -> Mark {
     }
 }
 
+fn remark(node: &mut Node, at: Mark) {
+    node.mark = at;
+    match &mut node.kind {
+        Kind::Seq(items) => items.iter_mut().for_each(|n| remark(n, at)),
+        Kind::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            remark(k, at);
+            remark(v, at);
+        }),
+        Kind::Scalar(_) => {}
+    }
+}
+
 /// The position of the block scalar indicator before char index `index`.
 fn block_indicator(text: &str, index: usize) -> Option<Mark> {
     let chars: Vec<char> = text.chars().take(index + 1).collect();
@@ -324,7 +336,9 @@ pub fn parse(text: &str) -> Result<Option<Node>, SyntaxError> {
                     mark: mark(&span),
                     message: "unknown anchor".into(),
                 })?;
-                node.mark = mark(&span);
+                // Upstream's position tree has a leaf here: everything under
+                // the alias is located at it.
+                remark(&mut node, mark(&span));
                 node.alias = true;
                 Some((node, 0))
             }
@@ -499,7 +513,11 @@ mod tests {
     fn anchors_and_aliases() {
         let root = parse("a: &x {b: 1}\nc: *x\n").unwrap().unwrap();
         let Kind::Map(e) = &root.kind else { panic!() };
-        assert_eq!(e[0].1.kind, e[1].1.kind);
+        let (Kind::Map(x), Kind::Map(y)) = (&e[0].1.kind, &e[1].1.kind) else { panic!() };
+        assert_eq!(x.len(), y.len());
+        assert!(!e[0].1.alias && e[1].1.alias);
+        // Everything under an alias is located at the alias.
+        assert_eq!(y[0].1.mark, Mark { line: 2, col: 4 });
     }
 
     #[test]
