@@ -513,7 +513,9 @@ mod tests {
     fn anchors_and_aliases() {
         let root = parse("a: &x {b: 1}\nc: *x\n").unwrap().unwrap();
         let Kind::Map(e) = &root.kind else { panic!() };
-        let (Kind::Map(x), Kind::Map(y)) = (&e[0].1.kind, &e[1].1.kind) else { panic!() };
+        let (Kind::Map(x), Kind::Map(y)) = (&e[0].1.kind, &e[1].1.kind) else {
+            panic!()
+        };
         assert_eq!(x.len(), y.len());
         assert!(!e[0].1.alias && e[1].1.alias);
         // Everything under an alias is located at the alias.
