@@ -199,7 +199,15 @@ impl Decoder {
             }
             Kind::Map(e) => e,
             Kind::Scalar(s) if s.resolve() == Resolved::Null => {
-                self.struct_mismatch(node);
+                // In v0_3 `clevis` and `custom` were pointers: null is unset.
+                let pointer = self.base == Base::V0_3
+                    && matches!(
+                        self.path.last().and_then(Seg::key),
+                        Some("clevis" | "custom")
+                    );
+                if !pointer {
+                    self.struct_mismatch(node);
+                }
                 return;
             }
             _ => {

@@ -219,3 +219,40 @@ pub fn exists(root: &Node, path: &Path) -> bool {
         Kind::Scalar(_) => !crate::decode::is_null(node),
     }
 }
+
+fn node_at<'n>(root: &'n Node, path: &Path) -> Option<&'n Node> {
+    let mut node = root;
+    for seg in &path.0 {
+        node = match (&node.kind, seg) {
+            (Kind::Seq(items), Seg::Index(n)) => items.get(*n)?,
+            (Kind::Map(entries), seg) => {
+                let want = seg.key()?;
+                &entries
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| matches!(&k.kind, Kind::Scalar(s) if s.text == want))?
+                    .1
+            }
+            _ => return None,
+        };
+    }
+    Some(node)
+}
+
+/// Whether the path is in the YAML tree (any value, even null).
+pub fn exists_at_all(root: &Node, path: &Path) -> bool {
+    node_at(root, path).is_some()
+}
+
+/// Whether the path holds a mapping (not null).
+pub fn mapping_at(root: &Node, path: &Path) -> bool {
+    node_at(root, path).is_some_and(|n| matches!(n.kind, Kind::Map(_)))
+}
+
+/// The text of a scalar at the path.
+pub fn scalar_at(root: &Node, path: &Path) -> Option<String> {
+    match &node_at(root, path)?.kind {
+        Kind::Scalar(s) => Some(s.text.clone()),
+        _ => None,
+    }
+}

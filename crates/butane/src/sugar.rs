@@ -708,11 +708,9 @@ pub fn openshift(
         if cx.report.is_fatal() {
             return None;
         }
-        return Some(ignition_config::to_go_json_for(
-            out,
-            cx.target.ignition,
-            pretty,
-        ));
+        return Some(crate::output_json(out, cx.target, cx.ts.root, pretty));
     }
-    Some(crate::validate::machine_config_yaml(c, out))
+    Some(crate::validate::machine_config_yaml(
+        c, out, cx.target, cx.ts.root,
+    ))
 }

@@ -586,7 +586,12 @@ pub fn openshift_checks(c: &Config, out: &mut ign::Config, raw: bool, cx: &mut C
 }
 
 /// The MachineConfig, as YAML with upstream's header, key order and styles.
-pub fn machine_config_yaml(c: &Config, out: &ign::Config) -> String {
+pub fn machine_config_yaml(
+    c: &Config,
+    out: &ign::Config,
+    target: Target,
+    root: Option<&crate::yaml::Node>,
+) -> String {
     let mut meta = serde_json::Map::new();
     meta.insert("name".into(), c.metadata.name.clone().into());
     if !c.metadata.labels.0.is_empty() {
@@ -599,10 +604,8 @@ pub fn machine_config_yaml(c: &Config, out: &ign::Config) -> String {
             .collect();
         meta.insert("labels".into(), labels.into());
     }
-    let version = ignition_config::Version::from_exact(&out.ignition.version)
-        .unwrap_or(ignition_config::Version::V3_6);
     let config: serde_json::Value =
-        serde_json::from_str(&ignition_config::to_go_json_for(out, version, false))
+        serde_json::from_str(&crate::output_json(out, target, root, false))
             .unwrap_or(serde_json::Value::Null);
     let mut spec = serde_json::Map::new();
     spec.insert("config".into(), config);

@@ -133,18 +133,6 @@ fn cases() -> Vec<Case> {
 /// reported (not silently skipped) on every run; docs/butane.md lists them.
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     (
-        "fcos-1.3.0-luks-clevis-pointer-empty-and-null",
-        "Ignition 3.2 `clevis` is a pointer: an empty or null-only mapping is written as {}",
-    ),
-    (
-        "fcos-1.3.0-luks-clevis-custom-empty",
-        "Ignition 3.2 `custom` is a pointer: an empty mapping is written",
-    ),
-    (
-        "fcos-1.3.0-luks-clevis-tpm2-null",
-        "Ignition 3.2 `clevis` is a pointer: `tpm2: null` still writes clevis {}",
-    ),
-    (
         "boot-device-tang-null-url-anchored-storage",
         "a finding under an aliased `storage` is located at the anchor",
     ),
