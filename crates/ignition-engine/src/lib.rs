@@ -12,6 +12,7 @@ pub mod files;
 pub mod passwd;
 pub mod resource;
 pub mod root;
+pub mod stages;
 pub mod units;
 
 use std::path::Path;

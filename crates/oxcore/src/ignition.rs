@@ -5,9 +5,52 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use butane::files::go_error as path_error;
+
+/// `oxcore ignition`: a stage (`--stage NAME`), or a subcommand.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct IgnitionCli {
+    #[command(subcommand)]
+    command: Option<IgnitionCommand>,
+    #[command(flatten)]
+    stage: StageArgs,
+}
+
+/// Running one of upstream's stages, as the initramfs units do.
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// The stage: fetch-offline, fetch, kargs, disks, mount, files, umount.
+    #[arg(long)]
+    stage: Option<String>,
+    /// The platform: file (IGNITION_CONFIG_FILE), qemu, metal.
+    #[arg(long, default_value = "file")]
+    platform: String,
+    /// The target root.
+    #[arg(long, default_value = "/sysroot")]
+    root: PathBuf,
+    /// The rendered config, shared by the stages.
+    #[arg(long, default_value = "/run/ignition.json")]
+    config_cache: PathBuf,
+    /// The state shared by the stages.
+    #[arg(long, default_value = "/run/ignition/state")]
+    state_file: PathBuf,
+    /// The flag `fetch-offline` writes when the network is needed.
+    #[arg(long, default_value = "/run/ignition/neednet")]
+    neednet: PathBuf,
+    /// System config directories (base.d, base.platform.d, user.ign);
+    /// default /run/ignition, /etc/ignition, /usr/lib/ignition.
+    #[arg(long = "system-config-dir")]
+    system_config_dirs: Vec<PathBuf>,
+    /// The kernel command line to read.
+    #[arg(long, default_value = "/proc/cmdline")]
+    cmdline: PathBuf,
+    /// Run even without `ignition.firstboot` on the kernel command line.
+    #[arg(long)]
+    force: bool,
+}
 
 /// Ignition subcommands.
 #[derive(Debug, Subcommand)]
@@ -33,7 +76,10 @@ pub enum IgnitionCommand {
     },
 }
 
-pub fn run(cmd: IgnitionCommand) -> anyhow::Result<ExitCode> {
+pub fn run(cli: IgnitionCli) -> anyhow::Result<ExitCode> {
+    let Some(cmd) = cli.command else {
+        return run_stage(cli.stage);
+    };
     match cmd {
         IgnitionCommand::Validate { config } => Ok(validate_file(&config)),
         IgnitionCommand::Apply {
@@ -60,6 +106,73 @@ fn apply(root: &Path, config: &Path) -> anyhow::Result<ExitCode> {
         applied.units
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_stage(a: StageArgs) -> anyhow::Result<ExitCode> {
+    use ignition_engine::stages::{self, Env, Stage};
+    let Some(name) = a.stage else {
+        anyhow::bail!(
+            "--stage is required (fetch-offline, fetch, kargs, disks, mount, files, umount), or a subcommand"
+        );
+    };
+    let stage = Stage::parse(&name).ok_or_else(|| anyhow::anyhow!("unknown stage {name:?}"))?;
+    let cmdline = std::fs::read_to_string(&a.cmdline).unwrap_or_default();
+    if !a.force && !stages::is_first_boot(&cmdline) {
+        println!(
+            "not the first boot (no ignition.firstboot on the kernel command line); nothing to do"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut env = Env::new(&a.root, &a.platform);
+    env.config_cache = a.config_cache;
+    env.state_file = a.state_file;
+    env.neednet = a.neednet;
+    env.cmdline = a.cmdline;
+    if !a.system_config_dirs.is_empty() {
+        env.system_dirs = a.system_config_dirs;
+    }
+    match stages::run(stage, &env) {
+        Ok(()) => {
+            if stage == Stage::FetchOffline && env.neednet.exists() {
+                println!(
+                    "{}: the config needs the network; {} written",
+                    stage.name(),
+                    env.neednet.display()
+                );
+            } else {
+                println!("{} passed", stage.name());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{} failed: {e}", stage.name());
+            if let Ok(c) = stages::cached(&env) {
+                eprintln!("Full config:\n{}", redacted(&c));
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The config for logs: password hashes and key material left out.
+fn redacted(c: &ignition_config::Config) -> String {
+    let mut c = c.clone();
+    for u in &mut c.passwd.users {
+        if u.password_hash.is_some() {
+            u.password_hash = Some("<redacted>".into());
+        }
+    }
+    for g in &mut c.passwd.groups {
+        if g.password_hash.is_some() {
+            g.password_hash = Some("<redacted>".into());
+        }
+    }
+    for l in &mut c.storage.luks {
+        if l.key_file.source.is_some() {
+            l.key_file.source = Some("<redacted>".into());
+        }
+    }
+    ignition_config::to_json_pretty(&c)
 }
 
 /// Reads a config from a file or `-` (stdin), with Go's error wording.

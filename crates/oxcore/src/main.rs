@@ -35,9 +35,9 @@ enum Command {
     },
     /// Walk the provisioning flow on the embedded example config.
     Demo,
-    /// Ignition: first-boot provisioning configs.
-    #[command(subcommand)]
-    Ignition(ignition::IgnitionCommand),
+    /// Ignition: first-boot provisioning (`--stage NAME` runs a stage) and
+    /// configs.
+    Ignition(Box<ignition::IgnitionCli>),
     /// Create links named after the upstream tools (ignition-validate, …)
     /// that run oxcore as that tool.
     InstallLinks {
@@ -72,7 +72,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(butane::main(argv))
         }
         Command::Demo => demo::run(),
-        Command::Ignition(cmd) => ignition::run(cmd),
+        Command::Ignition(cli) => ignition::run(*cli),
         Command::InstallLinks { dir, force } => links::install(&dir, force),
     }
 }

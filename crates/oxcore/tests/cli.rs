@@ -84,3 +84,56 @@ fn help_and_version() {
     let bad = oxcore().arg("frobnicate").output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn ignition_stages_run_once_on_first_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("sysroot")).unwrap();
+    std::fs::write(d.join("config.ign"), r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/hello","contents":{"source":"data:,hi"}}]}}"#).unwrap();
+    let stage = |name: &str, cmdline: &str| {
+        std::fs::write(d.join("cmdline"), cmdline).unwrap();
+        oxcore()
+            .args(["ignition", "--stage", name, "--platform", "file"])
+            .arg("--root")
+            .arg(d.join("sysroot"))
+            .arg("--config-cache")
+            .arg(d.join("run/ignition.json"))
+            .arg("--state-file")
+            .arg(d.join("run/state"))
+            .arg("--neednet")
+            .arg(d.join("run/neednet"))
+            .arg("--system-config-dir")
+            .arg(d.join("none"))
+            .arg("--cmdline")
+            .arg(d.join("cmdline"))
+            .env("IGNITION_CONFIG_FILE", d.join("config.ign"))
+            .output()
+            .unwrap()
+    };
+    // Not the first boot: nothing happens.
+    let out = stage("fetch-offline", "root=/dev/sda\n");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not the first boot"));
+    assert!(!d.join("run/ignition.json").exists());
+    for name in [
+        "fetch-offline",
+        "kargs",
+        "disks",
+        "mount",
+        "files",
+        "umount",
+    ] {
+        let out = stage(name, "ignition.firstboot\n");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(d.join("sysroot/etc/hello")).unwrap(),
+        "hi"
+    );
+    assert!(d.join("sysroot/etc/.ignition-result.json").exists());
+}

@@ -1,0 +1,530 @@
+//! Upstream's stages, each runnable alone, sharing a config cache and a
+//! state file: `fetch-offline`, `fetch`, `kargs`, `disks`, `mount`,
+//! `files`, `umount`.
+//!
+//! The fetch stages find the user config (the `ignition.config.url` kernel
+//! argument, then `user.ign` in the system config directories, then the
+//! platform), render it (`ignition.config.replace` and `merge`), merge it
+//! over the base configs (`base.d/*.ign`, then `base.platform.d/PLATFORM/*.ign`)
+//! and write the result to the config cache. `fetch-offline` that meets a
+//! resource needing the network writes the `neednet` flag and stops, as
+//! upstream; `fetch` runs then. The other stages read the cache only.
+
+use std::path::{Path, PathBuf};
+
+use ignition_config::{Config, Version};
+
+use crate::resource;
+
+/// A stage name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Find and render the config without network.
+    FetchOffline,
+    /// Find and render the config, with network.
+    Fetch,
+    /// Kernel arguments.
+    Kargs,
+    /// Partitions, RAID, LUKS, filesystems.
+    Disks,
+    /// Mount the filesystems that have a path.
+    Mount,
+    /// Files, directories, links, users, units; the result file.
+    Files,
+    /// Unmount what `mount` mounted.
+    Umount,
+}
+
+impl Stage {
+    /// Parses upstream's stage name.
+    pub fn parse(s: &str) -> Option<Stage> {
+        Some(match s {
+            "fetch-offline" => Stage::FetchOffline,
+            "fetch" => Stage::Fetch,
+            "kargs" => Stage::Kargs,
+            "disks" => Stage::Disks,
+            "mount" => Stage::Mount,
+            "files" => Stage::Files,
+            "umount" => Stage::Umount,
+            _ => return None,
+        })
+    }
+
+    /// Upstream's stage name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::FetchOffline => "fetch-offline",
+            Stage::Fetch => "fetch",
+            Stage::Kargs => "kargs",
+            Stage::Disks => "disks",
+            Stage::Mount => "mount",
+            Stage::Files => "files",
+            Stage::Umount => "umount",
+        }
+    }
+}
+
+/// Where a stage finds and keeps things. The defaults are upstream's.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// The target root (`/sysroot` in the initramfs).
+    pub root: PathBuf,
+    /// The platform (`file`, `qemu`, `metal`, ...).
+    pub platform: String,
+    /// The rendered config (`/run/ignition.json`).
+    pub config_cache: PathBuf,
+    /// The state shared between stages (`/run/ignition/state`).
+    pub state_file: PathBuf,
+    /// Written by `fetch-offline` when the network is needed.
+    pub neednet: PathBuf,
+    /// System config directories, highest priority first.
+    pub system_dirs: Vec<PathBuf>,
+    /// The kernel command line (`/proc/cmdline`).
+    pub cmdline: PathBuf,
+    /// The boot ID (`/proc/sys/kernel/random/boot_id`).
+    pub boot_id: PathBuf,
+    /// The `qemu` platform's fw_cfg entry.
+    pub qemu_fw_cfg: PathBuf,
+}
+
+impl Env {
+    /// Upstream's paths for a root and platform.
+    pub fn new(root: &Path, platform: &str) -> Env {
+        Env {
+            root: root.to_path_buf(),
+            platform: platform.to_string(),
+            config_cache: "/run/ignition.json".into(),
+            state_file: "/run/ignition/state".into(),
+            neednet: "/run/ignition/neednet".into(),
+            system_dirs: vec![
+                "/run/ignition".into(),
+                "/etc/ignition".into(),
+                "/usr/lib/ignition".into(),
+            ],
+            cmdline: "/proc/cmdline".into(),
+            boot_id: "/proc/sys/kernel/random/boot_id".into(),
+            qemu_fw_cfg: "/sys/firmware/qemu_fw_cfg/by_name/opt/com.coreos/config/raw".into(),
+        }
+    }
+}
+
+/// Why a stage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// A config source is malformed or invalid.
+    #[error("{source_name}: {message}")]
+    Config {
+        /// Where the config came from.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A resource could not be fetched.
+    #[error("{0}")]
+    Fetch(#[from] resource::FetchError),
+    /// The platform cannot give a config here.
+    #[error("platform {0:?} is not supported by this engine yet")]
+    Platform(String),
+    /// The cache or state is missing or unreadable.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+    /// The files stage failed.
+    #[error("{0}")]
+    Apply(#[from] crate::ApplyError),
+    /// A command failed.
+    #[error("{0}")]
+    Command(String),
+}
+
+/// What the fetch stages decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// The config is cached.
+    Cached,
+    /// A resource needs the network: the `neednet` flag is written.
+    NeedNet,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> StageError {
+    StageError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Writes a file on the host through a temporary name and a rename.
+fn write_host(path: &Path, data: &[u8]) -> Result<(), StageError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    }
+    let tmp = path.with_extension("tmp-oxcore");
+    std::fs::write(&tmp, data).map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+}
+
+/// A kernel command line argument's value.
+pub fn cmdline_value(cmdline: &str, key: &str) -> Option<String> {
+    cmdline
+        .split_whitespace()
+        .rev()
+        .find_map(|a| a.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
+}
+
+/// Whether a kernel command line marks the first boot (`ignition.firstboot`).
+pub fn is_first_boot(cmdline: &str) -> bool {
+    cmdline
+        .split_whitespace()
+        .any(|a| a == "ignition.firstboot" || a.starts_with("ignition.firstboot="))
+}
+
+/// Parses a config of any supported version and brings it to the newest.
+fn parse_any(data: &[u8], source_name: &str) -> Result<Config, StageError> {
+    let (c, report) = ignition_config::parse(data).map_err(|f| StageError::Config {
+        source_name: source_name.to_string(),
+        message: f.to_string(),
+    })?;
+    for e in &report.entries {
+        eprintln!("{source_name}: {e}");
+    }
+    ignition_config::translate(c, Version::V3_7Exp).map_err(|e| StageError::Config {
+        source_name: source_name.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Fetches a config resource; `Err(None)` when it needs the network.
+fn fetch_config(
+    r: &ignition_config::types::Resource,
+    offline: bool,
+) -> Result<Option<Vec<u8>>, Option<StageError>> {
+    match resource::fetch(r) {
+        Ok(d) => Ok(d),
+        Err(resource::FetchError::Unsupported { .. }) if offline => Err(None),
+        Err(e) => Err(Some(e.into())),
+    }
+}
+
+/// Renders `ignition.config.replace` and `merge`, recursively.
+fn render(mut c: Config, offline: bool, depth: usize) -> Result<Config, Option<StageError>> {
+    if depth > 10 {
+        return Err(Some(StageError::Config {
+            source_name: "ignition.config".into(),
+            message: "configs referenced too deeply".into(),
+        }));
+    }
+    if c.ignition.config.replace.source.is_some() {
+        let data = fetch_config(&c.ignition.config.replace, offline)?.unwrap_or_default();
+        let child = parse_any(&data, "ignition.config.replace").map_err(Some)?;
+        return render(child, offline, depth + 1);
+    }
+    let merges = std::mem::take(&mut c.ignition.config.merge);
+    for m in &merges {
+        let data = fetch_config(m, offline)?.unwrap_or_default();
+        let child = parse_any(&data, "ignition.config.merge").map_err(Some)?;
+        let child = render(child, offline, depth + 1)?;
+        c = ignition_config::merge(&c, &child);
+    }
+    Ok(c)
+}
+
+fn read_dir_configs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "ign"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The user config's bytes and where they came from.
+fn user_config(env: &Env, offline: bool) -> Result<Option<(Vec<u8>, String)>, Option<StageError>> {
+    let cmdline = std::fs::read_to_string(&env.cmdline).unwrap_or_default();
+    if let Some(url) = cmdline_value(&cmdline, "ignition.config.url") {
+        let r = ignition_config::types::Resource {
+            source: Some(url.clone()),
+            ..Default::default()
+        };
+        return Ok(fetch_config(&r, offline)?.map(|d| (d, url)));
+    }
+    for dir in &env.system_dirs {
+        let p = dir.join("user.ign");
+        if let Ok(d) = std::fs::read(&p) {
+            return Ok(Some((d, p.display().to_string())));
+        }
+    }
+    match env.platform.as_str() {
+        "file" => {
+            let path = std::env::var_os("IGNITION_CONFIG_FILE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| "config.ign".into());
+            std::fs::read(&path)
+                .map(|d| Some((d, path.display().to_string())))
+                .map_err(|e| Some(io(&path, e)))
+        }
+        "qemu" => match std::fs::read(&env.qemu_fw_cfg) {
+            Ok(d) => Ok(Some((d, "qemu fw_cfg opt/com.coreos/config".into()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Some(io(&env.qemu_fw_cfg, e))),
+        },
+        "metal" => Ok(None),
+        other => Err(Some(StageError::Platform(other.to_string()))),
+    }
+}
+
+/// The fetch stages.
+pub fn fetch(env: &Env, offline: bool) -> Result<Fetched, StageError> {
+    let mut base = Config::default();
+    base.ignition.version = Version::V3_7Exp.as_str().into();
+    let mut sources = Vec::new();
+    for dir in &env.system_dirs {
+        let files = read_dir_configs(&dir.join("base.d"))
+            .into_iter()
+            .chain(read_dir_configs(
+                &dir.join("base.platform.d").join(&env.platform),
+            ));
+        for f in files {
+            let data = std::fs::read(&f).map_err(|e| io(&f, e))?;
+            let c = parse_any(&data, &f.display().to_string())?;
+            base = ignition_config::merge(&base, &c);
+            sources.push(("base", f.display().to_string()));
+        }
+    }
+    let user = match user_config(env, offline) {
+        Ok(u) => u,
+        Err(None) => return need_net(env),
+        Err(Some(e)) => return Err(e),
+    };
+    let mut full = base;
+    if let Some((data, name)) = user {
+        if data.is_empty() {
+            eprintln!("{name}: not a config (empty): ignoring user-provided config");
+        } else {
+            let c = parse_any(&data, &name)?;
+            let c = match render(c, offline, 0) {
+                Ok(c) => c,
+                Err(None) => return need_net(env),
+                Err(Some(e)) => return Err(e),
+            };
+            full = ignition_config::merge(&full, &c);
+            sources.push(("user", name));
+        }
+    }
+    write_host(
+        &env.config_cache,
+        ignition_config::to_json(&full).as_bytes(),
+    )?;
+    let state = sources
+        .iter()
+        .map(|(k, s)| {
+            format!(
+                "{{\"kind\":{},\"source\":{},\"referenced\":false}}",
+                json_str(k),
+                json_str(s)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    write_host(
+        &env.state_file,
+        format!("{{\"fetchedConfigs\":[{state}]}}\n").as_bytes(),
+    )?;
+    Ok(Fetched::Cached)
+}
+
+fn json_str(s: &str) -> String {
+    ignition_config::to_go_json(s, false)
+}
+
+fn need_net(env: &Env) -> Result<Fetched, StageError> {
+    write_host(&env.neednet, b"")?;
+    Ok(Fetched::NeedNet)
+}
+
+/// The cached config, for the stages after fetch.
+pub fn cached(env: &Env) -> Result<Config, StageError> {
+    let data = std::fs::read(&env.config_cache).map_err(|e| io(&env.config_cache, e))?;
+    parse_any(&data, &env.config_cache.display().to_string())
+}
+
+/// Whether the fetched configs included a user config.
+fn user_config_provided(env: &Env) -> bool {
+    std::fs::read_to_string(&env.state_file).is_ok_and(|s| s.contains("\"kind\":\"user\""))
+}
+
+/// Runs one stage.
+pub fn run(stage: Stage, env: &Env) -> Result<(), StageError> {
+    match stage {
+        Stage::FetchOffline => fetch(env, true).map(|_| ()),
+        Stage::Fetch => match fetch(env, false)? {
+            Fetched::Cached => Ok(()),
+            Fetched::NeedNet => Err(StageError::Command(
+                "a resource needs the network even in the fetch stage".into(),
+            )),
+        },
+        Stage::Kargs => kargs(&cached(env)?, env),
+        Stage::Files => {
+            let c = cached(env)?;
+            crate::apply(&c, &env.root)?;
+            result_file(env)
+        }
+        Stage::Disks => {
+            let c = cached(env)?;
+            if c.storage.disks.is_empty()
+                && c.storage.filesystems.is_empty()
+                && c.storage.luks.is_empty()
+                && c.storage.raid.is_empty()
+            {
+                Ok(())
+            } else {
+                Err(StageError::Command(
+                    "the disks stage is not built yet in this engine".into(),
+                ))
+            }
+        }
+        Stage::Mount => mount(&cached(env)?, env, true),
+        Stage::Umount => mount(&cached(env)?, env, false),
+    }
+}
+
+/// `/etc/.ignition-result.json` in the root, as upstream writes it.
+fn result_file(env: &Env) -> Result<(), StageError> {
+    let boot_id = std::fs::read_to_string(&env.boot_id).unwrap_or_default();
+    let now = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output();
+    let date = now
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let text = format!(
+        "{{\n  \"provisioningBootID\": {},\n  \"provisioningDate\": {},\n  \"userConfigProvided\": {}\n}}\n",
+        json_str(boot_id.trim()),
+        json_str(&date),
+        user_config_provided(env)
+    );
+    let root =
+        crate::root::Root::open(&env.root).map_err(|e| StageError::Command(e.to_string()))?;
+    root.write_file("/etc/.ignition-result.json", text.as_bytes(), 0o644, None)
+        .map_err(|e| StageError::Command(e.to_string()))
+}
+
+/// Kernel arguments, written into the root's BLS entries
+/// (`/boot/loader/entries/*.conf`, the `options` line).
+fn kargs(c: &Config, env: &Env) -> Result<(), StageError> {
+    let k = &c.kernel_arguments;
+    if k.should_exist.is_empty() && k.should_not_exist.is_empty() {
+        return Ok(());
+    }
+    let dir = env.root.join("boot/loader/entries");
+    let entries = std::fs::read_dir(&dir).map_err(|e| io(&dir, e))?;
+    for e in entries.filter_map(Result::ok) {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "conf") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
+        let mut out = String::new();
+        for line in text.lines() {
+            match line.strip_prefix("options") {
+                Some(rest) if rest.starts_with([' ', '\t']) || rest.is_empty() => {
+                    let mut args: Vec<String> =
+                        rest.split_whitespace().map(str::to_string).collect();
+                    args.retain(|a| !k.should_not_exist.contains(a));
+                    for a in &k.should_exist {
+                        if !args.contains(a) {
+                            args.push(a.clone());
+                        }
+                    }
+                    out.push_str(&format!("options {}\n", args.join(" ")));
+                }
+                _ => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        write_host(&p, out.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Mounts (or unmounts) the filesystems that have a path, under the root.
+fn mount(c: &Config, env: &Env, mount: bool) -> Result<(), StageError> {
+    let mut fss: Vec<&ignition_config::types::Filesystem> = c
+        .storage
+        .filesystems
+        .iter()
+        .filter(|f| {
+            f.path.as_deref().is_some_and(|p| !p.is_empty())
+                && f.format
+                    .as_deref()
+                    .is_some_and(|f| f != "swap" && f != "none")
+        })
+        .collect();
+    fss.sort_by_key(|f| {
+        f.path
+            .as_deref()
+            .unwrap_or("")
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .count()
+    });
+    if !mount {
+        fss.reverse();
+    }
+    let root =
+        crate::root::Root::open(&env.root).map_err(|e| StageError::Command(e.to_string()))?;
+    for fs in fss {
+        let path = fs.path.as_deref().unwrap_or("/");
+        let target = env.root.join(path.trim_start_matches('/'));
+        let mut cmd = std::process::Command::new(if mount { "mount" } else { "umount" });
+        if mount {
+            root.create_dirs(path)
+                .map_err(|e| StageError::Command(e.to_string()))?;
+            cmd.args(["-t", fs.format.as_deref().unwrap_or("auto")]);
+            if !fs.mount_options.is_empty() {
+                cmd.args(["-o", &fs.mount_options.join(",")]);
+            }
+            cmd.arg(&fs.device);
+        }
+        cmd.arg(&target);
+        let out = cmd
+            .output()
+            .map_err(|e| StageError::Command(format!("{cmd:?}: {e}")))?;
+        if !out.status.success() {
+            return Err(StageError::Command(format!(
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_command_line() {
+        let c = "BOOT_IMAGE=/vmlinuz ignition.firstboot ignition.platform.id=qemu ignition.config.url=data:,{}";
+        assert!(is_first_boot(c));
+        assert!(!is_first_boot("root=/dev/sda"));
+        assert_eq!(
+            cmdline_value(c, "ignition.config.url").as_deref(),
+            Some("data:,{}")
+        );
+        assert_eq!(
+            cmdline_value(c, "ignition.platform.id").as_deref(),
+            Some("qemu")
+        );
+    }
+}
