@@ -132,7 +132,11 @@ fn depth(p: &str) -> usize {
 }
 
 /// Writes the config's files, directories and links into the root.
-pub fn apply(config: &Config, root: &Root) -> Result<Summary, FilesError> {
+pub fn apply(
+    config: &Config,
+    root: &Root,
+    fetcher: &resource::Fetcher,
+) -> Result<Summary, FilesError> {
     let ids = Ids::load(root);
     let s = &config.storage;
     // Shallowest first, so that parents exist before their children.
@@ -160,7 +164,7 @@ pub fn apply(config: &Config, root: &Root) -> Result<Summary, FilesError> {
     for (_, kind, i) in order {
         match kind {
             0 => directory(&s.directories[i], i, root, &ids)?,
-            1 => file(&s.files[i], i, root, &ids)?,
+            1 => file(&s.files[i], i, root, &ids, fetcher)?,
             _ => link(&s.links[i], i, root, &ids)?,
         }
         summary.nodes += 1;
@@ -213,17 +217,20 @@ fn file(
     i: usize,
     root: &Root,
     ids: &Ids,
+    fetcher: &resource::Fetcher,
 ) -> Result<(), FilesError> {
     let at = format!("$.storage.files.{i}");
     let (uid, gid) = owner(ids, &at, &f.user, &f.group)?;
     // Everything is fetched and verified before the root is touched.
-    let contents = resource::fetch(&f.contents).map_err(|source| FilesError::Fetch {
-        at: format!("{at}.contents"),
-        source,
-    })?;
+    let contents = fetcher
+        .fetch(&f.contents)
+        .map_err(|source| FilesError::Fetch {
+            at: format!("{at}.contents"),
+            source,
+        })?;
     let mut appends = Vec::with_capacity(f.append.len());
     for (j, a) in f.append.iter().enumerate() {
-        let data = resource::fetch(a).map_err(|source| FilesError::Fetch {
+        let data = fetcher.fetch(a).map_err(|source| FilesError::Fetch {
             at: format!("{at}.append.{j}"),
             source,
         })?;

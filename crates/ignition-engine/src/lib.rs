@@ -9,6 +9,7 @@
 //! this crate yet.
 
 pub mod files;
+pub mod http;
 pub mod passwd;
 pub mod resource;
 pub mod root;
@@ -49,11 +50,22 @@ pub struct Applied {
 
 /// Applies the files stage of `config` to the root at `root`: users and
 /// groups first (so that owners by name resolve), then files, directories
-/// and links, then units.
+/// and links, then units. Remote resources are fetched with the config's
+/// proxy and timeouts.
 pub fn apply(config: &Config, root: &Path) -> Result<Applied, ApplyError> {
+    apply_with(config, root, &resource::Fetcher::for_config(config, false))
+}
+
+/// [`apply`] with explicit network settings (`offline` refuses remote
+/// resources).
+pub fn apply_with(
+    config: &Config,
+    root: &Path,
+    fetcher: &resource::Fetcher,
+) -> Result<Applied, ApplyError> {
     let root = root::Root::open(root)?;
     let accounts = passwd::apply(config, &root)?;
-    let nodes = files::apply(config, &root)?.nodes;
+    let nodes = files::apply(config, &root, fetcher)?.nodes;
     let units = units::apply(config, &root)?;
     Ok(Applied {
         nodes,

@@ -17,8 +17,10 @@ pub enum FetchError {
         /// What is wrong.
         reason: String,
     },
-    /// A scheme this engine does not fetch (yet, or here).
-    #[error("unable to fetch {url}: fetching {scheme}: URLs is not supported by this engine")]
+    /// A scheme this engine does not fetch (yet), or a remote one offline.
+    #[error(
+        "unable to fetch {url}: fetching {scheme}: URLs is not possible here (offline, or not supported by this engine yet)"
+    )]
     Unsupported {
         /// The source URL.
         url: String,
@@ -41,8 +43,44 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Fetches a resource; `None` when it has no source.
+/// How to reach remote resources: the config's proxy and timeouts.
+#[derive(Debug, Clone, Default)]
+pub struct Fetcher {
+    /// `ignition.proxy`.
+    pub proxy: ignition_config::types::Proxy,
+    /// `ignition.timeouts`.
+    pub timeouts: ignition_config::types::Timeouts,
+    /// No network: remote resources are refused (`fetch-offline`).
+    pub offline: bool,
+}
+
+/// Fetches a resource without network settings; `None` when it has no
+/// source.
 pub fn fetch(r: &Resource) -> Result<Option<Vec<u8>>, FetchError> {
+    Fetcher {
+        offline: true,
+        ..Fetcher::default()
+    }
+    .fetch(r)
+}
+
+impl Fetcher {
+    /// Settings from a config's `ignition` section.
+    pub fn for_config(c: &ignition_config::Config, offline: bool) -> Fetcher {
+        Fetcher {
+            proxy: c.ignition.proxy.clone(),
+            timeouts: c.ignition.timeouts.clone(),
+            offline,
+        }
+    }
+
+    /// Fetches a resource; `None` when it has no source.
+    pub fn fetch(&self, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> {
+        fetch_with(self, r)
+    }
+}
+
+fn fetch_with(f: &Fetcher, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> {
     let Some(url) = r.source.as_deref() else {
         return Ok(None);
     };
@@ -56,6 +94,8 @@ pub fn fetch(r: &Resource) -> Result<Option<Vec<u8>>, FetchError> {
         .unwrap_or_default();
     let raw = match scheme.as_str() {
         "data" => ignition_config::url::decode_data_url(url).map_err(bad)?,
+        "http" if !f.offline => crate::http::get(url, &r.http_headers, &f.proxy, &f.timeouts)
+            .map_err(|e| bad(e.to_string()))?,
         _ => {
             return Err(FetchError::Unsupported {
                 url: url.to_string(),

@@ -200,17 +200,19 @@ fn parse_any(data: &[u8], source_name: &str) -> Result<Config, StageError> {
 /// Fetches a config resource; `Err(None)` when it needs the network.
 fn fetch_config(
     r: &ignition_config::types::Resource,
-    offline: bool,
+    fetcher: &resource::Fetcher,
 ) -> Result<Option<Vec<u8>>, Option<StageError>> {
-    match resource::fetch(r) {
+    match fetcher.fetch(r) {
         Ok(d) => Ok(d),
-        Err(resource::FetchError::Unsupported { .. }) if offline => Err(None),
+        Err(resource::FetchError::Unsupported { .. }) if fetcher.offline => Err(None),
         Err(e) => Err(Some(e.into())),
     }
 }
 
 /// Renders `ignition.config.replace` and `merge`, recursively.
 fn render(mut c: Config, offline: bool, depth: usize) -> Result<Config, Option<StageError>> {
+    // A config's own proxy and timeouts apply to the configs it references.
+    let fetcher = resource::Fetcher::for_config(&c, offline);
     if depth > 10 {
         return Err(Some(StageError::Config {
             source_name: "ignition.config".into(),
@@ -218,13 +220,13 @@ fn render(mut c: Config, offline: bool, depth: usize) -> Result<Config, Option<S
         }));
     }
     if c.ignition.config.replace.source.is_some() {
-        let data = fetch_config(&c.ignition.config.replace, offline)?.unwrap_or_default();
+        let data = fetch_config(&c.ignition.config.replace, &fetcher)?.unwrap_or_default();
         let child = parse_any(&data, "ignition.config.replace").map_err(Some)?;
         return render(child, offline, depth + 1);
     }
     let merges = std::mem::take(&mut c.ignition.config.merge);
     for m in &merges {
-        let data = fetch_config(m, offline)?.unwrap_or_default();
+        let data = fetch_config(m, &fetcher)?.unwrap_or_default();
         let child = parse_any(&data, "ignition.config.merge").map_err(Some)?;
         let child = render(child, offline, depth + 1)?;
         c = ignition_config::merge(&c, &child);
@@ -253,7 +255,11 @@ fn user_config(env: &Env, offline: bool) -> Result<Option<(Vec<u8>, String)>, Op
             source: Some(url.clone()),
             ..Default::default()
         };
-        return Ok(fetch_config(&r, offline)?.map(|d| (d, url)));
+        let fetcher = resource::Fetcher {
+            offline,
+            ..resource::Fetcher::default()
+        };
+        return Ok(fetch_config(&r, &fetcher)?.map(|d| (d, url)));
     }
     for dir in &env.system_dirs {
         let p = dir.join("user.ign");

@@ -67,8 +67,7 @@ pub enum IgnitionCommand {
         /// The target root.
         #[arg(long)]
         root: PathBuf,
-        /// Use no network (only data: URLs; this engine fetches nothing
-        /// else yet).
+        /// Use no network: only `data:` resources (else `http:` too).
         #[arg(long)]
         offline: bool,
         /// The config file, or `-` for standard input.
@@ -84,20 +83,21 @@ pub fn run(cli: IgnitionCli) -> anyhow::Result<ExitCode> {
         IgnitionCommand::Validate { config } => Ok(validate_file(&config)),
         IgnitionCommand::Apply {
             root,
-            offline: _,
+            offline,
             config,
-        } => apply(&root, &config),
+        } => apply(&root, &config, offline),
     }
 }
 
-fn apply(root: &Path, config: &Path) -> anyhow::Result<ExitCode> {
+fn apply(root: &Path, config: &Path, offline: bool) -> anyhow::Result<ExitCode> {
     let blob = read_config(config).map_err(|e| anyhow::anyhow!("couldn't read config: {e}"))?;
     let (config, report) =
         ignition_config::parse(&blob).map_err(|f| anyhow::anyhow!("{}: {f}", config.display()))?;
     if !report.is_empty() {
         eprint!("{report}");
     }
-    let applied = ignition_engine::apply(&config, root)?;
+    let fetcher = ignition_engine::resource::Fetcher::for_config(&config, offline);
+    let applied = ignition_engine::apply_with(&config, root, &fetcher)?;
     println!(
         "applied to {}: {} files, directories and links; {} users and groups; {} units",
         root.display(),

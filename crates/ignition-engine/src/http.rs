@@ -1,0 +1,265 @@
+//! A small HTTP/1.1 client for `http://` resources, with upstream's retry
+//! rules: connection errors and 5xx answers are retried with a backoff that
+//! starts at 100 ms and doubles up to 5 s, forever unless
+//! `timeouts.httpTotal` bounds it; other 4xx answers are final. Each try
+//! waits `timeouts.httpResponseHeaders` (default 10 s) for the headers.
+//! Redirects are followed (up to 10); `httpHeaders` are sent; an
+//! `ignition.proxy.httpProxy` is used unless the host is in `noProxy`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use ignition_config::types::{HttpHeader, Proxy, Timeouts};
+
+/// Why an HTTP fetch failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// The server answered with a final status.
+    Status(u16),
+    /// The total time ran out (the last error is kept).
+    TimedOut(String),
+    /// The URL is not usable.
+    Url(String),
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Status(s) => write!(f, "server responded with status {s}"),
+            HttpError::TimedOut(last) => write!(f, "timed out (last error: {last})"),
+            HttpError::Url(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+struct Target {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse(url: &str) -> Result<Target, HttpError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| HttpError::Url(format!("not an http URL: {url}")))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_string()),
+    };
+    let path = path.split('#').next().unwrap_or("/").to_string();
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let bad_port = || HttpError::Url(format!("bad port in {url}"));
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, rest) = v6
+            .split_once(']')
+            .ok_or_else(|| HttpError::Url(format!("bad host in {url}")))?;
+        let port = match rest.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| bad_port())?,
+            None => 80,
+        };
+        (h.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad_port())?),
+            None => (authority.to_string(), 80),
+        }
+    };
+    if host.is_empty() {
+        return Err(HttpError::Url(format!("no host in {url}")));
+    }
+    Ok(Target { host, port, path })
+}
+
+fn no_proxy(host: &str, list: &[String]) -> bool {
+    list.iter().any(|n| {
+        let n = n.trim().trim_start_matches('.');
+        n == "*" || host == n || host.ends_with(&format!(".{n}"))
+    })
+}
+
+/// What one request got.
+enum Answer {
+    Body(Vec<u8>),
+    Redirect(String),
+    Status(u16),
+}
+
+fn once(
+    url: &str,
+    headers: &[HttpHeader],
+    proxy: &Proxy,
+    header_timeout: Duration,
+) -> Result<Answer, String> {
+    let t = parse(url).map_err(|e| e.to_string())?;
+    let via = proxy
+        .http_proxy
+        .as_deref()
+        .filter(|p| !p.is_empty() && !no_proxy(&t.host, &proxy.no_proxy));
+    let (connect_host, connect_port, request_target) = match via {
+        Some(p) => {
+            let pt = parse(p).map_err(|e| format!("proxy: {e}"))?;
+            (pt.host, pt.port, url.to_string())
+        }
+        None => (t.host.clone(), t.port, t.path.clone()),
+    };
+    let addr = (connect_host.as_str(), connect_port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving {connect_host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("no address for {connect_host}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, header_timeout)
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    s.set_read_timeout(Some(header_timeout))
+        .map_err(|e| e.to_string())?;
+    let host_header = if t.port == 80 {
+        t.host.clone()
+    } else {
+        format!("{}:{}", t.host, t.port)
+    };
+    let mut req = format!(
+        "GET {request_target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: Ignition/oxcore-{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for h in headers {
+        if let Some(v) = &h.value {
+            req.push_str(&format!("{}: {v}\r\n", h.name));
+        }
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("sending request: {e}"))?;
+    let mut r = BufReader::new(s);
+    let mut status_line = String::new();
+    r.read_line(&mut status_line)
+        .map_err(|e| format!("reading response: {e}"))?;
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("malformed status line {:?}", status_line.trim()))?;
+    let mut length = None;
+    let mut chunked = false;
+    let mut location = None;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)
+            .map_err(|e| format!("reading headers: {e}"))?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            let v = v.trim();
+            match k.to_ascii_lowercase().as_str() {
+                "content-length" => length = v.parse::<usize>().ok(),
+                "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+                "location" => location = Some(v.to_string()),
+                _ => {}
+            }
+        }
+    }
+    if (300..400).contains(&status)
+        && let Some(l) = location
+    {
+        let next = if l.starts_with("http://") || l.starts_with("https://") {
+            l
+        } else {
+            format!(
+                "http://{host_header}{}{l}",
+                if l.starts_with('/') { "" } else { "/" }
+            )
+        };
+        return Ok(Answer::Redirect(next));
+    }
+    if !(200..300).contains(&status) {
+        return Ok(Answer::Status(status));
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)
+                .map_err(|e| format!("reading body: {e}"))?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(|_| "malformed chunk size".to_string())?;
+            if n == 0 {
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)
+                .map_err(|e| format!("reading body: {e}"))?;
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        r.read_exact(&mut body)
+            .map_err(|e| format!("reading body: {e}"))?;
+    } else {
+        r.read_to_end(&mut body)
+            .map_err(|e| format!("reading body: {e}"))?;
+    }
+    Ok(Answer::Body(body))
+}
+
+/// Fetches an `http://` URL with upstream's retries.
+pub fn get(
+    url: &str,
+    headers: &[HttpHeader],
+    proxy: &Proxy,
+    timeouts: &Timeouts,
+) -> Result<Vec<u8>, HttpError> {
+    let start = Instant::now();
+    let total = timeouts
+        .http_total
+        .filter(|&t| t > 0)
+        .map(|t| Duration::from_secs(t as u64));
+    let header_timeout = Duration::from_secs(
+        timeouts
+            .http_response_headers
+            .filter(|&t| t > 0)
+            .unwrap_or(10) as u64,
+    );
+    let mut delay = Duration::from_millis(100);
+    let mut url = url.to_string();
+    let mut redirects = 0;
+    loop {
+        let last = match once(&url, headers, proxy, header_timeout) {
+            Ok(Answer::Body(b)) => return Ok(b),
+            Ok(Answer::Redirect(next)) if redirects < 10 => {
+                redirects += 1;
+                url = next;
+                continue;
+            }
+            Ok(Answer::Redirect(_)) => return Err(HttpError::Url("too many redirects".into())),
+            Ok(Answer::Status(s)) if !(500..600).contains(&s) => return Err(HttpError::Status(s)),
+            Ok(Answer::Status(s)) => format!("status {s}"),
+            Err(e) => e,
+        };
+        if total.is_some_and(|t| start.elapsed() + delay > t) {
+            return Err(HttpError::TimedOut(last));
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_no_proxy() {
+        let t = parse("http://example.com:8080/a/b?c=d#frag").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("example.com", 8080, "/a/b?c=d")
+        );
+        let t = parse("http://[::1]/x").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 80));
+        assert!(parse("https://x").is_err());
+        assert!(no_proxy("a.example.com", &[".example.com".into()]));
+        assert!(!no_proxy("example.org", &["example.com".into()]));
+    }
+}
