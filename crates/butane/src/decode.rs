@@ -409,9 +409,9 @@ impl Decode for String {
                     .chars()
                     .filter(|c| !c.is_ascii_whitespace())
                     .collect();
-                match crate::files::unbase64(&clean) {
-                    Some(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-                    None => {
+                match ignition_config::url::decode_base64(clean.as_bytes()) {
+                    Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+                    Err(_) => {
                         d.errors.push(format!(
                             "line {}: cannot decode !!binary: invalid base64 data",
                             node.mark.line

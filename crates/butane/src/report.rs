@@ -92,21 +92,17 @@ impl Report {
 }
 
 fn raw_line(e: &Entry) -> String {
-    let mut s = e.severity.to_string();
-    match (e.path.is_root(), e.mark) {
-        (false, Some(m)) => {
-            let _ = write!(s, " at {}, line {} col {}", e.path, m.line, m.col);
-        }
-        (true, Some(m)) => {
-            let _ = write!(s, " at line {} col {}", m.line, m.col);
-        }
-        (false, None) => {
-            let _ = write!(s, " at {}", e.path);
-        }
-        (true, None) => {}
+    // The same line ignition-validate prints.
+    ignition_config::Entry {
+        severity: e.severity,
+        path: Some(e.path.clone()),
+        position: e.mark.map(|m| ignition_config::Position {
+            line: m.line,
+            col: m.col,
+        }),
+        message: e.message.clone(),
     }
-    let _ = write!(s, ": {}", e.message);
-    s
+    .to_string()
 }
 
 fn pretty_entry(e: &Entry, lines: &[&str], name: &str, color: bool) -> String {
@@ -162,81 +158,52 @@ fn pretty_entry(e: &Entry, lines: &[&str], name: &str, color: bool) -> String {
     out
 }
 
+/// The deepest node on `path` that the tree has, and whether it is the
+/// node at the whole path.
+fn walk<'n>(root: &'n Node, path: &Path) -> (&'n Node, bool) {
+    let mut node = root;
+    for seg in &path.0 {
+        let next = match (&node.kind, seg) {
+            (Kind::Seq(items), Seg::Index(n)) => items.get(*n),
+            (Kind::Map(entries), seg) => seg.key().and_then(|want| {
+                entries
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| matches!(&k.kind, Kind::Scalar(s) if s.text == want))
+                    .map(|(_, v)| v)
+            }),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return (node, false),
+        }
+    }
+    (node, true)
+}
+
 /// The position of a path in the YAML tree: the deepest node that exists.
 /// (Unused keys carry their key's position from the decoder.)
 pub fn locate(root: &Node, path: &Path) -> Mark {
-    let mut node = root;
-    for seg in &path.0 {
-        match (&node.kind, seg) {
-            (Kind::Seq(items), Seg::Index(n)) => match items.get(*n) {
-                Some(next) => node = next,
-                None => break,
-            },
-            (Kind::Map(entries), seg) => {
-                let Some(want) = seg.key() else { break };
-                let found = entries
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| matches!(&k.kind, Kind::Scalar(s) if s.text == want));
-                match found {
-                    Some((_, v)) => node = v,
-                    None => break,
-                }
-            }
-            _ => break,
-        }
-    }
-    node.mark
+    walk(root, path).0.mark
 }
 
 /// Whether every element of `path` is in the YAML tree with a value that
 /// is not empty (upstream records translations only for non-zero values).
 pub fn exists(root: &Node, path: &Path) -> bool {
-    let mut node = root;
-    for seg in &path.0 {
-        match (&node.kind, seg) {
-            (Kind::Seq(items), Seg::Index(n)) => match items.get(*n) {
-                Some(next) => node = next,
-                None => return false,
-            },
-            (Kind::Map(entries), seg) => {
-                let Some(want) = seg.key() else { return false };
-                match entries
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| matches!(&k.kind, Kind::Scalar(s) if s.text == want))
-                {
-                    Some((_, v)) => node = v,
-                    None => return false,
-                }
-            }
-            _ => return false,
-        }
-    }
-    match &node.kind {
-        Kind::Map(e) => !e.is_empty(),
-        Kind::Seq(items) => !items.is_empty(),
-        Kind::Scalar(_) => !crate::decode::is_null(node),
+    match node_at(root, path).map(|n| &n.kind) {
+        Some(Kind::Map(e)) => !e.is_empty(),
+        Some(Kind::Seq(items)) => !items.is_empty(),
+        Some(Kind::Scalar(_)) => !node_at(root, path).is_some_and(crate::decode::is_null),
+        None => false,
     }
 }
 
 fn node_at<'n>(root: &'n Node, path: &Path) -> Option<&'n Node> {
-    let mut node = root;
-    for seg in &path.0 {
-        node = match (&node.kind, seg) {
-            (Kind::Seq(items), Seg::Index(n)) => items.get(*n)?,
-            (Kind::Map(entries), seg) => {
-                let want = seg.key()?;
-                &entries
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| matches!(&k.kind, Kind::Scalar(s) if s.text == want))?
-                    .1
-            }
-            _ => return None,
-        };
+    match walk(root, path) {
+        (n, true) => Some(n),
+        _ => None,
     }
-    Some(node)
 }
 
 /// Whether the path is in the YAML tree (any value, even null).

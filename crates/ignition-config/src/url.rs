@@ -425,8 +425,9 @@ pub fn decode_data_url(s: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Standard base64 with required padding, as Go's `StdEncoding`.
-fn decode_base64(data: &[u8]) -> Result<Vec<u8>, String> {
+/// Standard base64 with required padding, as Go's `StdEncoding`, with its
+/// error message (`illegal base64 data at input byte N`).
+pub fn decode_base64(data: &[u8]) -> Result<Vec<u8>, String> {
     let val = |c: u8| -> Option<u32> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',
