@@ -7,7 +7,9 @@ cd "$(dirname "$0")"
 
 # Debian packages the tests use:
 #   ignition: upstream's ignition-validate, the oracle for spec 3.0.0-3.3.0
-packages=(ignition)
+#   gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs
+#   cryptsetup-bin: the disks stage, tested on loop devices
+packages=(ignition gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

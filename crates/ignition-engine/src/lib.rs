@@ -8,6 +8,7 @@
 //! written. Disks, platform providers and remote resources are not part of
 //! this crate yet.
 
+pub mod disks;
 pub mod files;
 pub mod http;
 pub mod passwd;

@@ -382,23 +382,77 @@ pub fn run(stage: Stage, env: &Env) -> Result<(), StageError> {
             crate::apply(&c, &env.root)?;
             result_file(env)
         }
-        Stage::Disks => {
-            let c = cached(env)?;
-            if c.storage.disks.is_empty()
-                && c.storage.filesystems.is_empty()
-                && c.storage.luks.is_empty()
-                && c.storage.raid.is_empty()
-            {
-                Ok(())
-            } else {
-                Err(StageError::Command(
-                    "the disks stage is not built yet in this engine".into(),
-                ))
-            }
-        }
+        Stage::Disks => disks(&cached(env)?, env),
         Stage::Mount => mount(&cached(env)?, env, true),
         Stage::Umount => mount(&cached(env)?, env, false),
     }
+}
+
+/// The disks stage, in upstream's order: partitions, RAID arrays, LUKS
+/// volumes (formatted, opened, bound to Clevis), filesystems.
+fn disks(c: &Config, env: &Env) -> Result<(), StageError> {
+    use crate::disks;
+    let s = &c.storage;
+    let e = |e: disks::DiskError| StageError::Command(e.to_string());
+    for (i, d) in s.disks.iter().enumerate() {
+        disks::partition(d, &format!("$.storage.disks.{i}")).map_err(e)?;
+    }
+    for (i, r) in s.raid.iter().enumerate() {
+        disks::create_raid(r, &format!("$.storage.raid.{i}")).map_err(e)?;
+    }
+    let key_dir = env
+        .state_file
+        .parent()
+        .unwrap_or(Path::new("/run/ignition"))
+        .join("luks-keyfiles");
+    for (i, l) in s.luks.iter().enumerate() {
+        let at = format!("$.storage.luks.{i}");
+        std::fs::create_dir_all(&key_dir).map_err(|err| io(&key_dir, err))?;
+        let key = key_dir.join(&l.name);
+        let generated = l.key_file.source.is_none();
+        if generated {
+            if !key.exists() {
+                disks::generate_key_file(&key).map_err(|err| io(&key, err))?;
+            }
+        } else {
+            let data = resource::Fetcher::for_config(c, false)
+                .fetch(&l.key_file)
+                .map_err(|err| StageError::Command(format!("{at}.keyFile: {err}")))?
+                .unwrap_or_default();
+            write_host(&key, &data)?;
+        }
+        let outcome = disks::format_luks(l, &key, &at).map_err(e)?;
+        let key_s = key.display().to_string();
+        let cmds = disks::luks_commands(l, &key_s, generated)
+            .map_err(|m| StageError::Command(format!("{at}: {m}")))?;
+        let mut steps = vec![cmds.open];
+        if outcome == disks::LuksOutcome::Formatted {
+            steps.extend(cmds.clevis_bind);
+            if let Some([close, unlock]) = cmds.reopen {
+                steps.push(close);
+                steps.push(unlock);
+            }
+            steps.extend(cmds.remove_key);
+        }
+        for argv in steps {
+            let out = std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .output()
+                .map_err(|err| StageError::Command(format!("{at}: {}: {err}", argv.join(" "))))?;
+            if !out.status.success() {
+                return Err(StageError::Command(format!(
+                    "{at}: `{}` failed ({}): {}",
+                    argv.join(" "),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+    }
+    for (i, f) in s.filesystems.iter().enumerate() {
+        disks::make_filesystem(f, &format!("$.storage.filesystems.{i}")).map_err(e)?;
+    }
+    Ok(())
 }
 
 /// `/etc/.ignition-result.json` in the root, as upstream writes it.
