@@ -18,22 +18,20 @@ use crate::root::{NodeKind, Root, RootError};
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
     /// A filesystem operation failed.
-    #[error("{at}: {source}")]
+    #[error("{at}: {error}")]
     Root {
         /// JSON path of the entry.
         at: String,
         /// The failure.
-        #[source]
-        source: RootError,
+        error: RootError,
     },
     /// A resource could not be fetched.
-    #[error("{at}: {source}")]
+    #[error("{at}: {error}")]
     Fetch {
         /// JSON path of the resource.
         at: String,
         /// The failure.
-        #[source]
-        source: resource::FetchError,
+        error: resource::FetchError,
     },
     /// The entry conflicts with what is in the root.
     #[error("{at}: {message}")]
@@ -96,35 +94,45 @@ impl Ids {
     }
 }
 
+/// The owner the entry asks for, user and group separately; an unnamed one
+/// is `None` (an existing node then keeps it, a new one gets root's).
 fn owner(
     ids: &Ids,
     at: &str,
     user: &ignition_config::types::NodeUser,
     group: &ignition_config::types::NodeGroup,
-) -> Result<(u32, u32), FilesError> {
+) -> Result<(Option<u32>, Option<u32>), FilesError> {
     let conflict = |message: String| FilesError::Conflict {
         at: at.to_string(),
         message,
     };
     let uid = match (user.id, user.name.as_deref().filter(|n| !n.is_empty())) {
-        (Some(id), _) => id as u32,
-        (None, Some(name)) => {
+        (Some(id), _) => Some(id as u32),
+        (None, Some(name)) => Some(
             ids.user(name)
                 .ok_or_else(|| {
                     conflict(format!("user {name:?} not found in the root's /etc/passwd"))
                 })?
-                .0
-        }
-        (None, None) => 0,
+                .0,
+        ),
+        (None, None) => None,
     };
     let gid = match (group.id, group.name.as_deref().filter(|n| !n.is_empty())) {
-        (Some(id), _) => id as u32,
-        (None, Some(name)) => ids.group(name).ok_or_else(|| {
+        (Some(id), _) => Some(id as u32),
+        (None, Some(name)) => Some(ids.group(name).ok_or_else(|| {
             conflict(format!("group {name:?} not found in the root's /etc/group"))
-        })?,
-        (None, None) => 0,
+        })?),
+        (None, None) => None,
     };
     Ok((uid, gid))
+}
+
+/// The owner to set: what the entry names, else the kept one, else root.
+fn resolve(wanted: (Option<u32>, Option<u32>), keep: Option<(u32, u32)>) -> (u32, u32) {
+    (
+        wanted.0.or(keep.map(|k| k.0)).unwrap_or(0),
+        wanted.1.or(keep.map(|k| k.1)).unwrap_or(0),
+    )
 }
 
 fn depth(p: &str) -> usize {
@@ -157,9 +165,18 @@ pub fn apply(
         s.links
             .iter()
             .enumerate()
+            .filter(|(_, l)| l.hard != Some(true))
             .map(|(i, l)| (depth(&l.path), 2, i)),
     );
     order.sort();
+    // Hard links come last, once their targets are written, as upstream.
+    order.extend(
+        s.links
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.hard == Some(true))
+            .map(|(i, _)| (usize::MAX, 2, i)),
+    );
     let mut summary = Summary::default();
     for (_, kind, i) in order {
         match kind {
@@ -180,9 +197,9 @@ pub struct Summary {
 }
 
 fn rooterr(at: &str) -> impl Fn(RootError) -> FilesError + '_ {
-    move |source| FilesError::Root {
+    move |error| FilesError::Root {
         at: at.to_string(),
-        source,
+        error,
     }
 }
 
@@ -193,10 +210,11 @@ fn directory(
     ids: &Ids,
 ) -> Result<(), FilesError> {
     let at = format!("$.storage.directories.{i}");
-    let (uid, gid) = owner(ids, &at, &d.user, &d.group)?;
+    let wanted = owner(ids, &at, &d.user, &d.group)?;
+    let existing = root.stat(&d.path).map_err(rooterr(&at))?;
     match root.kind(&d.path).map_err(rooterr(&at))? {
         Some(NodeKind::Dir) | None => {}
-        Some(_) if d.overwrite == Some(true) => root.remove(&d.path).map_err(rooterr(&at))?,
+        Some(_) if d.overwrite == Some(true) => root.remove_all(&d.path).map_err(rooterr(&at))?,
         Some(_) => {
             return Err(FilesError::Conflict {
                 at,
@@ -207,8 +225,16 @@ fn directory(
             });
         }
     }
-    let mode = d.mode.map_or(0o755, |m| m as u32 & 0o7777);
-    root.make_dir(&d.path, mode, Some((uid, gid)))
+    // An existing directory keeps its mode and owner unless the config sets them.
+    let is_dir = root.kind(&d.path).map_err(rooterr(&at))? == Some(NodeKind::Dir);
+    let keep = existing.filter(|_| is_dir);
+    let mode = d
+        .mode
+        .map(|m| m as u32 & 0o7777)
+        .or(keep.map(|k| k.0))
+        .unwrap_or(0o755);
+    let owner = resolve(wanted, keep.map(|k| (k.1, k.2)));
+    root.make_dir(&d.path, mode, Some(owner))
         .map_err(rooterr(&at))
 }
 
@@ -220,59 +246,72 @@ fn file(
     fetcher: &resource::Fetcher,
 ) -> Result<(), FilesError> {
     let at = format!("$.storage.files.{i}");
-    let (uid, gid) = owner(ids, &at, &f.user, &f.group)?;
+    let wanted = owner(ids, &at, &f.user, &f.group)?;
     // Everything is fetched and verified before the root is touched.
     let contents = fetcher
         .fetch(&f.contents)
-        .map_err(|source| FilesError::Fetch {
+        .map_err(|error| FilesError::Fetch {
             at: format!("{at}.contents"),
-            source,
+            error,
         })?;
     let mut appends = Vec::with_capacity(f.append.len());
     for (j, a) in f.append.iter().enumerate() {
-        let data = fetcher.fetch(a).map_err(|source| FilesError::Fetch {
+        let data = fetcher.fetch(a).map_err(|error| FilesError::Fetch {
             at: format!("{at}.append.{j}"),
-            source,
+            error,
         })?;
         appends.push(data.unwrap_or_default());
     }
     let existing = root.kind(&f.path).map_err(rooterr(&at))?;
     let overwrite = f.overwrite == Some(true);
-    let mut data = match (existing, &contents) {
-        (Some(NodeKind::File), None) if !overwrite => {
-            root.read_file(&f.path).map_err(rooterr(&at))?
-        }
-        (Some(_), Some(_)) if !overwrite => {
-            return Err(FilesError::Conflict {
-                at,
-                message: format!(
-                    "error creating file {:?}: A file exists there already and overwrite is false",
-                    f.path
-                ),
-            });
-        }
-        (Some(NodeKind::Dir), _) => {
-            return Err(FilesError::Conflict {
-                at,
-                message: format!("{} is a directory", f.path),
-            });
-        }
-        _ => contents.clone().unwrap_or_default(),
+    let conflict = |what: &str| FilesError::Conflict {
+        at: at.clone(),
+        message: format!("error creating file {:?}: {what}", f.path),
     };
-    for a in appends {
-        data.extend_from_slice(&a);
+    match existing {
+        Some(NodeKind::File) | None => {}
+        Some(_) if overwrite => root.remove_all(&f.path).map_err(rooterr(&at))?,
+        Some(_) => {
+            return Err(conflict(
+                "a non regular file exists there already and overwrite is false",
+            ));
+        }
     }
-    let keep_mode = if existing == Some(NodeKind::File) && contents.is_none() && !overwrite {
-        root.mode(&f.path).map_err(rooterr(&at))?
+    let existing = root.kind(&f.path).map_err(rooterr(&at))?;
+    let stat = root.stat(&f.path).map_err(rooterr(&at))?;
+    if existing.is_some() && contents.is_some() && !overwrite {
+        return Err(conflict(
+            "A file exists there already and overwrite is false",
+        ));
+    }
+    let keep = if existing.is_some() && contents.is_none() && !overwrite {
+        stat
     } else {
         None
     };
     let mode = f
         .mode
         .map(|m| m as u32 & 0o7777)
-        .or(keep_mode)
+        .or(keep.map(|k| k.0))
         .unwrap_or(0o644);
-    root.write_file(&f.path, &data, mode, Some((uid, gid)))
+    // A file changed in place keeps what the entry does not name; a file
+    // written anew is root's unless named.
+    let owner = resolve(wanted, keep.map(|k| (k.1, k.2)));
+    if existing.is_some() && contents.is_none() && !overwrite && appends.is_empty() {
+        // Only mode and owner change: in place, as upstream (hard links to
+        // the file see it).
+        return root
+            .set_attrs(&f.path, Some(mode), Some(owner))
+            .map_err(rooterr(&at));
+    }
+    let mut data = match (existing, &contents) {
+        (Some(_), None) if !overwrite => root.read_file(&f.path).map_err(rooterr(&at))?,
+        _ => contents.clone().unwrap_or_default(),
+    };
+    for a in appends {
+        data.extend_from_slice(&a);
+    }
+    root.write_file(&f.path, &data, mode, Some(owner))
         .map_err(rooterr(&at))
 }
 
@@ -284,8 +323,23 @@ fn link(
 ) -> Result<(), FilesError> {
     let at = format!("$.storage.links.{i}");
     let target = l.target.clone().unwrap_or_default();
-    if root.kind(&l.path).map_err(rooterr(&at))?.is_some() {
-        if l.overwrite != Some(true) {
+    let hard = l.hard == Some(true);
+    // A hard link's relative target is relative to the root, as upstream.
+    let hard_target = if target.starts_with('/') {
+        target.clone()
+    } else {
+        format!("/{target}")
+    };
+    match root.kind(&l.path).map_err(rooterr(&at))? {
+        None => {}
+        // The same symbolic link is already there: nothing to do.
+        Some(NodeKind::Link)
+            if !hard && root.read_link(&l.path).map_err(rooterr(&at))? == target =>
+        {
+            return Ok(());
+        }
+        Some(_) if l.overwrite == Some(true) => root.remove_all(&l.path).map_err(rooterr(&at))?,
+        Some(_) => {
             return Err(FilesError::Conflict {
                 at,
                 message: format!(
@@ -294,21 +348,11 @@ fn link(
                 ),
             });
         }
-        root.remove(&l.path).map_err(rooterr(&at))?;
     }
-    if l.hard == Some(true) {
-        let t = if target.starts_with('/') {
-            target
-        } else {
-            let parent = l
-                .path
-                .rsplit_once('/')
-                .map_or("/", |(p, _)| if p.is_empty() { "/" } else { p });
-            ignition_config::validate::clean_path(&format!("{parent}/{target}"))
-        };
-        root.hard_link(&l.path, &t).map_err(rooterr(&at))
+    if hard {
+        root.hard_link(&l.path, &hard_target).map_err(rooterr(&at))
     } else {
-        let owner = owner(ids, &at, &l.user, &l.group)?;
+        let owner = resolve(owner(ids, &at, &l.user, &l.group)?, None);
         root.symlink(&l.path, &target, Some(owner))
             .map_err(rooterr(&at))
     }

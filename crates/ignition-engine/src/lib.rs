@@ -26,16 +26,42 @@ use ignition_config::Config;
 pub enum ApplyError {
     /// The root cannot be opened.
     #[error("{0}")]
-    Root(#[from] root::RootError),
+    Root(root::RootError),
     /// Files, directories or links.
     #[error("files stage: {0}")]
-    Files(#[from] files::FilesError),
+    Files(files::FilesError),
     /// Users or groups.
     #[error("files stage: {0}")]
-    Passwd(#[from] passwd::PasswdError),
+    Passwd(passwd::PasswdError),
     /// systemd units.
     #[error("files stage: {0}")]
-    Units(#[from] units::UnitError),
+    Units(units::UnitError),
+}
+
+// The messages above include their causes, so these are conversions only
+// (not error sources, which would print each cause twice).
+impl From<root::RootError> for ApplyError {
+    fn from(e: root::RootError) -> Self {
+        ApplyError::Root(e)
+    }
+}
+
+impl From<files::FilesError> for ApplyError {
+    fn from(e: files::FilesError) -> Self {
+        ApplyError::Files(e)
+    }
+}
+
+impl From<passwd::PasswdError> for ApplyError {
+    fn from(e: passwd::PasswdError) -> Self {
+        ApplyError::Passwd(e)
+    }
+}
+
+impl From<units::UnitError> for ApplyError {
+    fn from(e: units::UnitError) -> Self {
+        ApplyError::Units(e)
+    }
 }
 
 /// What was applied.
@@ -64,6 +90,18 @@ pub fn apply_with(
     root: &Path,
     fetcher: &resource::Fetcher,
 ) -> Result<Applied, ApplyError> {
+    // Brought to the newest spec first: specs before 3.6.0 never applied
+    // setuid, setgid and sticky bits, and translation clears them.
+    let translated;
+    let config = match ignition_config::Version::from_exact(&config.ignition.version) {
+        Some(v) if v < ignition_config::Version::V3_7Exp => {
+            translated =
+                ignition_config::translate(config.clone(), ignition_config::Version::V3_7Exp)
+                    .expect("translating to a newer spec always works");
+            &translated
+        }
+        _ => config,
+    };
     let root = root::Root::open(root)?;
     let accounts = passwd::apply(config, &root)?;
     let nodes = files::apply(config, &root, fetcher)?.nodes;

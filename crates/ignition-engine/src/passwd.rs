@@ -79,8 +79,14 @@ fn group(g: &PasswdGroup, i: usize, root: &Root, ids: &Ids) -> Result<(), Passwd
     if let Some(gid) = g.gid {
         args.extend(["--gid".into(), gid.to_string()]);
     }
-    let secret = g.password_hash.clone();
-    if let Some(h) = &g.password_hash {
+    // No hash or an empty one locks the group password, as upstream.
+    let secret = Some(
+        g.password_hash
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "*".into()),
+    );
+    if let Some(h) = &secret {
         args.extend(["--password".into(), h.clone()]);
     }
     if g.system == Some(true) {
@@ -96,14 +102,18 @@ fn user(u: &PasswdUser, i: usize, root: &Root, ids: &Ids) -> Result<(), PasswdEr
     if u.should_exist == Some(false) {
         if exists {
             let mut args = root_arg(root);
-            args.push(u.name.clone());
+            args.extend(["--remove".into(), u.name.clone()]);
             run(&at, "userdel", &args, None)?;
         }
         return Ok(());
     }
     let mut args = root_arg(root);
     if let Some(home) = &u.home_dir {
-        args.extend(["--home-dir".into(), home.clone()]);
+        if exists {
+            args.extend(["--home".into(), home.clone(), "--move-home".into()]);
+        } else {
+            args.extend(["--home-dir".into(), home.clone()]);
+        }
     }
     if !exists {
         args.push(
@@ -127,11 +137,14 @@ fn user(u: &PasswdUser, i: usize, root: &Root, ids: &Ids) -> Result<(), PasswdEr
     if !u.groups.is_empty() {
         args.extend(["--groups".into(), u.groups.join(",")]);
     }
-    // An empty hash locks the password, as upstream.
-    let hash = u
-        .password_hash
-        .as_deref()
-        .map(|h| if h.is_empty() { "*" } else { h }.to_string());
+    // No hash (for a new user) or an empty one locks the password, as
+    // upstream.
+    let hash = match u.password_hash.as_deref() {
+        Some("") => Some("*".to_string()),
+        Some(h) => Some(h.to_string()),
+        None if !exists => Some("*".to_string()),
+        None => None,
+    };
     if let Some(h) = &hash {
         args.extend(["--password".into(), h.clone()]);
     }

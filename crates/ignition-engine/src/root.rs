@@ -19,22 +19,21 @@ use rustix::io::Errno;
 
 /// An error on one path in the root.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} {path}: {source}")]
+#[error("{op} {path}: {error}")]
 pub struct RootError {
     /// What was being done.
     pub op: &'static str,
     /// The path inside the root.
     pub path: String,
     /// Why it failed.
-    #[source]
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 fn err(op: &'static str, path: &str, e: Errno) -> RootError {
     RootError {
         op,
         path: path.to_string(),
-        source: std::io::Error::from_raw_os_error(e.raw_os_error()),
+        error: std::io::Error::from_raw_os_error(e.raw_os_error()),
     }
 }
 
@@ -68,7 +67,7 @@ fn split(path: &str) -> Result<(String, &OsStr), RootError> {
             return Err(RootError {
                 op: "resolve",
                 path: path.into(),
-                source: std::io::Error::new(
+                error: std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     "path has no final name",
                 ),
@@ -219,7 +218,7 @@ impl Root {
             f.write_all(data).map_err(|e| RootError {
                 op: "write",
                 path: path.into(),
-                source: e,
+                error: e,
             })?;
             if let Some((uid, gid)) = owner {
                 rustix::fs::fchown(
@@ -234,7 +233,7 @@ impl Root {
             f.sync_all().map_err(|e| RootError {
                 op: "sync",
                 path: path.into(),
-                source: e,
+                error: e,
             })?;
             rustix::fs::renameat(&dir, tmp.as_os_str(), &dir, name)
                 .map_err(|e| err("rename into place", path, e))
@@ -255,7 +254,7 @@ impl Root {
         std::io::Read::read_to_end(&mut f, &mut buf).map_err(|e| RootError {
             op: "read",
             path: path.into(),
-            source: e,
+            error: e,
         })?;
         Ok(buf)
     }
@@ -376,6 +375,38 @@ impl Root {
         Ok(())
     }
 
+    /// Mode and owner of what is at `path` (a final link is not followed).
+    pub fn stat(&self, path: &str) -> Result<Option<(u32, u32, u32)>, RootError> {
+        let (parent, name) = split(path)?;
+        let dir = match self.open_in(&parent, OFlags::DIRECTORY | OFlags::RDONLY) {
+            Ok(d) => d,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(err("open directory", &parent, e)),
+        };
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some((st.st_mode & 0o7777, st.st_uid, st.st_gid))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(err("stat", path, e)),
+        }
+    }
+
+    /// The target of the link at `path`.
+    pub fn read_link(&self, path: &str) -> Result<String, RootError> {
+        let (parent, name) = split(path)?;
+        let dir = self.open_dir(&parent)?;
+        rustix::fs::readlinkat(&dir, name, Vec::new())
+            .map(|t| t.to_string_lossy().into_owned())
+            .map_err(|e| err("read link", path, e))
+    }
+
+    /// Removes what is at `path`, a whole directory tree included (links are
+    /// removed, never followed).
+    pub fn remove_all(&self, path: &str) -> Result<(), RootError> {
+        let (parent, name) = split(path)?;
+        let dir = self.open_dir(&parent)?;
+        remove_tree(&dir, name).map_err(|e| err("remove", path, e))
+    }
+
     /// The mode of the file at `path`, if it exists.
     pub fn mode(&self, path: &str) -> Result<Option<u32>, RootError> {
         let (parent, name) = split(path)?;
@@ -395,6 +426,32 @@ impl Root {
     pub fn fd(&self) -> impl AsFd + '_ {
         &self.fd
     }
+}
+
+fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::ISDIR) => {}
+        Err(e) => return Err(e),
+    }
+    let sub = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&sub)? {
+        let entry = entry?;
+        let n = entry.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(std::ffi::OsString::from(OsStr::from_bytes(n)));
+        }
+    }
+    for n in names {
+        remove_tree(&sub, &n)?;
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
 }
 
 fn tmp_name(name: &OsStr) -> std::ffi::OsString {

@@ -13,24 +13,23 @@ const PRESET: &str = "/etc/systemd/system-preset/20-ignition.preset";
 
 /// A failure, with the config path of the unit.
 #[derive(Debug, thiserror::Error)]
-#[error("{at}: {source}")]
+#[error("{at}: {error}")]
 pub struct UnitError {
     /// JSON path of the unit.
     pub at: String,
     /// The failure.
-    #[source]
-    pub source: RootError,
+    pub error: RootError,
 }
 
-/// `foo@bar.service` → (`foo@.service`, `bar`).
+/// `foo@bar.service` → (`foo@.service`, `bar`); the template itself has
+/// the empty instance, as upstream groups it.
 fn instance(name: &str) -> Option<(String, String)> {
     let (prefix, rest) = name.split_once('@')?;
     let dot = rest.rfind('.')?;
-    let inst = &rest[..dot];
-    if inst.is_empty() {
-        return None;
-    }
-    Some((format!("{prefix}@{}", &rest[dot..]), inst.to_string()))
+    Some((
+        format!("{prefix}@{}", &rest[dot..]),
+        rest[..dot].to_string(),
+    ))
 }
 
 /// Writes the units and the preset file.
@@ -39,28 +38,37 @@ pub fn apply(config: &Config, root: &Root) -> Result<usize, UnitError> {
     let mut presets: Vec<(String, Vec<String>, bool)> = Vec::new();
     for (i, u) in units.iter().enumerate() {
         let at = format!("$.systemd.units.{i}");
-        let e = |source| UnitError {
+        let e = |error| UnitError {
             at: at.clone(),
-            source,
+            error,
         };
         let path = format!("{UNIT_DIR}/{}", u.name);
+        // A unit with empty contents is not written (an empty dropin is).
         if let Some(c) = u.contents.as_deref().filter(|c| !c.is_empty()) {
             root.write_file(&path, c.as_bytes(), 0o644, None)
                 .map_err(e)?;
         }
         for (j, d) in u.dropins.iter().enumerate() {
-            // A dropin without contents is not written.
-            let Some(c) = d.contents.as_deref().filter(|c| !c.is_empty()) else {
+            // A dropin without contents is not written (empty ones are).
+            let Some(c) = d.contents.as_deref() else {
                 continue;
             };
             root.write_file(&format!("{path}.d/{}", d.name), c.as_bytes(), 0o644, None)
-                .map_err(|source| UnitError {
+                .map_err(|error| UnitError {
                     at: format!("{at}.dropins.{j}"),
-                    source,
+                    error,
                 })?;
         }
-        if u.mask == Some(true) {
-            root.symlink(&path, "/dev/null", None).map_err(e)?;
+        match u.mask {
+            Some(true) => root.symlink(&path, "/dev/null", None).map_err(e)?,
+            // Unmasking removes a mask link.
+            Some(false)
+                if root.kind(&path).map_err(e)? == Some(crate::root::NodeKind::Link)
+                    && root.read_link(&path).map_err(e)? == "/dev/null" =>
+            {
+                root.remove(&path).map_err(e)?
+            }
+            _ => {}
         }
         if let Some(enabled) = u.enabled {
             let (name, inst) = match instance(&u.name) {
@@ -83,16 +91,16 @@ pub fn apply(config: &Config, root: &Root) -> Result<usize, UnitError> {
             .unwrap_or_default();
         for (name, insts, enabled) in presets {
             let verb = if enabled { "enable" } else { "disable" };
-            if insts.is_empty() {
-                text.push_str(&format!("{verb} {name}\n"));
-            } else {
+            if name.contains('@') {
                 text.push_str(&format!("{verb} {name} {}\n", insts.join(" ")));
+            } else {
+                text.push_str(&format!("{verb} {name}\n"));
             }
         }
         root.write_file(PRESET, text.as_bytes(), 0o644, None)
-            .map_err(|source| UnitError {
+            .map_err(|error| UnitError {
                 at: "$.systemd.units".into(),
-                source,
+                error,
             })?;
     }
     Ok(units.len())
@@ -108,7 +116,10 @@ mod tests {
             instance("getty@tty1.service"),
             Some(("getty@.service".into(), "tty1".into()))
         );
-        assert_eq!(instance("getty@.service"), None);
+        assert_eq!(
+            instance("getty@.service"),
+            Some(("getty@.service".into(), String::new()))
+        );
         assert_eq!(instance("a.service"), None);
     }
 }
