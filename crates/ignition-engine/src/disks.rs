@@ -201,34 +201,6 @@ fn argv<const N: usize>(parts: [&str; N]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
 
-/// Go's `%q` for a string.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\x7f' => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 // ---------------------------------------------------------------------------
 // Reading the partition table.
 
@@ -563,8 +535,8 @@ fn matches_common(existing: &PartitionInfo, spec: &Spec) -> Result<(), String> {
     {
         return Err(format!(
             "GUID did not match (specified {}, got {})",
-            go_quote(g),
-            go_quote(&existing.guid)
+            ignition_config::go_quote(g),
+            ignition_config::go_quote(&existing.guid)
         ));
     }
     if let Some(t) = not_empty(&spec.type_guid)
@@ -572,8 +544,8 @@ fn matches_common(existing: &PartitionInfo, spec: &Spec) -> Result<(), String> {
     {
         return Err(format!(
             "type GUID did not match (specified {}, got {})",
-            go_quote(t),
-            go_quote(&existing.type_guid)
+            ignition_config::go_quote(t),
+            ignition_config::go_quote(&existing.type_guid)
         ));
     }
     if let Some(label) = &spec.label
@@ -581,8 +553,8 @@ fn matches_common(existing: &PartitionInfo, spec: &Spec) -> Result<(), String> {
     {
         return Err(format!(
             "label did not match (specified {}, got {})",
-            go_quote(label),
-            go_quote(&existing.label)
+            ignition_config::go_quote(label),
+            ignition_config::go_quote(&existing.label)
         ));
     }
     Ok(())
@@ -868,13 +840,16 @@ pub fn partition(disk: &Disk, at: &str) -> Result<(), DiskError> {
     if in_use && active.is_empty() {
         return Err(ctx.refused(format!(
             "refusing to operate on directly active disk {}",
-            go_quote(device)
+            ignition_config::go_quote(device)
         )));
     }
 
     if disk.wipe_table == Some(true) {
         if !active.is_empty() {
-            return Err(ctx.refused(format!("refusing to wipe active disk {}", go_quote(device))));
+            return Err(ctx.refused(format!(
+                "refusing to wipe active disk {}",
+                ignition_config::go_quote(device)
+            )));
         }
         let args = argv(["sgdisk", "--zap-all", device]);
         // sgdisk exits with 2 when the table it zaps was corrupt; upstream
@@ -955,7 +930,7 @@ pub fn partition(disk: &Disk, at: &str) -> Result<(), DiskError> {
         if part_in_use && modification {
             return Err(ctx.refused(format!(
                 "refusing to modify active partition {number} on {}",
-                go_quote(device)
+                ignition_config::go_quote(device)
             )));
         }
     }
@@ -986,7 +961,7 @@ pub fn partition(disk: &Disk, at: &str) -> Result<(), DiskError> {
             if path.exists() {
                 return Err(ctx.refused(with_partx(format!(
                     "{} unexpectedly exists after partitioning",
-                    go_quote(&shown)
+                    ignition_config::go_quote(&shown)
                 ))));
             }
         } else if changed.contains(&spec.number) {
@@ -994,7 +969,7 @@ pub fn partition(disk: &Disk, at: &str) -> Result<(), DiskError> {
             let Some(&(start, size)) = kernel.get(&spec.number) else {
                 return Err(ctx.refused(with_partx(format!(
                     "failed to read start of {} from sysfs: the kernel does not know the partition",
-                    go_quote(&shown)
+                    ignition_config::go_quote(&shown)
                 ))));
             };
             if let Some(want) = spec.start.map(|s| s * per)
@@ -1002,7 +977,7 @@ pub fn partition(disk: &Disk, at: &str) -> Result<(), DiskError> {
             {
                 return Err(ctx.refused(with_partx(format!(
                     "kernel partition start for {} does not match expected ({start} != {want} 512-byte sectors)",
-                    go_quote(&shown)
+                    ignition_config::go_quote(&shown)
                 ))));
             }
             if let Some(want) = spec.size.map(|s| s * per)
@@ -1010,7 +985,7 @@ pub fn partition(disk: &Disk, at: &str) -> Result<(), DiskError> {
             {
                 return Err(ctx.refused(with_partx(format!(
                     "kernel partition size for {} does not match expected ({size} != {want} 512-byte sectors)",
-                    go_quote(&shown)
+                    ignition_config::go_quote(&shown)
                 ))));
             }
         }
@@ -1053,7 +1028,8 @@ fn unescape_export(v: &str) -> String {
 /// several signatures are found, the first that `wipefs` lists is taken,
 /// as upstream falls back to a probe that allows that.
 pub fn filesystem_info(device: &str) -> Result<FilesystemInfo, String> {
-    File::open(device).map_err(|e| format!("failed to open {}: {e}", go_quote(device)))?;
+    File::open(device)
+        .map_err(|e| format!("failed to open {}: {e}", ignition_config::go_quote(device)))?;
     let args = argv(["blkid", "-p", "-o", "export", device]);
     let out = Command::new("blkid")
         .args(&args[1..])
@@ -1144,7 +1120,7 @@ pub fn mkfs_command(fs: &Filesystem) -> Result<Option<Vec<String>>, String> {
         other => {
             return Err(format!(
                 "unsupported filesystem format: {}",
-                go_quote(other)
+                ignition_config::go_quote(other)
             ));
         }
     };
@@ -1206,7 +1182,7 @@ pub fn make_filesystem(fs: &Filesystem, at: &str) -> Result<(), DiskError> {
             return Err(ctx.refused(format!(
                 "filesystem is not of the correct type, label, or UUID (found {}, {}, {}) and a filesystem wipe was not requested",
                 info.fs_type,
-                go_quote(&info.label),
+                ignition_config::go_quote(&info.label),
                 info.uuid
             )));
         }
@@ -1485,8 +1461,8 @@ fn reuse_luks(luks: &Luks, device: &str, key_file: &Path) -> Result<(), String> 
         if info.label != *label {
             return Err(format!(
                 "volume label {} doesn't match expected label {}",
-                go_quote(&info.label),
-                go_quote(label)
+                ignition_config::go_quote(&info.label),
+                ignition_config::go_quote(label)
             ));
         }
     }
@@ -1497,8 +1473,8 @@ fn reuse_luks(luks: &Luks, device: &str, key_file: &Path) -> Result<(), String> 
         if got != *uuid {
             return Err(format!(
                 "volume UUID {} doesn't match expected UUID {}",
-                go_quote(&got),
-                go_quote(uuid)
+                ignition_config::go_quote(&got),
+                ignition_config::go_quote(uuid)
             ));
         }
     }
@@ -1553,7 +1529,7 @@ pub fn format_luks(luks: &Luks, key_file: &Path, at: &str) -> Result<LuksOutcome
                 Ok(()) => Ok(LuksOutcome::Reused),
                 Err(why) => Err(ctx.refused(format!(
                     "volume is not of the correct type: volume wipe was not requested and luks device {} could not be reused: {why}",
-                    go_quote(device)
+                    ignition_config::go_quote(device)
                 ))),
             };
         }
@@ -1630,7 +1606,7 @@ pub fn create_raid(raid: &Raid, at: &str) -> Result<(), DiskError> {
         if Instant::now() >= deadline {
             return Err(ctx.refused(format!(
                 "failed to wait on raids devs: {} did not appear",
-                go_quote(&device)
+                ignition_config::go_quote(&device)
             )));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -1736,7 +1712,7 @@ mod tests {
             command_line(&argv(["sgdisk", "--change-name=1:my disk", "/dev/vda"])),
             "sgdisk '--change-name=1:my disk' /dev/vda"
         );
-        assert_eq!(go_quote("a\"b\n"), r#""a\"b\n""#);
+        assert_eq!(ignition_config::go_quote("a\"b\n"), r#""a\"b\n""#);
         assert_eq!(unescape_export(r#"my\ lbl\"x"#), "my lbl\"x");
         assert_eq!(canonical_uuid("vfat", "ABCD-1234"), "abcd1234");
         assert_eq!(canonical_uuid("ext4", "ABCD-1234"), "abcd-1234");
