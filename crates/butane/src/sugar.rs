@@ -59,15 +59,7 @@ fn reindex(
             }
         }
     }
-    let yaml_list = Path(
-        list.0
-            .iter()
-            .map(|s| match s {
-                Seg::Index(i) => Seg::Index(*i),
-                s => Seg::Name(crate::translate::snake(s.key().unwrap_or_default())),
-            })
-            .collect(),
-    );
+    let yaml_list = Path(crate::translate::snake_rest(&list.0).collect());
     ts.reindex_merged(list, &yaml_list, &map, &merged);
 }
 

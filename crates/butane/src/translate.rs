@@ -40,7 +40,8 @@ pub struct Ts<'a> {
     pub root: Option<&'a crate::yaml::Node>,
 }
 
-fn snake_rest(rest: &[Seg]) -> impl Iterator<Item = Seg> + '_ {
+/// An output path's elements as source (snake_case) elements.
+pub fn snake_rest(rest: &[Seg]) -> impl Iterator<Item = Seg> + '_ {
     rest.iter().map(|seg| match seg {
         Seg::Index(i) => Seg::Index(*i),
         s => Seg::Name(snake(s.key().unwrap_or_default())),

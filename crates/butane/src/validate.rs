@@ -564,10 +564,7 @@ pub fn openshift_checks(c: &Config, out: &mut ign::Config, raw: bool, cx: &mut C
             // Upstream maps these through the MachineConfig's paths, which
             // raw mode does not record: they stay under `spec.config`.
             let mut yaml = p!["spec", "config"];
-            yaml.0.extend(json.0.iter().map(|s| match s {
-                Seg::Index(i) => Seg::Index(*i),
-                s => Seg::Name(crate::translate::snake(s.key().unwrap_or_default())),
-            }));
+            yaml.0.extend(crate::translate::snake_rest(&json.0));
             cx.report.error(yaml, msg);
         } else {
             nonempty_error(cx, json, &msg);
