@@ -5,9 +5,11 @@
 //! waits `timeouts.httpResponseHeaders` (default 10 s) for the headers.
 //! Redirects are followed (up to 10); `httpHeaders` are sent; an
 //! `ignition.proxy.httpProxy` is used unless the host is in `noProxy`.
+//! [`request`] sends other methods (the cloud providers' `PUT`) and
+//! [`request_retrying`] also retries chosen 4xx statuses.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use ignition_config::types::{HttpHeader, Proxy, Timeouts};
@@ -82,13 +84,58 @@ fn no_proxy(host: &str, list: &[String]) -> bool {
 /// What one request got.
 enum Answer {
     Body(Vec<u8>),
-    Redirect(String),
+    Redirect(String, u16),
     Status(u16),
 }
 
+/// The address to connect to. A link-local IPv6 host may carry a zone
+/// (`fe80::1%eth0`, or `%25eth0` as written in URLs), which becomes the
+/// scope of the socket address.
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    if let Some((addr, zone)) = host.split_once('%') {
+        let zone = zone
+            .strip_prefix("25")
+            .filter(|_| zone.len() > 2)
+            .unwrap_or(zone);
+        let ip: Ipv6Addr = addr
+            .parse()
+            .map_err(|_| format!("bad IPv6 address {addr:?}"))?;
+        let scope = match zone.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => std::fs::read_to_string(format!("/sys/class/net/{zone}/ifindex"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| format!("no network interface {zone:?}"))?,
+        };
+        return Ok(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, scope)));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("no address for {host}"))
+}
+
+/// The `Host` header for a target: IPv6 addresses in brackets, without
+/// their zone (as Go sends it), the port unless it is 80.
+fn host_header(t: &Target) -> String {
+    let host = if t.host.contains(':') {
+        format!("[{}]", t.host.split('%').next().unwrap_or(&t.host))
+    } else {
+        t.host.clone()
+    };
+    if t.port == 80 {
+        host
+    } else {
+        format!("{host}:{}", t.port)
+    }
+}
+
 fn once(
+    method: &str,
     url: &str,
     headers: &[HttpHeader],
+    body: Option<&[u8]>,
     proxy: &Proxy,
     header_timeout: Duration,
 ) -> Result<Answer, String> {
@@ -104,31 +151,32 @@ fn once(
         }
         None => (t.host.clone(), t.port, t.path.clone()),
     };
-    let addr = (connect_host.as_str(), connect_port)
-        .to_socket_addrs()
-        .map_err(|e| format!("resolving {connect_host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("no address for {connect_host}"))?;
+    let addr = resolve(&connect_host, connect_port)?;
     let mut s = TcpStream::connect_timeout(&addr, header_timeout)
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
     s.set_read_timeout(Some(header_timeout))
         .map_err(|e| e.to_string())?;
-    let host_header = if t.port == 80 {
-        t.host.clone()
-    } else {
-        format!("{}:{}", t.host, t.port)
-    };
+    let host_header = host_header(&t);
     let mut req = format!(
-        "GET {request_target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: Ignition/oxcore-{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n",
+        "{method} {request_target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: Ignition/oxcore-{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n",
         env!("CARGO_PKG_VERSION")
     );
+    // Go sends a length for a body, and `Content-Length: 0` for methods
+    // that expect one.
+    match body {
+        Some(b) => req.push_str(&format!("Content-Length: {}\r\n", b.len())),
+        None if matches!(method, "POST" | "PUT" | "PATCH") => req.push_str("Content-Length: 0\r\n"),
+        None => {}
+    }
     for h in headers {
         if let Some(v) = &h.value {
             req.push_str(&format!("{}: {v}\r\n", h.name));
         }
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes())
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    s.write_all(&bytes)
         .map_err(|e| format!("sending request: {e}"))?;
     let mut r = BufReader::new(s);
     let mut status_line = String::new();
@@ -171,13 +219,15 @@ fn once(
                 if l.starts_with('/') { "" } else { "/" }
             )
         };
-        return Ok(Answer::Redirect(next));
+        return Ok(Answer::Redirect(next, status));
     }
     if !(200..300).contains(&status) {
         return Ok(Answer::Status(status));
     }
     let mut body = Vec::new();
-    if chunked {
+    if status == 204 || method == "HEAD" {
+        // No body, whatever the headers say.
+    } else if chunked {
         loop {
             let mut size = String::new();
             r.read_line(&mut size)
@@ -210,6 +260,34 @@ pub fn get(
     proxy: &Proxy,
     timeouts: &Timeouts,
 ) -> Result<Vec<u8>, HttpError> {
+    request("GET", url, headers, None, proxy, timeouts)
+}
+
+/// Sends a request (`GET`, `PUT`, ...) with an optional body to an
+/// `http://` URL, with upstream's retries, and returns the body of a 2xx
+/// answer. Any other final status is [`HttpError::Status`].
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[HttpHeader],
+    body: Option<&[u8]>,
+    proxy: &Proxy,
+    timeouts: &Timeouts,
+) -> Result<Vec<u8>, HttpError> {
+    request_retrying(method, url, headers, body, proxy, timeouts, &[])
+}
+
+/// [`request`] that also retries the statuses in `retry_codes` (upstream's
+/// `FetchOptions.RetryCodes`; 5xx are always retried).
+pub fn request_retrying(
+    method: &str,
+    url: &str,
+    headers: &[HttpHeader],
+    body: Option<&[u8]>,
+    proxy: &Proxy,
+    timeouts: &Timeouts,
+    retry_codes: &[u16],
+) -> Result<Vec<u8>, HttpError> {
     let start = Instant::now();
     let total = timeouts
         .http_total
@@ -223,17 +301,27 @@ pub fn get(
     );
     let mut delay = Duration::from_millis(100);
     let mut url = url.to_string();
+    let mut method = method.to_string();
+    let mut body = body;
     let mut redirects = 0;
     loop {
-        let last = match once(&url, headers, proxy, header_timeout) {
+        let last = match once(&method, &url, headers, body, proxy, header_timeout) {
             Ok(Answer::Body(b)) => return Ok(b),
-            Ok(Answer::Redirect(next)) if redirects < 10 => {
+            Ok(Answer::Redirect(next, status)) if redirects < 10 => {
                 redirects += 1;
                 url = next;
+                // As Go: 301, 302 and 303 turn other methods into a GET
+                // without a body; 307 and 308 repeat the request.
+                if matches!(status, 301..=303) && method != "GET" && method != "HEAD" {
+                    method = "GET".into();
+                    body = None;
+                }
                 continue;
             }
-            Ok(Answer::Redirect(_)) => return Err(HttpError::Url("too many redirects".into())),
-            Ok(Answer::Status(s)) if !(500..600).contains(&s) => return Err(HttpError::Status(s)),
+            Ok(Answer::Redirect(..)) => return Err(HttpError::Url("too many redirects".into())),
+            Ok(Answer::Status(s)) if !(500..600).contains(&s) && !retry_codes.contains(&s) => {
+                return Err(HttpError::Status(s));
+            }
             Ok(Answer::Status(s)) => format!("status {s}"),
             Err(e) => e,
         };
@@ -261,5 +349,23 @@ mod tests {
         assert!(parse("https://x").is_err());
         assert!(no_proxy("a.example.com", &[".example.com".into()]));
         assert!(!no_proxy("example.org", &["example.com".into()]));
+    }
+
+    #[test]
+    fn ipv6_hosts_and_zones() {
+        let t = parse("http://[fe80::a9fe:a9fe%lo]/openstack/latest/user_data").unwrap();
+        assert_eq!(t.host, "fe80::a9fe:a9fe%lo");
+        assert_eq!(host_header(&t), "[fe80::a9fe:a9fe]");
+        let t = parse("http://[::1]:8080/").unwrap();
+        assert_eq!(host_header(&t), "[::1]:8080");
+        match resolve("fe80::1%7", 80).unwrap() {
+            SocketAddr::V6(a) => assert_eq!((a.scope_id(), a.port()), (7, 80)),
+            other => panic!("{other}"),
+        }
+        match resolve("fe80::1%25lo", 80).unwrap() {
+            SocketAddr::V6(a) => assert!(a.scope_id() > 0),
+            other => panic!("{other}"),
+        }
+        assert!(resolve("fe80::1%no-such-interface", 80).is_err());
     }
 }

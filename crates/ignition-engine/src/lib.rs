@@ -5,13 +5,15 @@
 //! resources are fetched and verified, then files, directories and links
 //! are written (never outside the root), users and groups are created with
 //! the shadow tools, and systemd units, dropins, masks and presets are
-//! written. Disks, platform providers and remote resources are not part of
-//! this crate yet.
+//! written. The stages around it are in [`stages`], the disks stage in
+//! [`disks`], the cloud platform providers in [`providers`] and `http:`
+//! resources in [`http`].
 
 pub mod disks;
 pub mod files;
 pub mod http;
 pub mod passwd;
+pub mod providers;
 pub mod resource;
 pub mod root;
 pub mod stages;

@@ -4,9 +4,10 @@
 //!
 //! The fetch stages find the user config (the `ignition.config.url` kernel
 //! argument, then `user.ign` in the system config directories, then the
-//! platform), render it (`ignition.config.replace` and `merge`), merge it
-//! over the base configs (`base.d/*.ign`, then `base.platform.d/PLATFORM/*.ign`)
-//! and write the result to the config cache. `fetch-offline` that meets a
+//! platform, the cloud ones through [`crate::providers`]), render it
+//! (`ignition.config.replace` and `merge`), merge it over the base configs
+//! (`base.d/*.ign`, then `base.platform.d/PLATFORM/*.ign`) and write the
+//! result to the config cache. `fetch-offline` that meets a
 //! resource needing the network writes the `neednet` flag and stops, as
 //! upstream; `fetch` runs then. The other stages read the cache only.
 
@@ -85,6 +86,13 @@ pub struct Env {
     pub boot_id: PathBuf,
     /// The `qemu` platform's fw_cfg entry.
     pub qemu_fw_cfg: PathBuf,
+    /// The cloud providers' metadata service address, instead of
+    /// `http://169.254.169.254` (e.g. `http://127.0.0.1:8080`).
+    pub metadata_base: Option<String>,
+    /// A directory where the platform's config drive is mounted
+    /// (OpenStack's `config-2`, Azure's OVF CD), instead of finding and
+    /// mounting the device.
+    pub config_drive: Option<PathBuf>,
 }
 
 impl Env {
@@ -104,6 +112,8 @@ impl Env {
             cmdline: "/proc/cmdline".into(),
             boot_id: "/proc/sys/kernel/random/boot_id".into(),
             qemu_fw_cfg: "/sys/firmware/qemu_fw_cfg/by_name/opt/com.coreos/config/raw".into(),
+            metadata_base: None,
+            config_drive: None,
         }
     }
 }
@@ -125,6 +135,9 @@ pub enum StageError {
     /// The platform cannot give a config here.
     #[error("platform {0:?} is not supported by this engine yet")]
     Platform(String),
+    /// A cloud provider failed.
+    #[error("{0}")]
+    Provider(crate::providers::ProviderError),
     /// The cache or state is missing or unreadable.
     #[error("{path}: {message}")]
     Io {
@@ -282,7 +295,50 @@ fn user_config(env: &Env, offline: bool) -> Result<Option<(Vec<u8>, String)>, Op
             Err(e) => Err(Some(io(&env.qemu_fw_cfg, e))),
         },
         "metal" => Ok(None),
-        other => Err(Some(StageError::Platform(other.to_string()))),
+        other => {
+            use crate::providers::{self, ProviderError};
+            // Upstream's provider requests are bounded by `-fetch-timeout`
+            // and use no proxy.
+            let fetcher = resource::Fetcher {
+                offline,
+                timeouts: ignition_config::types::Timeouts {
+                    http_total: Some(providers::FETCH_TIMEOUT_SECS),
+                    http_response_headers: None,
+                },
+                ..resource::Fetcher::default()
+            };
+            match providers::fetch_user_config(
+                other,
+                env.metadata_base.as_deref(),
+                env.config_drive.as_deref(),
+                &fetcher,
+            ) {
+                Ok(u) => Ok(u),
+                Err(ProviderError::NeedNet(_)) => Err(None),
+                Err(ProviderError::Unsupported(p)) => Err(Some(StageError::Platform(p))),
+                Err(e) => Err(Some(StageError::Provider(e))),
+            }
+        }
+    }
+}
+
+/// Upstream's platform initialisation before the config is looked for:
+/// on AWS offline, the network is needed whatever the config source;
+/// online, the IMDSv2 token endpoint must answer. `Err(None)`: neednet.
+fn platform_init(env: &Env, offline: bool) -> Result<(), Option<StageError>> {
+    if env.platform != "aws" {
+        return Ok(());
+    }
+    let fetcher = resource::Fetcher {
+        offline,
+        ..resource::Fetcher::default()
+    };
+    match crate::providers::aws_init(env.metadata_base.as_deref(), &fetcher) {
+        Ok(()) => Ok(()),
+        Err(crate::providers::ProviderError::NeedNet(_)) => Err(None),
+        Err(e) => Err(Some(StageError::Command(format!(
+            "initializing platform config: {e}"
+        )))),
     }
 }
 
@@ -303,6 +359,11 @@ pub fn fetch(env: &Env, offline: bool) -> Result<Fetched, StageError> {
             base = ignition_config::merge(&base, &c);
             sources.push(("base", f.display().to_string()));
         }
+    }
+    match platform_init(env, offline) {
+        Ok(()) => {}
+        Err(None) => return need_net(env),
+        Err(Some(e)) => return Err(e),
     }
     let user = match user_config(env, offline) {
         Ok(u) => u,

@@ -25,9 +25,18 @@ pub struct StageArgs {
     /// The stage: fetch-offline, fetch, kargs, disks, mount, files, umount.
     #[arg(long)]
     stage: Option<String>,
-    /// The platform: file (IGNITION_CONFIG_FILE), qemu, metal.
+    /// The platform: file (IGNITION_CONFIG_FILE), qemu, metal, aws, gcp,
+    /// azure, openstack, brightbox, digitalocean.
     #[arg(long, default_value = "file")]
     platform: String,
+    /// The cloud metadata service's address, instead of
+    /// http://169.254.169.254 (e.g. http://127.0.0.1:8080).
+    #[arg(long = "metadata-url", value_name = "URL")]
+    metadata_url: Option<String>,
+    /// A directory where the platform's config drive (openstack config-2,
+    /// azure OVF CD) is mounted, instead of finding and mounting it.
+    #[arg(long, value_name = "DIR")]
+    config_drive: Option<PathBuf>,
     /// The target root.
     #[arg(long, default_value = "/sysroot")]
     root: PathBuf,
@@ -128,6 +137,8 @@ fn run_stage(a: StageArgs) -> anyhow::Result<ExitCode> {
     env.state_file = a.state_file;
     env.neednet = a.neednet;
     env.cmdline = a.cmdline;
+    env.metadata_base = a.metadata_url;
+    env.config_drive = a.config_drive;
     if !a.system_config_dirs.is_empty() {
         env.system_dirs = a.system_config_dirs;
     }
