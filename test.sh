@@ -24,4 +24,27 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
+# The first-boot test boots a kernel under QEMU; its packages are installed
+# best effort (qemu-system-x86 may have to come from bookworm-backports
+# when qemu-utils is from there) and the test skips, saying why, without.
+vm_packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils)
+vm_missing=()
+for p in "${vm_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || vm_missing+=("$p")
+done
+if [ "${#vm_missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    [ "${#missing[@]}" -gt 0 ] || apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${vm_missing[@]}" >/dev/null 2>&1 ||
+        apt-get install -y -qq --no-install-recommends -t bookworm-backports "${vm_missing[@]}" >/dev/null 2>&1 ||
+        echo "test.sh: could not install ${vm_missing[*]}; the first-boot VM test will skip" >&2
+fi
+
 cargo test --workspace --locked "$@"
+
+# The first-boot test in a VM, with a static binary as the initramfs needs.
+if [ "$#" -eq 0 ]; then
+    RUSTFLAGS='-C target-feature=+crt-static' \
+        cargo build --release --locked -q -p oxcore --target x86_64-unknown-linux-gnu
+    tests/vm/firstboot.sh target/x86_64-unknown-linux-gnu/release/oxcore
+fi

@@ -601,14 +601,16 @@ fn mount(c: &Config, env: &Env, mount: bool) -> Result<(), StageError> {
     if !mount {
         fss.reverse();
     }
-    let root =
-        crate::root::Root::open(&env.root).map_err(|e| StageError::Command(e.to_string()))?;
     for fs in fss {
         let path = fs.path.as_deref().unwrap_or("/");
         let target = env.root.join(path.trim_start_matches('/'));
         let mut cmd = std::process::Command::new(if mount { "mount" } else { "umount" });
         if mount {
-            root.create_dirs(path)
+            // The root is opened afresh for each mount point, so a mount
+            // point below an earlier mount is made in the mounted
+            // filesystem, and no descriptor of ours keeps a mount busy.
+            crate::root::Root::open(&env.root)
+                .and_then(|root| root.create_dirs(path))
                 .map_err(|e| StageError::Command(e.to_string()))?;
             cmd.args(["-t", fs.format.as_deref().unwrap_or("auto")]);
             if !fs.mount_options.is_empty() {

@@ -1190,3 +1190,65 @@ fn mkfs_command_lines_are_upstreams() {
     let fs = filesystem("/dev/vda1", r#"{"device":"DEV","format":"none"}"#);
     assert_eq!(disks::mkfs_command(&fs).unwrap(), None);
 }
+
+/// The mount stage mounts the filesystems under the root, shallowest first,
+/// making each mount point in the filesystem mounted above it; the umount
+/// stage takes them down again, deepest first.
+#[test]
+fn mount_and_umount_stages_nest_filesystems() {
+    use ignition_engine::stages::{self, Env, Stage};
+    let test = "mount_and_umount_stages_nest_filesystems";
+    let root_dev = setup!(test, BLKID, WIPEFS, MKFS[0]);
+    let Some(var_dev) = LoopDev::new(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sysroot = dir.path().join("sysroot");
+    std::fs::create_dir(&sysroot).unwrap();
+    let mut env = Env::new(&sysroot, "file");
+    env.config_cache = dir.path().join("ignition.json");
+    env.state_file = dir.path().join("state");
+    let config = format!(
+        r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"filesystems":[
+            {{"device":"{}","format":"ext4","path":"/var/lib/data"}},
+            {{"device":"{}","format":"ext4","path":"/"}}]}}}}"#,
+        var_dev.dev, root_dev.dev
+    );
+    std::fs::write(&env.config_cache, config).unwrap();
+    for l in [&root_dev, &var_dev] {
+        run(&["mkfs.ext4", "-q", "-F", &l.dev]);
+    }
+    let mounted = |path: &Path| {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        let p = path.to_string_lossy().into_owned();
+        mounts
+            .lines()
+            .any(|l| l.split(' ').nth(1) == Some(p.as_str()))
+    };
+
+    let result = stages::run(Stage::Mount, &env);
+    let var = sysroot.join("var/lib/data");
+    // Checked before asserting, so a failure still unmounts below.
+    let nested = mounted(&sysroot) && mounted(&var);
+    std::fs::write(var.join("probe"), "x").ok();
+    let umount = stages::run(Stage::Umount, &env);
+    if mounted(&var) {
+        run(&["umount", &var.to_string_lossy()]);
+    }
+    if mounted(&sysroot) {
+        run(&["umount", &sysroot.to_string_lossy()]);
+    }
+    result.unwrap();
+    assert!(nested, "both filesystems mounted");
+    umount.unwrap();
+    // The mount point was made in the root filesystem, not in the
+    // directory it covers, and the probe landed in the var filesystem.
+    assert!(
+        !sysroot.join("var").exists(),
+        "mount point made under the mount"
+    );
+    let var_files = run(&["debugfs", "-R", "ls -l /", &var_dev.dev]);
+    assert!(var_files.contains("probe"), "{var_files}");
+    let root_files = run(&["debugfs", "-R", "ls -l /var/lib", &root_dev.dev]);
+    assert!(root_files.contains("data"), "{root_files}");
+}
