@@ -9,7 +9,8 @@ cd "$(dirname "$0")"
 #   ignition: upstream's ignition-validate, the oracle for spec 3.0.0-3.3.0
 #   gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs
 #   cryptsetup-bin: the disks stage, tested on loop devices
-packages=(ignition gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin)
+#   tftpd-hpa: a real TFTP server for tftp:// resources
+packages=(ignition gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin tftpd-hpa)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

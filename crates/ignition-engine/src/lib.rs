@@ -17,6 +17,7 @@ pub mod providers;
 pub mod resource;
 pub mod root;
 pub mod stages;
+pub mod tftp;
 pub mod units;
 
 use std::path::Path;

@@ -96,6 +96,9 @@ fn fetch_with(f: &Fetcher, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> 
         "data" => ignition_config::url::decode_data_url(url).map_err(bad)?,
         "http" if !f.offline => crate::http::get(url, &r.http_headers, &f.proxy, &f.timeouts)
             .map_err(|e| bad(e.to_string()))?,
+        "tftp" if !f.offline => {
+            crate::tftp::get(url, crate::tftp::TIMEOUT).map_err(|e| bad(e.to_string()))?
+        }
         _ => {
             return Err(FetchError::Unsupported {
                 url: url.to_string(),
