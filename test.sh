@@ -10,7 +10,9 @@ cd "$(dirname "$0")"
 #   gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs
 #   cryptsetup-bin: the disks stage, tested on loop devices
 #   tftpd-hpa: a real TFTP server for tftp:// resources
-packages=(ignition gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin tftpd-hpa)
+#   openssl python3: certificates and an HTTPS server for https:// resources
+packages=(ignition gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin
+          tftpd-hpa openssl python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

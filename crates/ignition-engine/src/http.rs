@@ -1,16 +1,27 @@
-//! A small HTTP/1.1 client for `http://` resources, with upstream's retry
+//! A small HTTP/1.1 client for `http://` and `https://` resources, with
+//! upstream's retry
 //! rules: connection errors and 5xx answers are retried with a backoff that
 //! starts at 100 ms and doubles up to 5 s, forever unless
 //! `timeouts.httpTotal` bounds it; other 4xx answers are final. Each try
 //! waits `timeouts.httpResponseHeaders` (default 10 s) for the headers.
 //! Redirects are followed (up to 10); `httpHeaders` are sent; an
-//! `ignition.proxy.httpProxy` is used unless the host is in `noProxy`.
+//! `ignition.proxy.httpProxy` (for `http`) or `httpsProxy` (for `https`,
+//! through a `CONNECT` tunnel) is used unless the host is in `noProxy`.
+//!
+//! TLS (1.2 and 1.3, rustls) trusts the system's CA bundle (the first of
+//! the files Go looks at that exists) and the config's
+//! `security.tls.certificateAuthorities`, as upstream adds them to the
+//! system pool; the server's name is checked against its certificate.
 //! [`request`] sends other methods (the cloud providers' `PUT`) and
 //! [`request_retrying`] also retries chosen 4xx statuses.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use ignition_config::types::{HttpHeader, Proxy, Timeouts};
 
@@ -35,16 +46,31 @@ impl std::fmt::Display for HttpError {
     }
 }
 
+/// More for [`request_retrying`]: statuses to retry and extra CAs.
+#[derive(Debug, Clone, Default)]
+pub struct Options<'a> {
+    /// 4xx statuses retried like 5xx (upstream's `RetryCodes`).
+    pub retry_codes: &'a [u16],
+    /// PEM certificates trusted besides the system's, for `https`.
+    pub cas: &'a [Vec<u8>],
+}
+
 struct Target {
+    tls: bool,
     host: String,
     port: u16,
     path: String,
 }
 
 fn parse(url: &str) -> Result<Target, HttpError> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| HttpError::Url(format!("not an http URL: {url}")))?;
+    let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else {
+        return Err(HttpError::Url(format!("not an http(s) URL: {url}")));
+    };
+    let default_port = if tls { 443 } else { 80 };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -59,19 +85,24 @@ fn parse(url: &str) -> Result<Target, HttpError> {
             .ok_or_else(|| HttpError::Url(format!("bad host in {url}")))?;
         let port = match rest.strip_prefix(':') {
             Some(p) => p.parse().map_err(|_| bad_port())?,
-            None => 80,
+            None => default_port,
         };
         (h.to_string(), port)
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad_port())?),
-            None => (authority.to_string(), 80),
+            None => (authority.to_string(), default_port),
         }
     };
     if host.is_empty() {
         return Err(HttpError::Url(format!("no host in {url}")));
     }
-    Ok(Target { host, port, path })
+    Ok(Target {
+        tls,
+        host,
+        port,
+        path,
+    })
 }
 
 fn no_proxy(host: &str, list: &[String]) -> bool {
@@ -116,19 +147,137 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("no address for {host}"))
 }
 
-/// The `Host` header for a target: IPv6 addresses in brackets, without
-/// their zone (as Go sends it), the port unless it is 80.
-fn host_header(t: &Target) -> String {
-    let host = if t.host.contains(':') {
-        format!("[{}]", t.host.split('%').next().unwrap_or(&t.host))
+/// A host as written in a URL: IPv6 addresses in brackets, without their
+/// zone (as Go sends it).
+fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{}]", host.split('%').next().unwrap_or(host))
     } else {
-        t.host.clone()
-    };
-    if t.port == 80 {
+        host.to_string()
+    }
+}
+
+/// The `Host` header for a target: the host, then the port unless it is
+/// the scheme's default.
+fn host_header(t: &Target) -> String {
+    let host = bracketed(&t.host);
+    if t.port == if t.tls { 443 } else { 80 } {
         host
     } else {
         format!("{host}:{}", t.port)
     }
+}
+
+/// The system's CA bundle, read once: the first of the files Go's
+/// `crypto/x509` looks at on Linux that exists.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+            "/etc/ssl/ca-bundle.pem",
+            "/etc/pki/tls/cacert.pem",
+            "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+            "/etc/ssl/cert.pem",
+        ]
+        .iter()
+        .find_map(|f| std::fs::read(f).ok())
+        .map(|pem| {
+            CertificateDer::pem_slice_iter(&pem)
+                .filter_map(Result::ok)
+                .collect()
+        })
+        .unwrap_or_default()
+    })
+}
+
+/// A client configuration trusting the system's CAs and `cas`.
+fn tls_config(cas: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(system_roots().iter().cloned());
+    for (i, pem) in cas.iter().enumerate() {
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("certificate authority {i}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "certificate authority {i}: no PEM certificate found"
+            ));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("certificate authority {i}: {e}"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A connection, plain or through TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Asks an HTTP proxy for a tunnel to `host:port`.
+fn tunnel(s: &mut TcpStream, t: &Target) -> Result<(), String> {
+    let authority = format!("{}:{}", bracketed(&t.host), t.port);
+    s.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+        .map_err(|e| format!("proxy: {e}"))?;
+    // Read the proxy's answer byte by byte, so that nothing of the tunnel
+    // is taken into a buffer.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => return Err("proxy: connection closed during CONNECT".into()),
+            Err(e) => return Err(format!("proxy: {e}")),
+        }
+        if head.len() > 16 * 1024 {
+            return Err("proxy: answer to CONNECT too long".into());
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        return Err(format!(
+            "proxy refused CONNECT: {}",
+            head.lines().next().unwrap_or("").trim()
+        ));
+    }
+    Ok(())
 }
 
 fn once(
@@ -138,24 +287,55 @@ fn once(
     body: Option<&[u8]>,
     proxy: &Proxy,
     header_timeout: Duration,
+    cas: &[Vec<u8>],
 ) -> Result<Answer, String> {
     let t = parse(url).map_err(|e| e.to_string())?;
-    let via = proxy
-        .http_proxy
-        .as_deref()
-        .filter(|p| !p.is_empty() && !no_proxy(&t.host, &proxy.no_proxy));
+    let via = if t.tls {
+        &proxy.https_proxy
+    } else {
+        &proxy.http_proxy
+    }
+    .as_deref()
+    .filter(|p| !p.is_empty() && !no_proxy(&t.host, &proxy.no_proxy));
     let (connect_host, connect_port, request_target) = match via {
         Some(p) => {
             let pt = parse(p).map_err(|e| format!("proxy: {e}"))?;
-            (pt.host, pt.port, url.to_string())
+            if pt.tls {
+                return Err(format!("proxy: https proxies are not supported: {p}"));
+            }
+            // Plain requests go to the proxy whole; TLS ones go through a
+            // tunnel and name only the path.
+            let target = if t.tls {
+                t.path.clone()
+            } else {
+                url.to_string()
+            };
+            (pt.host, pt.port, target)
         }
         None => (t.host.clone(), t.port, t.path.clone()),
     };
     let addr = resolve(&connect_host, connect_port)?;
-    let mut s = TcpStream::connect_timeout(&addr, header_timeout)
+    let mut tcp = TcpStream::connect_timeout(&addr, header_timeout)
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    s.set_read_timeout(Some(header_timeout))
+    tcp.set_read_timeout(Some(header_timeout))
         .map_err(|e| e.to_string())?;
+    let mut s = if t.tls {
+        if via.is_some() {
+            tunnel(&mut tcp, &t)?;
+        }
+        let name = t.host.split('%').next().unwrap_or(&t.host).to_string();
+        let name = ServerName::try_from(name).map_err(|e| format!("TLS server name: {e}"))?;
+        let mut conn = rustls::ClientConnection::new(tls_config(cas)?, name)
+            .map_err(|e| format!("TLS: {e}"))?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).map_err(|e| {
+                format!("TLS handshake with {}:{}: {e}", bracketed(&t.host), t.port)
+            })?;
+        }
+        Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+    } else {
+        Conn::Plain(tcp)
+    };
     let host_header = host_header(&t);
     let mut req = format!(
         "{method} {request_target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: Ignition/oxcore-{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n",
@@ -215,7 +395,8 @@ fn once(
             l
         } else {
             format!(
-                "http://{host_header}{}{l}",
+                "{}://{host_header}{}{l}",
+                if t.tls { "https" } else { "http" },
                 if l.starts_with('/') { "" } else { "/" }
             )
         };
@@ -274,11 +455,20 @@ pub fn request(
     proxy: &Proxy,
     timeouts: &Timeouts,
 ) -> Result<Vec<u8>, HttpError> {
-    request_retrying(method, url, headers, body, proxy, timeouts, &[])
+    request_retrying(
+        method,
+        url,
+        headers,
+        body,
+        proxy,
+        timeouts,
+        &Options::default(),
+    )
 }
 
-/// [`request`] that also retries the statuses in `retry_codes` (upstream's
-/// `FetchOptions.RetryCodes`; 5xx are always retried).
+/// [`request`] that also retries the statuses in `opts.retry_codes`
+/// (upstream's `FetchOptions.RetryCodes`; 5xx are always retried) and
+/// trusts `opts.cas` for `https`.
 pub fn request_retrying(
     method: &str,
     url: &str,
@@ -286,7 +476,7 @@ pub fn request_retrying(
     body: Option<&[u8]>,
     proxy: &Proxy,
     timeouts: &Timeouts,
-    retry_codes: &[u16],
+    opts: &Options<'_>,
 ) -> Result<Vec<u8>, HttpError> {
     let start = Instant::now();
     let total = timeouts
@@ -305,7 +495,15 @@ pub fn request_retrying(
     let mut body = body;
     let mut redirects = 0;
     loop {
-        let last = match once(&method, &url, headers, body, proxy, header_timeout) {
+        let last = match once(
+            &method,
+            &url,
+            headers,
+            body,
+            proxy,
+            header_timeout,
+            opts.cas,
+        ) {
             Ok(Answer::Body(b)) => return Ok(b),
             Ok(Answer::Redirect(next, status)) if redirects < 10 => {
                 redirects += 1;
@@ -319,7 +517,7 @@ pub fn request_retrying(
                 continue;
             }
             Ok(Answer::Redirect(..)) => return Err(HttpError::Url("too many redirects".into())),
-            Ok(Answer::Status(s)) if !(500..600).contains(&s) && !retry_codes.contains(&s) => {
+            Ok(Answer::Status(s)) if !(500..600).contains(&s) && !opts.retry_codes.contains(&s) => {
                 return Err(HttpError::Status(s));
             }
             Ok(Answer::Status(s)) => format!("status {s}"),
@@ -346,7 +544,11 @@ mod tests {
         );
         let t = parse("http://[::1]/x").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 80));
-        assert!(parse("https://x").is_err());
+        assert!(parse("ftp://x").is_err());
+        let t = parse("https://h/p").unwrap();
+        assert!(t.tls && t.port == 443 && host_header(&t) == "h");
+        let t = parse("https://h:8443/p").unwrap();
+        assert!(t.port == 8443 && host_header(&t) == "h:8443");
         assert!(no_proxy("a.example.com", &[".example.com".into()]));
         assert!(!no_proxy("example.org", &["example.com".into()]));
     }

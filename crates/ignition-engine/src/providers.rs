@@ -422,7 +422,10 @@ pub fn azure(
         None,
         &f.proxy,
         &f.timeouts,
-        &[404, 410, 429],
+        &http::Options {
+            retry_codes: &[404, 410, 429],
+            ..http::Options::default()
+        },
     )
     .map_err(|e| http_err("azure", &u, e))?;
     let bad = |message: String| ProviderError::Bad {

@@ -52,6 +52,12 @@ pub struct Fetcher {
     pub timeouts: ignition_config::types::Timeouts,
     /// No network: remote resources are refused (`fetch-offline`).
     pub offline: bool,
+    /// `ignition.security.tls.certificateAuthorities`, trusted for
+    /// `https` besides the system's CAs.
+    pub certificate_authorities: Vec<Resource>,
+    /// A cache: those CAs once fetched (on the first `https` fetch), or
+    /// why not. Start it empty (`Default`).
+    pub cas: std::sync::OnceLock<Result<Vec<Vec<u8>>, String>>,
 }
 
 /// Fetches a resource without network settings; `None` when it has no
@@ -71,7 +77,35 @@ impl Fetcher {
             proxy: c.ignition.proxy.clone(),
             timeouts: c.ignition.timeouts.clone(),
             offline,
+            certificate_authorities: c.ignition.security.tls.certificate_authorities.clone(),
+            cas: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The extra CAs' PEM data, fetched (and checked against their hashes)
+    /// the first time they are needed, with the system's CAs only.
+    fn cas(&self) -> Result<&[Vec<u8>], String> {
+        self.cas
+            .get_or_init(|| {
+                let plain = Fetcher {
+                    proxy: self.proxy.clone(),
+                    timeouts: self.timeouts.clone(),
+                    offline: self.offline,
+                    ..Fetcher::default()
+                };
+                self.certificate_authorities
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| match plain.fetch(r) {
+                        Ok(d) => d.map(Ok),
+                        Err(e) => Some(Err(format!(
+                            "fetching certificate authority {i} ($.ignition.security.tls.certificateAuthorities.{i}): {e}"
+                        ))),
+                    })
+                    .collect()
+            })
+            .as_deref()
+            .map_err(Clone::clone)
     }
 
     /// Fetches a resource; `None` when it has no source.
@@ -94,8 +128,27 @@ fn fetch_with(f: &Fetcher, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> 
         .unwrap_or_default();
     let raw = match scheme.as_str() {
         "data" => ignition_config::url::decode_data_url(url).map_err(bad)?,
-        "http" if !f.offline => crate::http::get(url, &r.http_headers, &f.proxy, &f.timeouts)
-            .map_err(|e| bad(e.to_string()))?,
+        "http" | "https" if !f.offline => {
+            let cas = if scheme == "https" {
+                f.cas().map_err(bad)?
+            } else {
+                &[]
+            };
+            let opts = crate::http::Options {
+                cas,
+                ..crate::http::Options::default()
+            };
+            crate::http::request_retrying(
+                "GET",
+                url,
+                &r.http_headers,
+                None,
+                &f.proxy,
+                &f.timeouts,
+                &opts,
+            )
+            .map_err(|e| bad(e.to_string()))?
+        }
         "tftp" if !f.offline => {
             crate::tftp::get(url, crate::tftp::TIMEOUT).map_err(|e| bad(e.to_string()))?
         }

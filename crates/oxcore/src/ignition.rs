@@ -76,7 +76,8 @@ pub enum IgnitionCommand {
         /// The target root.
         #[arg(long)]
         root: PathBuf,
-        /// Use no network: only `data:` resources (else `http:` too).
+        /// Use no network: only `data:` resources (else also `http:`,
+        /// `https:` and `tftp:`).
         #[arg(long)]
         offline: bool,
         /// The config file, or `-` for standard input.

@@ -1,0 +1,341 @@
+//! `https://` resources from a real TLS server on 127.0.0.1 (Python's
+//! `http.server` wrapped in its `ssl` module), with a CA and server
+//! certificate made by the `openssl` command for each test. Without
+//! python3 or openssl the tests print SKIP and pass.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use ignition_config::types::{Proxy, Resource, Timeouts, Verification};
+use ignition_engine::resource::Fetcher;
+
+/// A CA, a server certificate for 127.0.0.1 signed by it, and an HTTPS
+/// server over a directory; the server is stopped on drop.
+struct Tls {
+    dir: tempfile::TempDir,
+    server: Child,
+    port: u16,
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn run(dir: &Path, args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const SERVER: &str = r#"
+import http.server, ssl, sys, functools
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+print(httpd.server_address[1], flush=True)
+httpd.serve_forever()
+"#;
+
+fn tls(test: &str) -> Option<Tls> {
+    for tool in ["python3", "openssl"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            eprintln!("SKIP: {test}: needs {tool}");
+            return None;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run(
+        d,
+        &[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=oxcore test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    run(
+        d,
+        &[
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(
+        d,
+        &[
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    std::fs::create_dir(d.join("www")).unwrap();
+    let mut server = Command::new("python3")
+        .args(["-c", SERVER])
+        .arg(d.join("www"))
+        .arg(d.join("server.pem"))
+        .arg(d.join("server.key"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("server port");
+    Some(Tls { dir, server, port })
+}
+
+impl Tls {
+    fn put(&self, name: &str, data: &[u8]) {
+        std::fs::write(self.dir.path().join("www").join(name), data).unwrap();
+    }
+    fn ca_resource(&self) -> Resource {
+        let pem = std::fs::read_to_string(self.dir.path().join("ca.pem")).unwrap();
+        Resource {
+            source: Some(format!(
+                "data:,{}",
+                pem.replace('\n', "%0A").replace(' ', "%20")
+            )),
+            ..Resource::default()
+        }
+    }
+}
+
+fn quick() -> Timeouts {
+    Timeouts {
+        http_response_headers: Some(5),
+        http_total: Some(2),
+    }
+}
+
+fn sha512(data: &[u8]) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha512::digest(data);
+    format!(
+        "sha512-{}",
+        h.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+#[test]
+fn trusts_the_configs_certificate_authorities() {
+    let Some(t) = tls("trusts_the_configs_certificate_authorities") else {
+        return;
+    };
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    t.put("blob", &data);
+    let url = format!("https://127.0.0.1:{}/blob", t.port);
+    let resource = Resource {
+        source: Some(url.clone()),
+        verification: Verification {
+            hash: Some(sha512(&data)),
+        },
+        ..Resource::default()
+    };
+    let with_ca = Fetcher {
+        timeouts: quick(),
+        certificate_authorities: vec![t.ca_resource()],
+        ..Fetcher::default()
+    };
+    let got = with_ca.fetch(&resource).unwrap().unwrap();
+    assert!(got == data, "contents differ");
+
+    // Without the CA the server is not trusted, and the error says so.
+    let without = Fetcher {
+        timeouts: quick(),
+        ..Fetcher::default()
+    };
+    let err = without.fetch(&resource).unwrap_err().to_string();
+    eprintln!("untrusted: {err}");
+    assert!(err.contains(&url), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
+#[test]
+fn checks_the_servers_name() {
+    let Some(t) = tls("checks_the_servers_name") else {
+        return;
+    };
+    t.put("f", b"x");
+    // The certificate is for 127.0.0.1, not for "localhost".
+    let f = Fetcher {
+        timeouts: quick(),
+        certificate_authorities: vec![t.ca_resource()],
+        ..Fetcher::default()
+    };
+    let ok = f.fetch(&Resource {
+        source: Some(format!("https://127.0.0.1:{}/f", t.port)),
+        ..Resource::default()
+    });
+    assert_eq!(ok.unwrap().unwrap(), b"x");
+    let err = f
+        .fetch(&Resource {
+            source: Some(format!("https://localhost:{}/f", t.port)),
+            ..Resource::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+}
+
+#[test]
+fn a_bad_certificate_authority_is_named() {
+    let Some(t) = tls("a_bad_certificate_authority_is_named") else {
+        return;
+    };
+    let f = Fetcher {
+        timeouts: quick(),
+        certificate_authorities: vec![Resource {
+            source: Some("data:,not%20a%20certificate".into()),
+            ..Resource::default()
+        }],
+        ..Fetcher::default()
+    };
+    let err = f
+        .fetch(&Resource {
+            source: Some(format!("https://127.0.0.1:{}/f", t.port)),
+            ..Resource::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("certificate authority 0"), "{err}");
+    // A CA whose hash does not match is refused before it is trusted.
+    let mut ca = t.ca_resource();
+    ca.verification.hash = Some(sha512(b"something else"));
+    let f = Fetcher {
+        timeouts: quick(),
+        certificate_authorities: vec![ca],
+        ..Fetcher::default()
+    };
+    let err = f
+        .fetch(&Resource {
+            source: Some(format!("https://127.0.0.1:{}/f", t.port)),
+            ..Resource::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("certificateAuthorities.0") && err.contains("hash"),
+        "{err}"
+    );
+}
+
+/// `httpsProxy` is reached with `CONNECT`, and TLS runs through the
+/// tunnel end to end. The proxy is a small CONNECT relay in this test.
+#[test]
+fn https_goes_through_the_proxy_with_connect() {
+    let Some(t) = tls("https_goes_through_the_proxy_with_connect") else {
+        return;
+    };
+    t.put("via-proxy", b"tunnelled");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let mut reader = BufReader::new(client.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            seen2.lock().unwrap().push(head);
+            let Ok(mut upstream) = TcpStream::connect(&target) else {
+                let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                continue;
+            };
+            client
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .unwrap();
+            let mut up2 = upstream.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut reader, &mut up2);
+            });
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = upstream.read(&mut buf) {
+                if n == 0 || client.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let f = Fetcher {
+        timeouts: quick(),
+        certificate_authorities: vec![t.ca_resource()],
+        proxy: Proxy {
+            https_proxy: Some(proxy_url),
+            ..Proxy::default()
+        },
+        ..Fetcher::default()
+    };
+    let got = f
+        .fetch(&Resource {
+            source: Some(format!("https://127.0.0.1:{}/via-proxy", t.port)),
+            ..Resource::default()
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"tunnelled");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].starts_with(&format!("CONNECT 127.0.0.1:{} HTTP/1.1\r\n", t.port)),
+        "{seen:?}"
+    );
+}
