@@ -11,8 +11,9 @@ cd "$(dirname "$0")"
 #   cryptsetup-bin: the disks stage, tested on loop devices
 #   tftpd-hpa: a real TFTP server for tftp:// resources
 #   openssl python3: certificates and an HTTPS server for https:// resources
+#   python3-botocore: the AWS SDK's signer checks our S3 signatures
 packages=(ignition gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin
-          tftpd-hpa openssl python3)
+          tftpd-hpa openssl python3 python3-botocore)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -16,6 +16,7 @@ pub mod passwd;
 pub mod providers;
 pub mod resource;
 pub mod root;
+pub mod s3;
 pub mod stages;
 pub mod tftp;
 pub mod units;

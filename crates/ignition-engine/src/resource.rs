@@ -149,6 +149,14 @@ fn fetch_with(f: &Fetcher, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> 
             )
             .map_err(|e| bad(e.to_string()))?
         }
+        "s3" | "arn" if !f.offline => crate::s3::get(
+            url,
+            &crate::s3::Settings::from_env(),
+            &f.proxy,
+            &f.timeouts,
+            f.cas().map_err(bad)?,
+        )
+        .map_err(bad)?,
         "tftp" if !f.offline => {
             crate::tftp::get(url, crate::tftp::TIMEOUT).map_err(|e| bad(e.to_string()))?
         }
