@@ -46,6 +46,45 @@ impl std::fmt::Display for HttpError {
     }
 }
 
+/// Decodes `%XX` escapes (as Go's `url.URL.Path` holds a path); a `%`
+/// not followed by two hex digits stays as it is.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = s
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(c)) => {
+                out.push(c);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Escapes all but RFC 3986's unreserved characters as `%XX` (upper
+/// case), and `/` too unless `keep_slash`: the encoding AWS SigV4 and the
+/// cloud storage paths want.
+pub(crate) fn uri_encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &c in s.as_bytes() {
+        if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) || (keep_slash && c == b'/') {
+            out.push(c as char);
+        } else {
+            out.push_str(&format!("%{c:02X}"));
+        }
+    }
+    out
+}
+
 /// More for [`request_retrying`]: statuses to retry and extra CAs.
 #[derive(Debug, Clone, Default)]
 pub struct Options<'a> {

@@ -11,6 +11,7 @@
 
 pub mod disks;
 pub mod files;
+pub mod gs;
 pub mod http;
 pub mod passwd;
 pub mod providers;

@@ -157,6 +157,14 @@ fn fetch_with(f: &Fetcher, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> 
             f.cas().map_err(bad)?,
         )
         .map_err(bad)?,
+        "gs" if !f.offline => crate::gs::get(
+            url,
+            &crate::gs::Settings::from_env(),
+            &f.proxy,
+            &f.timeouts,
+            f.cas().map_err(bad)?,
+        )
+        .map_err(bad)?,
         "tftp" if !f.offline => {
             crate::tftp::get(url, crate::tftp::TIMEOUT).map_err(|e| bad(e.to_string()))?
         }

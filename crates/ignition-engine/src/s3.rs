@@ -13,6 +13,8 @@
 //! another endpoint, path-style, e.g. an S3-compatible store.
 
 use ring::hmac;
+
+use crate::http::{percent_decode, uri_encode as encode};
 use sha2::Digest;
 
 /// Where an object is.
@@ -82,42 +84,6 @@ pub fn parse(url: &str) -> Result<Object, String> {
         version_id,
         access_point: None,
     })
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = s
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(c)) => {
-                out.push(c);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// SigV4's URI encoding: unreserved characters kept, the rest `%XX`;
-/// `/` kept when `slash` (object keys in paths).
-fn encode(s: &str, slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &c in s.as_bytes() {
-        if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) || (slash && c == b'/') {
-            out.push(c as char);
-        } else {
-            out.push_str(&format!("%{c:02X}"));
-        }
-    }
-    out
 }
 
 fn hex(b: &[u8]) -> String {

@@ -79,26 +79,7 @@ fn parse(url: &str) -> Result<(String, String), TftpError> {
 /// The path as Go's `url.URL.Path` has it: query and fragment cut off,
 /// `%XX` escapes decoded.
 fn unescape_path(path: &str) -> String {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let b = path.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = path
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(c)) => {
-                out.push(c);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::http::percent_decode(path.split(['?', '#']).next().unwrap_or(""))
 }
 
 fn u16_at(b: &[u8], i: usize) -> u16 {

@@ -1,0 +1,151 @@
+//! `gs://BUCKET/OBJECT` resources: Google Cloud Storage objects, as
+//! upstream fetches them. On Google Compute Engine, when the instance has
+//! a service account, the request carries an OAuth token for the
+//! read-only storage scope from the metadata server; anywhere else (or
+//! without a service account) it is anonymous, which reads public objects.
+//!
+//! The object is read from `https://storage.googleapis.com/BUCKET/OBJECT`,
+//! or from `STORAGE_EMULATOR_HOST` when set (the variable Google's client
+//! libraries honour). The metadata server is `GCE_METADATA_HOST` when set
+//! (which also means "on GCE", as for Google's libraries), else
+//! `metadata.google.internal` when the DMI product name says Google.
+
+use ignition_config::types::{HttpHeader, Proxy, Timeouts};
+
+/// The scope the token is asked for.
+const READ_ONLY: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+
+/// Where to read from and whom to ask for a token.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// The storage endpoint (`http(s)://host[:port]`); Google's without.
+    pub endpoint: Option<String>,
+    /// The metadata server (`host[:port]`) when on GCE.
+    pub metadata_host: Option<String>,
+}
+
+impl Settings {
+    /// From the environment and the machine, as Google's libraries decide.
+    pub fn from_env() -> Settings {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let endpoint = var("STORAGE_EMULATOR_HOST").map(|h| {
+            if h.contains("://") {
+                h
+            } else {
+                format!("http://{h}")
+            }
+        });
+        let on_gce_hardware = std::fs::read_to_string("/sys/class/dmi/id/product_name")
+            .is_ok_and(|p| p.trim().starts_with("Google"));
+        let metadata_host = var("GCE_METADATA_HOST")
+            .or_else(|| on_gce_hardware.then(|| "metadata.google.internal".to_string()));
+        Settings {
+            endpoint,
+            metadata_host,
+        }
+    }
+}
+
+/// Splits `gs://bucket/object`.
+pub fn parse(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("gs://")
+        .ok_or_else(|| format!("not a gs URL: {url}"))?;
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (bucket, object) = rest
+        .split_once('/')
+        .map(|(b, o)| (b, o.trim_start_matches('/')))
+        .filter(|(b, o)| !b.is_empty() && !o.is_empty())
+        .ok_or_else(|| format!("invalid gs URL {url}: needs a bucket and an object"))?;
+    Ok((bucket.to_string(), crate::http::percent_decode(object)))
+}
+
+fn metadata_header() -> Vec<HttpHeader> {
+    vec![HttpHeader {
+        name: "Metadata-Flavor".into(),
+        value: Some("Google".into()),
+    }]
+}
+
+/// The instance's token, if it has a service account; `None` means go
+/// anonymous (upstream logs the reason at debug level and goes on).
+fn token(host: &str, proxy: &Proxy) -> Option<String> {
+    let quick = Timeouts {
+        http_response_headers: Some(5),
+        http_total: Some(10),
+    };
+    let base = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default");
+    let get = |url: String| crate::http::get(&url, &metadata_header(), proxy, &quick);
+    // Without a service account there are no scopes.
+    get(format!("{base}/scopes")).ok()?;
+    let body = get(format!(
+        "{base}/token?scopes={}",
+        crate::http::uri_encode(READ_ONLY, false)
+    ))
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    v.get("access_token")?.as_str().map(str::to_string)
+}
+
+/// The object's path on the endpoint: escaped, `/` kept.
+fn object_path(bucket: &str, object: &str) -> String {
+    use crate::http::uri_encode;
+    format!("/{}/{}", uri_encode(bucket, true), uri_encode(object, true))
+}
+
+/// Fetches a `gs://` object.
+pub fn get(
+    url: &str,
+    settings: &Settings,
+    proxy: &Proxy,
+    timeouts: &Timeouts,
+    cas: &[Vec<u8>],
+) -> Result<Vec<u8>, String> {
+    let (bucket, object) = parse(url)?;
+    let endpoint = settings
+        .endpoint
+        .as_deref()
+        .unwrap_or("https://storage.googleapis.com")
+        .trim_end_matches('/');
+    let target = format!("{endpoint}{}", object_path(&bucket, &object));
+    let headers: Vec<HttpHeader> = settings
+        .metadata_host
+        .as_deref()
+        .and_then(|h| token(h, proxy))
+        .map(|t| HttpHeader {
+            name: "Authorization".into(),
+            value: Some(format!("Bearer {t}")),
+        })
+        .into_iter()
+        .collect();
+    crate::http::request_retrying(
+        "GET",
+        &target,
+        &headers,
+        None,
+        proxy,
+        timeouts,
+        &crate::http::Options {
+            cas,
+            ..crate::http::Options::default()
+        },
+    )
+    .map_err(|e| format!("{e} (from {target})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse("gs://bkt/dir/obj%20x.ign").unwrap(),
+            ("bkt".into(), "dir/obj x.ign".into())
+        );
+        for bad in ["gs://bkt", "gs://bkt/", "gs:///obj", "s3://b/o"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(object_path("b", "a b/c+d"), "/b/a%20b/c%2Bd");
+    }
+}
