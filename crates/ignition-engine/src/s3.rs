@@ -14,7 +14,7 @@
 
 use ring::hmac;
 
-use crate::http::{percent_decode, uri_encode as encode};
+use crate::http::{percent_decode, uri_encode};
 use sha2::Digest;
 
 /// Where an object is.
@@ -123,6 +123,20 @@ pub struct Settings {
     pub region: Option<String>,
     /// Another endpoint (`http(s)://host[:port]`), used path-style.
     pub endpoint: Option<String>,
+    /// The EC2 instance metadata service (`http://host[:port]`), asked for
+    /// the instance role's credentials (and the region) when there are no
+    /// credentials otherwise.
+    pub imds: Option<String>,
+}
+
+/// Whether the DMI tables say this is an EC2 instance (what the AWS SDKs'
+/// instance-metadata checks amount to on Linux).
+fn on_ec2() -> bool {
+    let read =
+        |f: &str| std::fs::read_to_string(format!("/sys/class/dmi/id/{f}")).unwrap_or_default();
+    read("sys_vendor").trim() == "Amazon EC2"
+        || read("board_vendor").trim() == "Amazon EC2"
+        || read("product_uuid").to_ascii_lowercase().starts_with("ec2")
 }
 
 impl Settings {
@@ -137,10 +151,18 @@ impl Settings {
             }),
             _ => None,
         };
+        let imds =
+            if var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+                None
+            } else {
+                var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                    .or_else(|| on_ec2().then(|| "http://169.254.169.254".to_string()))
+            };
         Settings {
             credentials,
             region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
             endpoint: var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL")),
+            imds,
         }
     }
 }
@@ -182,7 +204,7 @@ pub fn authorization(
     let mut query: Vec<(String, String)> = req
         .query
         .iter()
-        .map(|(k, v)| (encode(k, false), encode(v, false)))
+        .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
         .collect();
     query.sort();
     let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -250,10 +272,10 @@ fn locate(o: &Object, settings: &Settings) -> (String, String, String) {
             .clone()
             .unwrap_or_else(|| "us-east-1".into()),
     };
-    let key = encode(&o.key, true);
+    let key = uri_encode(&o.key, true);
     if let Some(endpoint) = &settings.endpoint {
         let endpoint = endpoint.trim_end_matches('/');
-        let path = format!("/{}/{key}", encode(&o.bucket, false));
+        let path = format!("/{}/{key}", uri_encode(&o.bucket, false));
         return (format!("{endpoint}{path}"), path, region);
     }
     let host = match &o.access_point {
@@ -263,7 +285,7 @@ fn locate(o: &Object, settings: &Settings) -> (String, String, String) {
         None => format!("s3.{region}.amazonaws.com"),
     };
     let path = if o.access_point.is_none() && o.bucket.contains('.') {
-        format!("/{}/{key}", encode(&o.bucket, false))
+        format!("/{}/{key}", uri_encode(&o.bucket, false))
     } else {
         format!("/{key}")
     };
@@ -287,8 +309,64 @@ fn host_of(url: &str) -> String {
     }
 }
 
-/// Fetches an object: signed when `settings` has credentials, else
-/// anonymously.
+/// The instance role's credentials and the instance's region from the
+/// metadata service (IMDSv2 token when it has one, as the SDKs do);
+/// `None` for credentials when the instance has no role.
+fn from_imds(
+    base: &str,
+    proxy: &ignition_config::types::Proxy,
+) -> (Option<Credentials>, Option<String>) {
+    use ignition_config::types::{HttpHeader, Timeouts};
+    let base = base.trim_end_matches('/');
+    let quick = Timeouts {
+        http_response_headers: Some(2),
+        http_total: Some(5),
+    };
+    let header = |name: &str, value: &str| HttpHeader {
+        name: name.into(),
+        value: Some(value.into()),
+    };
+    let token = crate::http::request(
+        "PUT",
+        &format!("{base}/latest/api/token"),
+        &[header("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")],
+        None,
+        proxy,
+        &quick,
+    )
+    .ok()
+    .map(|t| String::from_utf8_lossy(&t).trim().to_string());
+    let headers: Vec<HttpHeader> = token
+        .iter()
+        .map(|t| header("X-Aws-Ec2-Metadata-Token", t))
+        .collect();
+    let get = |path: &str| {
+        crate::http::get(&format!("{base}{path}"), &headers, proxy, &quick)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+    };
+    let region = get("/latest/meta-data/placement/region").filter(|r| !r.is_empty());
+    let role = get("/latest/meta-data/iam/security-credentials/")
+        .and_then(|l| l.lines().next().map(str::to_string))
+        .filter(|r| !r.is_empty());
+    let creds = role.and_then(|role| {
+        let doc = get(&format!(
+            "/latest/meta-data/iam/security-credentials/{}",
+            uri_encode(&role, false)
+        ))?;
+        let v: serde_json::Value = serde_json::from_str(&doc).ok()?;
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        Some(Credentials {
+            access_key_id: field("AccessKeyId")?,
+            secret_access_key: field("SecretAccessKey")?,
+            session_token: field("Token"),
+        })
+    });
+    (creds, region)
+}
+
+/// Fetches an object: signed when `settings` has credentials (or the
+/// instance role gives some), else anonymously.
 pub fn get(
     url: &str,
     settings: &Settings,
@@ -297,6 +375,15 @@ pub fn get(
     cas: &[Vec<u8>],
 ) -> Result<Vec<u8>, String> {
     let o = parse(url)?;
+    let mut settings = settings.clone();
+    if settings.credentials.is_none()
+        && let Some(imds) = settings.imds.clone()
+    {
+        let (creds, region) = from_imds(&imds, proxy);
+        settings.credentials = creds;
+        settings.region = settings.region.or(region);
+    }
+    let settings = &settings;
     let (mut target, path, region) = locate(&o, settings);
     let query: Vec<(String, String)> = o
         .version_id
@@ -304,7 +391,7 @@ pub fn get(
         .map(|v| ("versionId".to_string(), v.clone()))
         .collect();
     if let Some(v) = &o.version_id {
-        target.push_str(&format!("?versionId={}", encode(v, false)));
+        target.push_str(&format!("?versionId={}", uri_encode(v, false)));
     }
     let mut headers = Vec::new();
     if let Some(creds) = &settings.credentials {

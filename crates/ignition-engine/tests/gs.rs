@@ -3,80 +3,52 @@
 //! when the instance "has a service account", and objects that need that
 //! token, or none for the public bucket.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use ignition_config::types::{Proxy, Timeouts};
 use ignition_engine::gs::{self, Settings};
 
-/// A server answering from `objects` (path -> body, `None` = needs the
-/// token), with `token_ok` deciding whether a service account exists;
-/// records every request line with its Authorization header.
+/// A server answering from `objects` (path -> body and whether it needs
+/// the token), with `token_ok` deciding whether a service account exists;
+/// records every request target with its Authorization header.
 fn serve(
     objects: BTreeMap<String, (Vec<u8>, bool)>,
     token_ok: bool,
 ) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let host = listener.local_addr().unwrap().to_string();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = Vec::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                head.push(line.trim_end().to_string());
-            }
-            let target = head[0].split_whitespace().nth(1).unwrap_or("").to_string();
-            let header = |name: &str| {
-                head.iter()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-                    })
-                    .unwrap_or_default()
-            };
-            let auth = header("authorization");
-            seen2.lock().unwrap().push(format!("{target} auth={auth}"));
-            let (status, body): (u16, Vec<u8>) = if target.starts_with("/computeMetadata/") {
-                if header("metadata-flavor") != "Google" || !token_ok {
-                    (404, b"not found".to_vec())
-                } else if target.ends_with("/scopes") {
-                    (
-                        200,
-                        b"https://www.googleapis.com/auth/devstorage.read_only\n".to_vec(),
-                    )
-                } else if target.contains(
-                    "/token?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fdevstorage.read_only",
-                ) {
-                    (200, br#"{"access_token":"ya29.test-token","expires_in":3599,"token_type":"Bearer"}"#.to_vec())
-                } else {
-                    (400, b"bad token request".to_vec())
-                }
-            } else {
-                match objects.get(&target) {
-                    Some((_, true)) if auth != "Bearer ya29.test-token" => {
-                        (401, b"denied".to_vec())
-                    }
-                    Some((body, _)) => (200, body.clone()),
-                    None => (404, b"no such object".to_vec()),
-                }
-            };
-            let _ = stream.write_all(
-                format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
+    let host = common::serve(move |head| {
+        let target = head[0].split_whitespace().nth(1).unwrap_or("").to_string();
+        let auth = common::header(head, "authorization");
+        seen2.lock().unwrap().push(format!("{target} auth={auth}"));
+        if target.starts_with("/computeMetadata/") {
+            if common::header(head, "metadata-flavor") != "Google" || !token_ok {
+                (404, b"not found".to_vec())
+            } else if target.ends_with("/scopes") {
+                (
+                    200,
+                    b"https://www.googleapis.com/auth/devstorage.read_only\n".to_vec(),
                 )
-                .as_bytes(),
-            );
-            let _ = stream.write_all(&body);
+            } else if target.contains(
+                "/token?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fdevstorage.read_only",
+            ) {
+                (
+                    200,
+                    br#"{"access_token":"ya29.test-token","expires_in":3599,"token_type":"Bearer"}"#
+                        .to_vec(),
+                )
+            } else {
+                (400, b"bad token request".to_vec())
+            }
+        } else {
+            match objects.get(&target) {
+                Some((_, true)) if auth != "Bearer ya29.test-token" => (401, b"denied".to_vec()),
+                Some((body, _)) => (200, body.clone()),
+                None => (404, b"no such object".to_vec()),
+            }
         }
     });
     (host, seen)

@@ -4,8 +4,11 @@
 //! bucket `public`, as a bucket policy would. Without python3 and botocore
 //! the tests print SKIP and pass.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use ignition_config::types::{Proxy, Timeouts};
 use ignition_engine::s3::{self, Credentials, Settings};
@@ -100,6 +103,7 @@ fn signed_requests_pass_botocores_check() {
         credentials: Some(creds(token)),
         region: Some("eu-west-3".into()),
         endpoint: Some(srv.endpoint.clone()),
+        imds: None,
     };
     // A key with a space and a plus, a versionId, with and without a
     // session token, and the ARN form.
@@ -149,4 +153,76 @@ fn anonymous_without_credentials() {
     let err = get("s3://public/missing.ign", &anon).unwrap_err();
     assert!(err.contains("404"), "{err}");
     assert!(srv.log().iter().all(|l| l["verdict"] == "anonymous"));
+}
+
+/// An EC2 metadata service on 127.0.0.1 (IMDSv2): a session token, the
+/// region, and the role's credentials, each only with the token. Records
+/// the paths asked for.
+fn imds(role: Option<&'static str>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let host = common::serve(move |head| {
+        let mut words = head[0].split_whitespace();
+        let method = words.next().unwrap_or("").to_string();
+        let path = words.next().unwrap_or("").to_string();
+        let has_token = common::header(head, "x-aws-ec2-metadata-token") == "imds-session";
+        seen2.lock().unwrap().push(format!("{method} {path}"));
+        let creds_path = role.map(|r| format!("/latest/meta-data/iam/security-credentials/{r}"));
+        let (status, body) = match (method.as_str(), path.as_str()) {
+            ("PUT", "/latest/api/token") => (200, "imds-session".to_string()),
+            _ if !has_token => (401, String::new()),
+            (_, "/latest/meta-data/placement/region") => (200, "eu-north-1".to_string()),
+            (_, "/latest/meta-data/iam/security-credentials/") => match role {
+                Some(r) => (200, format!("{r}\n")),
+                None => (404, String::new()),
+            },
+            (_, p) if creds_path.as_deref() == Some(p) => (
+                200,
+                r#"{"Code":"Success","AccessKeyId":"AKIDTEST","SecretAccessKey":"secret/with+chars","Token":"role-session-token","Expiration":"2030-01-01T00:00:00Z"}"#.to_string(),
+            ),
+            _ => (404, String::new()),
+        };
+        (status, body.into_bytes())
+    });
+    (format!("http://{host}"), seen)
+}
+
+#[test]
+fn the_instance_role_signs_when_there_are_no_credentials() {
+    let Some(srv) = server("the_instance_role_signs_when_there_are_no_credentials") else {
+        return;
+    };
+    srv.put("private/role.ign", b"by role");
+    let (base, seen) = imds(Some("node-role"));
+    let settings = Settings {
+        endpoint: Some(srv.endpoint.clone()),
+        imds: Some(base),
+        ..Settings::default()
+    };
+    assert_eq!(get("s3://private/role.ign", &settings).unwrap(), b"by role");
+    let log = srv.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["verdict"], "good");
+    assert_eq!(log[0]["token"], "role-session-token");
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.contains(&"GET /latest/meta-data/iam/security-credentials/node-role".to_string()),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn no_instance_role_means_anonymous() {
+    let Some(srv) = server("no_instance_role_means_anonymous") else {
+        return;
+    };
+    srv.put("public/p.ign", b"public");
+    let (base, _) = imds(None);
+    let settings = Settings {
+        endpoint: Some(srv.endpoint.clone()),
+        imds: Some(base),
+        ..Settings::default()
+    };
+    assert_eq!(get("s3://public/p.ign", &settings).unwrap(), b"public");
+    assert_eq!(srv.log()[0]["verdict"], "anonymous");
 }
