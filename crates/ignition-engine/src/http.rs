@@ -319,6 +319,7 @@ fn tunnel(s: &mut TcpStream, t: &Target) -> Result<(), String> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)] // one request's every part; private
 fn once(
     method: &str,
     url: &str,
@@ -327,6 +328,7 @@ fn once(
     proxy: &Proxy,
     header_timeout: Duration,
     cas: &[Vec<u8>],
+    response_headers: &mut Vec<(String, String)>,
 ) -> Result<Answer, String> {
     let t = parse(url).map_err(|e| e.to_string())?;
     let via = if t.tls {
@@ -419,6 +421,7 @@ fn once(
         }
         if let Some((k, v)) = line.split_once(':') {
             let v = v.trim();
+            response_headers.push((k.trim().to_string(), v.to_string()));
             match k.to_ascii_lowercase().as_str() {
                 "content-length" => length = v.parse::<usize>().ok(),
                 "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
@@ -471,6 +474,39 @@ fn once(
             .map_err(|e| format!("reading body: {e}"))?;
     }
     Ok(Answer::Body(body))
+}
+
+/// Sends one `HEAD` request (no retries, no redirects) and returns the
+/// value of the response header `name`, whatever the status: S3 names a
+/// bucket's region in `x-amz-bucket-region` even when it refuses access.
+pub fn head_header(
+    url: &str,
+    name: &str,
+    proxy: &Proxy,
+    timeouts: &Timeouts,
+    cas: &[Vec<u8>],
+) -> Result<Option<String>, String> {
+    let header_timeout = Duration::from_secs(
+        timeouts
+            .http_response_headers
+            .filter(|&t| t > 0)
+            .unwrap_or(10) as u64,
+    );
+    let mut headers = Vec::new();
+    once(
+        "HEAD",
+        url,
+        &[],
+        None,
+        proxy,
+        header_timeout,
+        cas,
+        &mut headers,
+    )?;
+    Ok(headers
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v))
 }
 
 /// Fetches an `http://` URL with upstream's retries.
@@ -542,6 +578,7 @@ pub fn request_retrying(
             proxy,
             header_timeout,
             opts.cas,
+            &mut Vec::new(),
         ) {
             Ok(Answer::Body(b)) => return Ok(b),
             Ok(Answer::Redirect(next, status)) if redirects < 10 => {

@@ -383,6 +383,24 @@ pub fn get(
         settings.credentials = creds;
         settings.region = settings.region.or(region);
     }
+    // As upstream (GetBucketRegion): ask S3 where the bucket lives, from
+    // the region known so far; keep that region if S3 does not say.
+    if o.access_point.is_none() {
+        let (_, _, hint) = locate(&o, &settings);
+        let probe = Object {
+            key: String::new(),
+            version_id: None,
+            ..o.clone()
+        };
+        let (bucket_url, _, _) = locate(&probe, &settings);
+        if let Ok(Some(region)) =
+            crate::http::head_header(&bucket_url, "x-amz-bucket-region", proxy, timeouts, cas)
+            && !region.is_empty()
+            && region != hint
+        {
+            settings.region = Some(region);
+        }
+    }
     let settings = &settings;
     let (mut target, path, region) = locate(&o, settings);
     let query: Vec<(String, String)> = o

@@ -226,3 +226,28 @@ fn no_instance_role_means_anonymous() {
     assert_eq!(get("s3://public/p.ign", &settings).unwrap(), b"public");
     assert_eq!(srv.log()[0]["verdict"], "anonymous");
 }
+
+/// As upstream, the bucket's own region (S3's `x-amz-bucket-region`
+/// answer to a HEAD, even a refused one) is the one signed for.
+#[test]
+fn signs_for_the_region_the_bucket_is_in() {
+    let Some(srv) = server("signs_for_the_region_the_bucket_is_in") else {
+        return;
+    };
+    srv.put("moved/o.ign", b"far away");
+    srv.put("moved/.region", b"sa-east-1\n");
+    srv.put("here/o.ign", b"near");
+    let settings = Settings {
+        credentials: Some(creds(None)),
+        region: Some("eu-west-3".into()),
+        endpoint: Some(srv.endpoint.clone()),
+        imds: None,
+    };
+    assert_eq!(get("s3://moved/o.ign", &settings).unwrap(), b"far away");
+    assert_eq!(get("s3://here/o.ign", &settings).unwrap(), b"near");
+    let log = srv.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0]["region"], "sa-east-1", "{log:?}");
+    assert_eq!(log[1]["region"], "eu-west-3", "{log:?}");
+    assert!(log.iter().all(|l| l["verdict"] == "good"), "{log:?}");
+}

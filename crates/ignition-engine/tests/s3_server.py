@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # An S3-style server for tests (path-style GETs on 127.0.0.1). Every signed
 # request is checked with botocore's own SigV4 signer; anonymous requests are
-# served only from the bucket "public". Prints its port, then serves.
+# served only from the bucket "public"; HEAD on a bucket names its region
+# when DATA_DIR/BUCKET/.region does. Prints its port, then serves.
 # usage: s3_server.py DATA_DIR SECRETS_JSON LOG_FILE
 import http.server, sys, os, json, urllib.parse
 from botocore.auth import S3SigV4Auth
@@ -33,6 +34,7 @@ class H(http.server.BaseHTTPRequestHandler):
             want = signer.signature(signer.string_to_sign(req, cr), req)
             verdict = "good" if want == fields["Signature"] and akid in secrets else "bad"
         log.write(json.dumps({"path": self.path, "verdict": verdict,
+                              "region": region if auth else None,
                               "token": self.headers.get("x-amz-security-token")}) + "\n")
         log.flush()
         if verdict == "bad" or (verdict == "anonymous" and bucket != "public"):
@@ -41,6 +43,16 @@ class H(http.server.BaseHTTPRequestHandler):
         if not os.path.isfile(path):
             return self.answer(404, b"<Error><Code>NoSuchKey</Code></Error>")
         self.answer(200, open(path, "rb").read())
+    def do_HEAD(self):
+        # A bucket's region, when DATA_DIR/BUCKET/.region names one, in the
+        # header S3 sends even with a refusal.
+        bucket = urllib.parse.unquote(self.path.split("?")[0]).split("/")[1]
+        f = os.path.join(root, bucket, ".region")
+        self.send_response(403 if os.path.isfile(f) else 404)
+        if os.path.isfile(f):
+            self.send_header("x-amz-bucket-region", open(f).read().strip())
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 print(srv.server_address[1], flush=True)
 srv.serve_forever()
