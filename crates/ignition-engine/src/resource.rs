@@ -129,11 +129,9 @@ fn fetch_with(f: &Fetcher, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> 
     let raw = match scheme.as_str() {
         "data" => ignition_config::url::decode_data_url(url).map_err(bad)?,
         "http" | "https" if !f.offline => {
-            let cas = if scheme == "https" {
-                f.cas().map_err(bad)?
-            } else {
-                &[]
-            };
+            // For http too: a redirect may lead to https, and upstream's
+            // client trusts the config's CAs for every request.
+            let cas = f.cas().map_err(bad)?;
             let opts = crate::http::Options {
                 cas,
                 ..crate::http::Options::default()
