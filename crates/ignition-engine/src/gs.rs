@@ -60,13 +60,6 @@ pub fn parse(url: &str) -> Result<(String, String), String> {
     Ok((bucket.to_string(), crate::http::percent_decode(object)))
 }
 
-fn metadata_header() -> Vec<HttpHeader> {
-    vec![HttpHeader {
-        name: "Metadata-Flavor".into(),
-        value: Some("Google".into()),
-    }]
-}
-
 /// The instance's token, if it has a service account; `None` means go
 /// anonymous (upstream logs the reason at debug level and goes on).
 fn token(host: &str, proxy: &Proxy) -> Option<String> {
@@ -75,7 +68,8 @@ fn token(host: &str, proxy: &Proxy) -> Option<String> {
         http_total: Some(10),
     };
     let base = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default");
-    let get = |url: String| crate::http::get(&url, &metadata_header(), proxy, &quick);
+    let flavor = [crate::http::header("Metadata-Flavor", "Google")];
+    let get = |url: String| crate::http::get(&url, &flavor, proxy, &quick);
     // Without a service account there are no scopes.
     get(format!("{base}/scopes")).ok()?;
     let body = get(format!(
@@ -112,25 +106,11 @@ pub fn get(
         .metadata_host
         .as_deref()
         .and_then(|h| token(h, proxy))
-        .map(|t| HttpHeader {
-            name: "Authorization".into(),
-            value: Some(format!("Bearer {t}")),
-        })
+        .map(|t| crate::http::header("Authorization", &format!("Bearer {t}")))
         .into_iter()
         .collect();
-    crate::http::request_retrying(
-        "GET",
-        &target,
-        &headers,
-        None,
-        proxy,
-        timeouts,
-        &crate::http::Options {
-            cas,
-            ..crate::http::Options::default()
-        },
-    )
-    .map_err(|e| format!("{e} (from {target})"))
+    crate::http::get_trusting(&target, &headers, proxy, timeouts, cas)
+        .map_err(|e| format!("{e} (from {target})"))
 }
 
 #[cfg(test)]

@@ -186,6 +186,20 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("no address for {host}"))
 }
 
+/// A request header with a value.
+pub(crate) fn header(name: &str, value: &str) -> HttpHeader {
+    HttpHeader {
+        name: name.into(),
+        value: Some(value.into()),
+    }
+}
+
+/// The `Host` header this client sends for `url` (what a signature over
+/// the host must cover).
+pub(crate) fn host_header_of(url: &str) -> Result<String, HttpError> {
+    parse(url).map(|t| host_header(&t))
+}
+
 /// A host as written in a URL: IPv6 addresses in brackets, without their
 /// zone (as Go sends it).
 fn bracketed(host: &str) -> String {
@@ -507,6 +521,22 @@ pub fn head_header(
         .into_iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v))
+}
+
+/// [`get`] that also trusts `cas` (PEM) for `https`, as every resource
+/// fetch does with the config's `security.tls.certificateAuthorities`.
+pub fn get_trusting(
+    url: &str,
+    headers: &[HttpHeader],
+    proxy: &Proxy,
+    timeouts: &Timeouts,
+    cas: &[Vec<u8>],
+) -> Result<Vec<u8>, HttpError> {
+    let opts = Options {
+        cas,
+        ..Options::default()
+    };
+    request_retrying("GET", url, headers, None, proxy, timeouts, &opts)
 }
 
 /// Fetches an `http://` URL with upstream's retries.

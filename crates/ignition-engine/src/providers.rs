@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use ignition_config::types::HttpHeader;
 
-use crate::http::{self, HttpError};
+use crate::http::{self, HttpError, header};
 use crate::resource::Fetcher;
 
 /// The metadata services' address unless overridden (upstream uses the
@@ -95,13 +95,6 @@ pub fn fetch_user_config(
     }
 }
 
-fn header(name: &str, value: &str) -> HttpHeader {
-    HttpHeader {
-        name: name.into(),
-        value: Some(value.into()),
-    }
-}
-
 fn url(base: Option<&str>, path: &str) -> String {
     format!(
         "{}{path}",
@@ -146,7 +139,7 @@ const AWS_TOKEN_TTL: &str = "X-Aws-Ec2-Metadata-Token-Ttl-Seconds";
 
 /// Asks for an IMDSv2 session token; `None` when the service has none
 /// (404: IMDSv1 only).
-fn aws_token(base: Option<&str>, f: &Fetcher) -> Result<Option<String>, ProviderError> {
+pub(crate) fn aws_token(base: Option<&str>, f: &Fetcher) -> Result<Option<String>, ProviderError> {
     let u = url(base, AWS_TOKEN_PATH);
     match http::request(
         "PUT",

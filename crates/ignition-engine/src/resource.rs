@@ -132,20 +132,8 @@ fn fetch_with(f: &Fetcher, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> 
             // For http too: a redirect may lead to https, and upstream's
             // client trusts the config's CAs for every request.
             let cas = f.cas().map_err(bad)?;
-            let opts = crate::http::Options {
-                cas,
-                ..crate::http::Options::default()
-            };
-            crate::http::request_retrying(
-                "GET",
-                url,
-                &r.http_headers,
-                None,
-                &f.proxy,
-                &f.timeouts,
-                &opts,
-            )
-            .map_err(|e| bad(e.to_string()))?
+            crate::http::get_trusting(url, &r.http_headers, &f.proxy, &f.timeouts, cas)
+                .map_err(|e| bad(e.to_string()))?
         }
         "s3" | "arn" if !f.offline => crate::s3::get(
             url,

@@ -292,23 +292,6 @@ fn locate(o: &Object, settings: &Settings) -> (String, String, String) {
     (format!("https://{host}{path}"), path, region)
 }
 
-/// The host (with a non-default port) as the HTTP client sends it.
-fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let https = url.starts_with("https://");
-    match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            if (https && p == "443") || (!https && p == "80") {
-                h.to_string()
-            } else {
-                authority.to_string()
-            }
-        }
-        _ => authority.to_string(),
-    }
-}
-
 /// The instance role's credentials and the instance's region from the
 /// metadata service (IMDSv2 token when it has one, as the SDKs do);
 /// `None` for credentials when the instance has no role.
@@ -316,26 +299,22 @@ fn from_imds(
     base: &str,
     proxy: &ignition_config::types::Proxy,
 ) -> (Option<Credentials>, Option<String>) {
+    use crate::http::header;
     use ignition_config::types::{HttpHeader, Timeouts};
     let base = base.trim_end_matches('/');
     let quick = Timeouts {
         http_response_headers: Some(2),
         http_total: Some(5),
     };
-    let header = |name: &str, value: &str| HttpHeader {
-        name: name.into(),
-        value: Some(value.into()),
+    // The aws provider's IMDSv2 session token; none (IMDSv1) on any failure.
+    let imds = crate::resource::Fetcher {
+        proxy: proxy.clone(),
+        timeouts: quick.clone(),
+        ..crate::resource::Fetcher::default()
     };
-    let token = crate::http::request(
-        "PUT",
-        &format!("{base}/latest/api/token"),
-        &[header("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", "21600")],
-        None,
-        proxy,
-        &quick,
-    )
-    .ok()
-    .map(|t| String::from_utf8_lossy(&t).trim().to_string());
+    let token = crate::providers::aws_token(Some(base), &imds)
+        .ok()
+        .flatten();
     let headers: Vec<HttpHeader> = token
         .iter()
         .map(|t| header("X-Aws-Ec2-Metadata-Token", t))
@@ -386,7 +365,6 @@ pub fn get(
     // As upstream (GetBucketRegion): ask S3 where the bucket lives, from
     // the region known so far; keep that region if S3 does not say.
     if o.access_point.is_none() {
-        let (_, _, hint) = locate(&o, &settings);
         let probe = Object {
             key: String::new(),
             version_id: None,
@@ -396,7 +374,6 @@ pub fn get(
         if let Ok(Some(region)) =
             crate::http::head_header(&bucket_url, "x-amz-bucket-region", proxy, timeouts, cas)
             && !region.is_empty()
-            && region != hint
         {
             settings.region = Some(region);
         }
@@ -428,7 +405,7 @@ pub fn get(
         if let Some(t) = &creds.session_token {
             signed.push(("x-amz-security-token".to_string(), t.clone()));
         }
-        let host = host_of(&target);
+        let host = crate::http::host_header_of(&target).map_err(|e| e.to_string())?;
         let auth = authorization(
             &Request {
                 method: "GET",
@@ -443,26 +420,12 @@ pub fn get(
         );
         signed.push(("Authorization".to_string(), auth));
         headers = signed
-            .into_iter()
-            .map(|(name, value)| ignition_config::types::HttpHeader {
-                name,
-                value: Some(value),
-            })
+            .iter()
+            .map(|(name, value)| crate::http::header(name, value))
             .collect();
     }
-    crate::http::request_retrying(
-        "GET",
-        &target,
-        &headers,
-        None,
-        proxy,
-        timeouts,
-        &crate::http::Options {
-            cas,
-            ..crate::http::Options::default()
-        },
-    )
-    .map_err(|e| format!("{e} (from {target})"))
+    crate::http::get_trusting(&target, &headers, proxy, timeouts, cas)
+        .map_err(|e| format!("{e} (from {target})"))
 }
 
 #[cfg(test)]
@@ -540,11 +503,12 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(host_of("http://127.0.0.1:9000/b/k"), "127.0.0.1:9000");
+        let host = |u| crate::http::host_header_of(u).unwrap();
+        assert_eq!(host("http://127.0.0.1:9000/b/k"), "127.0.0.1:9000");
         assert_eq!(
-            host_of("https://b.s3.x.amazonaws.com/k"),
+            host("https://b.s3.x.amazonaws.com/k"),
             "b.s3.x.amazonaws.com"
         );
-        assert_eq!(host_of("https://h:443/k"), "h");
+        assert_eq!(host("https://h:443/k"), "h");
     }
 }
