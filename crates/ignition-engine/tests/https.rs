@@ -158,6 +158,23 @@ fn quick() -> Timeouts {
     }
 }
 
+/// A fetcher with quick timeouts trusting `cas` besides the system's.
+fn trusting(cas: Vec<Resource>) -> Fetcher {
+    Fetcher {
+        timeouts: quick(),
+        certificate_authorities: cas,
+        ..Fetcher::default()
+    }
+}
+
+/// A resource with only a source.
+fn source(url: String) -> Resource {
+    Resource {
+        source: Some(url),
+        ..Resource::default()
+    }
+}
+
 fn sha512(data: &[u8]) -> String {
     use sha2::Digest;
     let h = sha2::Sha512::digest(data);
@@ -182,19 +199,12 @@ fn trusts_the_configs_certificate_authorities() {
         },
         ..Resource::default()
     };
-    let with_ca = Fetcher {
-        timeouts: quick(),
-        certificate_authorities: vec![t.ca_resource()],
-        ..Fetcher::default()
-    };
+    let with_ca = trusting(vec![t.ca_resource()]);
     let got = with_ca.fetch(&resource).unwrap().unwrap();
     assert!(got == data, "contents differ");
 
     // Without the CA the server is not trusted, and the error says so.
-    let without = Fetcher {
-        timeouts: quick(),
-        ..Fetcher::default()
-    };
+    let without = trusting(Vec::new());
     let err = without.fetch(&resource).unwrap_err().to_string();
     eprintln!("untrusted: {err}");
     assert!(err.contains(&url), "{err}");
@@ -208,21 +218,11 @@ fn checks_the_servers_name() {
     };
     t.put("f", b"x");
     // The certificate is for 127.0.0.1, not for "localhost".
-    let f = Fetcher {
-        timeouts: quick(),
-        certificate_authorities: vec![t.ca_resource()],
-        ..Fetcher::default()
-    };
-    let ok = f.fetch(&Resource {
-        source: Some(format!("https://127.0.0.1:{}/f", t.port)),
-        ..Resource::default()
-    });
+    let f = trusting(vec![t.ca_resource()]);
+    let ok = f.fetch(&source(format!("https://127.0.0.1:{}/f", t.port)));
     assert_eq!(ok.unwrap().unwrap(), b"x");
     let err = f
-        .fetch(&Resource {
-            source: Some(format!("https://localhost:{}/f", t.port)),
-            ..Resource::default()
-        })
+        .fetch(&source(format!("https://localhost:{}/f", t.port)))
         .unwrap_err()
         .to_string();
     assert!(err.to_lowercase().contains("certificate"), "{err}");
@@ -233,35 +233,18 @@ fn a_bad_certificate_authority_is_named() {
     let Some(t) = tls("a_bad_certificate_authority_is_named") else {
         return;
     };
-    let f = Fetcher {
-        timeouts: quick(),
-        certificate_authorities: vec![Resource {
-            source: Some("data:,not%20a%20certificate".into()),
-            ..Resource::default()
-        }],
-        ..Fetcher::default()
-    };
+    let f = trusting(vec![source("data:,not%20a%20certificate".into())]);
     let err = f
-        .fetch(&Resource {
-            source: Some(format!("https://127.0.0.1:{}/f", t.port)),
-            ..Resource::default()
-        })
+        .fetch(&source(format!("https://127.0.0.1:{}/f", t.port)))
         .unwrap_err()
         .to_string();
     assert!(err.contains("certificate authority 0"), "{err}");
     // A CA whose hash does not match is refused before it is trusted.
     let mut ca = t.ca_resource();
     ca.verification.hash = Some(sha512(b"something else"));
-    let f = Fetcher {
-        timeouts: quick(),
-        certificate_authorities: vec![ca],
-        ..Fetcher::default()
-    };
+    let f = trusting(vec![ca]);
     let err = f
-        .fetch(&Resource {
-            source: Some(format!("https://127.0.0.1:{}/f", t.port)),
-            ..Resource::default()
-        })
+        .fetch(&source(format!("https://127.0.0.1:{}/f", t.port)))
         .unwrap_err()
         .to_string();
     assert!(
@@ -316,19 +299,14 @@ fn https_goes_through_the_proxy_with_connect() {
         }
     });
     let f = Fetcher {
-        timeouts: quick(),
-        certificate_authorities: vec![t.ca_resource()],
         proxy: Proxy {
             https_proxy: Some(proxy_url),
             ..Proxy::default()
         },
-        ..Fetcher::default()
+        ..trusting(vec![t.ca_resource()])
     };
     let got = f
-        .fetch(&Resource {
-            source: Some(format!("https://127.0.0.1:{}/via-proxy", t.port)),
-            ..Resource::default()
-        })
+        .fetch(&source(format!("https://127.0.0.1:{}/via-proxy", t.port)))
         .unwrap()
         .unwrap();
     assert_eq!(got, b"tunnelled");
