@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 #   tftpd-hpa: a real TFTP server for tftp:// resources
 #   openssl python3: certificates and an HTTPS server for https:// resources
 #   python3-botocore: the AWS SDK's signer checks our S3 signatures
-packages=(ignition gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin
+packages=(ignition ostree attr gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin
           tftpd-hpa openssl python3 python3-botocore)
 missing=()
 for p in "${packages[@]}"; do
@@ -44,7 +44,7 @@ if [ "${#vm_missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
         echo "test.sh: could not install ${vm_missing[*]}; the first-boot VM test will skip" >&2
 fi
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --features oxcore/failpoints "$@"
 
 # The first-boot test in a VM, with a static binary as the initramfs needs.
 if [ "$#" -eq 0 ]; then

@@ -13,17 +13,20 @@ pub enum Tool {
     Butane,
     /// `ignition-validate`
     IgnitionValidate,
+    /// `ostree` (the repository verbs)
+    Ostree,
 }
 
 impl Tool {
     /// Every tool `install-links` creates a link for.
-    pub const ALL: [Tool; 2] = [Tool::Butane, Tool::IgnitionValidate];
+    pub const ALL: [Tool; 3] = [Tool::Butane, Tool::IgnitionValidate, Tool::Ostree];
 
     /// The command name.
     pub fn name(self) -> &'static str {
         match self {
             Tool::Butane => "butane",
             Tool::IgnitionValidate => "ignition-validate",
+            Tool::Ostree => "ostree",
         }
     }
 
@@ -32,6 +35,7 @@ impl Tool {
         match self {
             Tool::Butane => crate::butane::main(args),
             Tool::IgnitionValidate => crate::ignition::ignition_validate_main(args),
+            Tool::Ostree => crate::ostree::main(args),
         }
     }
 }

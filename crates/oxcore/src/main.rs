@@ -8,6 +8,7 @@ mod butane;
 mod demo;
 mod ignition;
 mod links;
+mod ostree;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -38,6 +39,14 @@ enum Command {
     /// Ignition: first-boot provisioning (`--stage NAME` runs a stage) and
     /// configs.
     Ignition(Box<ignition::IgnitionCli>),
+    /// The OS store: an OSTree-format repository. Takes the `ostree`
+    /// command's verbs and options (see `oxcore ostree --help`).
+    #[command(disable_help_flag = true)]
+    Ostree {
+        /// Verb, options and arguments, as for `ostree`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Create links named after the upstream tools (ignition-validate, …)
     /// that run oxcore as that tool.
     InstallLinks {
@@ -73,6 +82,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo => demo::run(),
         Command::Ignition(cli) => ignition::run(*cli),
+        Command::Ostree { args } => {
+            let mut argv = vec![OsString::from("oxcore ostree")];
+            argv.extend(args);
+            Ok(ostree::main(argv))
+        }
         Command::InstallLinks { dir, force } => links::install(&dir, force),
     }
 }

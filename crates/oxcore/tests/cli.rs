@@ -51,7 +51,7 @@ fn install_links_creates_working_links_and_refuses_to_clobber() {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["butane", "ignition-validate"]);
+    assert_eq!(names, ["butane", "ignition-validate", "ostree"]);
 
     let missing = oxcore()
         .arg("install-links")

@@ -1,0 +1,1565 @@
+//! `oxcore ostree`: the OS store with the `ostree` command's arguments.
+//!
+//! Verbs and options follow `ostree` (2022.7 and later) for everything both
+//! have, so scripts written for `ostree` keep working: `--repo=PATH` before
+//! or after the verb (or `$OSTREE_REPO`), `commit -b/-s/-m --tree=dir=
+//! --timestamp= --no-bindings --add-metadata-string= --owner-uid=`, and so
+//! on. Output formats match `ostree`'s where scripts read them (a commit's
+//! checksum on stdout, `ls`, `log`, `show`, `refs`, `diff`, `fsck` lines).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use ostree_store::checkout::{CheckoutOptions, checkout};
+use ostree_store::commit::{
+    CommitInfo, CommitOptions, TreeBuilder, checksum_path, ref_binding, write_commit,
+};
+use ostree_store::gvariant::Value;
+use ostree_store::keyfile::KeyFile;
+use ostree_store::object::{Checksum, Commit, ObjectType};
+use ostree_store::pull::{Fetcher, PullOptions, PullStats};
+use ostree_store::{Repo, RepoMode, fsck, prune, sign, summary};
+
+/// The OS store: an OSTree-format repository (takes `ostree`'s arguments).
+#[derive(Debug, Parser)]
+#[command(name = "oxcore ostree", term_width = 80)]
+pub struct OstreeCli {
+    /// Path to the repository (default: $OSTREE_REPO).
+    #[arg(long, global = true, value_name = "PATH")]
+    repo: Option<PathBuf>,
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Initialize a new empty repository.
+    Init {
+        /// bare, bare-user, bare-user-only or archive (archive-z2).
+        #[arg(long, default_value = "bare")]
+        mode: String,
+    },
+    /// Commit a new revision.
+    Commit(Box<CommitArgs>),
+    /// List refs, or create and delete them.
+    Refs {
+        /// Only refs that start with this prefix.
+        prefix: Option<String>,
+        /// Delete the given refs.
+        #[arg(long)]
+        delete: bool,
+        /// Create a ref NAME pointing at the given revision.
+        #[arg(long, value_name = "NAME")]
+        create: Option<String>,
+        /// Revision for --create (when a prefix is given too).
+        rev: Option<String>,
+    },
+    /// Output the commit a revision names.
+    RevParse {
+        /// A ref, `remote:ref`, checksum, or any of them with `^`.
+        rev: String,
+    },
+    /// Show a commit's history.
+    Log {
+        /// Revision.
+        rev: String,
+        /// Show raw variant data.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Output a commit.
+    Show {
+        /// Revision.
+        rev: String,
+        /// Show raw variant data.
+        #[arg(long)]
+        raw: bool,
+        /// Print the value of one metadata key.
+        #[arg(long, value_name = "KEY")]
+        print_metadata_key: Option<String>,
+        /// Print the value of one detached metadata key.
+        #[arg(long, value_name = "KEY")]
+        print_detached_metadata_key: Option<String>,
+    },
+    /// List file paths in a commit.
+    Ls {
+        /// Revision.
+        rev: String,
+        /// Paths to list (default `/`).
+        paths: Vec<String>,
+        /// List directories recursively.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        /// Show object checksums.
+        #[arg(short = 'C', long)]
+        checksum: bool,
+        /// Show extended attributes.
+        #[arg(short = 'X', long)]
+        xattrs: bool,
+        /// Only list directories themselves, not their contents.
+        #[arg(short = 'd', long)]
+        dironly: bool,
+        /// Print only file names.
+        #[arg(long)]
+        nul_filenames_only: bool,
+    },
+    /// Concatenate the contents of files in a commit.
+    Cat {
+        /// Revision.
+        rev: String,
+        /// Paths in the commit.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Check out a commit into a directory.
+    Checkout(CheckoutArgs),
+    /// Compare two commits (or a commit with its parent).
+    Diff {
+        /// Old revision (or the only one: compared with its parent).
+        old: String,
+        /// New revision.
+        new: Option<String>,
+    },
+    /// Checksum a file or directory as OSTree names it.
+    Checksum {
+        /// Paths.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Ignore extended attributes.
+        #[arg(long)]
+        ignore_xattrs: bool,
+    },
+    /// Re-hash every object and report what is corrupt or missing.
+    Fsck {
+        /// Print only errors.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Delete unreachable objects.
+    Prune(PruneArgs),
+    /// Show or regenerate the summary file.
+    Summary {
+        /// Regenerate it.
+        #[arg(short, long)]
+        update: bool,
+        /// Print it (the default without --update).
+        #[arg(short, long)]
+        view: bool,
+        /// Sign it with this secret key (base64).
+        #[arg(long, value_name = "KEY")]
+        sign: Vec<String>,
+        /// Signature type (only ed25519).
+        #[arg(long, default_value = "ed25519")]
+        sign_type: String,
+    },
+    /// Sign a commit, or verify its signatures.
+    Sign {
+        /// The commit.
+        commit: String,
+        /// Secret keys (or public keys with --verify), base64.
+        keys: Vec<String>,
+        /// Verify instead of signing.
+        #[arg(long)]
+        verify: bool,
+        /// Signature type (only ed25519).
+        #[arg(short = 's', long, default_value = "ed25519")]
+        sign_type: String,
+        /// Read keys from this file, one per line.
+        #[arg(long, value_name = "PATH")]
+        keys_file: Option<PathBuf>,
+    },
+    /// Copy commits from another local repository.
+    PullLocal {
+        /// The source repository.
+        src: PathBuf,
+        /// Refs or commits (default: all local refs of the source).
+        refs: Vec<String>,
+        /// Store the refs under this remote name.
+        #[arg(long)]
+        remote: Option<String>,
+    },
+    /// Download commits from a remote archive repository.
+    Pull {
+        /// The remote's name (see `remote add`).
+        remote: String,
+        /// Refs or commits to pull.
+        refs: Vec<String>,
+        /// Concurrent downloads.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Also write the refs as local refs.
+        #[arg(long)]
+        mirror: bool,
+        /// Use this URL instead of the remote's.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Manage remotes.
+    #[command(subcommand)]
+    Remote(RemoteVerb),
+    /// Generate an ed25519 key pair for `sign` (oxcore's addition).
+    GenerateKey,
+}
+
+#[derive(Debug, Args)]
+struct CommitArgs {
+    /// Branch to commit to.
+    #[arg(short = 'b', long)]
+    branch: Option<String>,
+    /// One-line subject.
+    #[arg(short = 's', long, default_value = "")]
+    subject: String,
+    /// Full description.
+    #[arg(short = 'm', long, default_value = "")]
+    body: String,
+    /// Trees to overlay: `dir=PATH` or `ref=REV` (repeatable).
+    #[arg(long, value_name = "dir=PATH|ref=REV")]
+    tree: Vec<String>,
+    /// Directory to commit (same as --tree=dir=PATH).
+    path: Option<PathBuf>,
+    /// Timestamp (ISO 8601 such as 2024-01-01T00:00:00Z, or @EPOCH).
+    #[arg(long)]
+    timestamp: Option<String>,
+    /// Parent commit, or `none`.
+    #[arg(long)]
+    parent: Option<String>,
+    /// Create a commit without writing a ref.
+    #[arg(long)]
+    orphan: bool,
+    /// Do not add the `ostree.ref-binding` metadata.
+    #[arg(long)]
+    no_bindings: bool,
+    /// Add a ref to the bindings (repeatable).
+    #[arg(long, value_name = "REF")]
+    bind_ref: Vec<String>,
+    /// Add a string metadata entry KEY=VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    add_metadata_string: Vec<String>,
+    /// Add a metadata entry KEY=VALUE in GVariant text (strings, numbers,
+    /// booleans; repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    add_metadata: Vec<String>,
+    /// Owner of every file.
+    #[arg(long)]
+    owner_uid: Option<u32>,
+    /// Group of every file.
+    #[arg(long)]
+    owner_gid: Option<u32>,
+    /// Do not import extended attributes.
+    #[arg(long)]
+    no_xattrs: bool,
+    /// Owner 0:0 and canonical 0755/0644 modes.
+    #[arg(long)]
+    canonical_permissions: bool,
+    /// Do not create a commit if the tree equals the parent's.
+    #[arg(long)]
+    skip_if_unchanged: bool,
+    /// Sign with this ed25519 secret key (base64).
+    #[arg(long, value_name = "KEY")]
+    sign: Vec<String>,
+    /// Signature type (only ed25519).
+    #[arg(long, default_value = "ed25519")]
+    sign_type: String,
+    /// Sync to disk before the ref moves (`--fsync=false` to skip).
+    #[arg(long)]
+    fsync: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+struct CheckoutArgs {
+    /// Revision.
+    rev: String,
+    /// Destination directory (default: the revision's name).
+    dest: Option<PathBuf>,
+    /// Do not change owners or set xattrs.
+    #[arg(short = 'U', long)]
+    user_mode: bool,
+    /// Keep existing files, overwrite the ones the commit has.
+    #[arg(long)]
+    union: bool,
+    /// Like --union, but existing files must be identical.
+    #[arg(long)]
+    union_identical: bool,
+    /// Check out only this subpath.
+    #[arg(long)]
+    subpath: Option<String>,
+    /// Never hard-link.
+    #[arg(short = 'C', long)]
+    force_copy: bool,
+    /// Fail unless every file can be hard-linked.
+    #[arg(short = 'H', long)]
+    require_hardlinks: bool,
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    /// Only keep what refs reach.
+    #[arg(long)]
+    refs_only: bool,
+    /// Parents to keep per ref (-1: all).
+    #[arg(long, allow_negative_numbers = true)]
+    depth: Option<i64>,
+    /// Keep commits younger than this date (ISO 8601 or @EPOCH).
+    #[arg(long)]
+    keep_younger_than: Option<String>,
+    /// Only report what would be deleted.
+    #[arg(long)]
+    no_prune: bool,
+    /// Delete this commit's ref-less object first.
+    #[arg(long)]
+    delete_commit: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum RemoteVerb {
+    /// Add a remote.
+    Add {
+        /// Name.
+        name: String,
+        /// URL (http://, https:// or file://).
+        url: String,
+        /// Default branches.
+        branches: Vec<String>,
+        /// Do not verify GPG signatures (accepted for compatibility).
+        #[arg(long)]
+        no_gpg_verify: bool,
+        /// Require ed25519 signatures: `ed25519=inline:KEY` or
+        /// `ed25519=file:PATH`.
+        #[arg(long, value_name = "TYPE=SOURCE")]
+        sign_verify: Option<String>,
+        /// Set an option KEY=VALUE in the remote's config.
+        #[arg(long, value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Do nothing if the remote exists.
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+    /// List remotes.
+    List {
+        /// Show URLs too.
+        #[arg(short, long)]
+        show_urls: bool,
+    },
+    /// Delete a remote.
+    Delete {
+        /// Name.
+        name: String,
+        /// Do nothing if it does not exist.
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// Print a remote's URL.
+    ShowUrl {
+        /// Name.
+        name: String,
+    },
+    /// List a remote's refs (from its summary).
+    Refs {
+        /// Name.
+        name: String,
+    },
+}
+
+/// Entry point: parses `argv` (argv[0] first) and runs.
+pub fn main(argv: Vec<std::ffi::OsString>) -> ExitCode {
+    let cli = match OstreeCli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn repo_path(cli: &Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = cli {
+        return Ok(p.clone());
+    }
+    if let Some(p) = std::env::var_os("OSTREE_REPO") {
+        return Ok(PathBuf::from(p));
+    }
+    bail!("Command requires a --repo argument")
+}
+
+fn open(cli: &Option<PathBuf>) -> Result<Repo> {
+    let path = repo_path(cli)?;
+    Ok(Repo::open(&path)?)
+}
+
+fn run(cli: OstreeCli) -> Result<ExitCode> {
+    let out = &mut std::io::stdout().lock();
+    match cli.verb {
+        Verb::Init { mode } => {
+            let mode = RepoMode::parse(&mode)
+                .ok_or_else(|| anyhow!("Invalid mode '{mode}' in repository configuration"))?;
+            Repo::init(&repo_path(&cli.repo)?, mode)?;
+        }
+        Verb::Commit(args) => {
+            let mut repo = open(&cli.repo)?;
+            let c = commit(&mut repo, *args)?;
+            writeln!(out, "{c}")?;
+        }
+        Verb::Refs {
+            prefix,
+            delete,
+            create,
+            rev,
+        } => {
+            let repo = open(&cli.repo)?;
+            if let Some(name) = create {
+                // `refs --create=NAME REV`: the one positional is the revision.
+                let rev = rev
+                    .or(prefix)
+                    .ok_or_else(|| anyhow!("--create requires specifying a revision"))?;
+                let c = repo.resolve_rev(&rev)?;
+                if repo.read_ref(None, &name)?.is_some() {
+                    bail!("--create specified but ref {name} already exists");
+                }
+                repo.set_ref(None, &name, Some(&c))?;
+            } else if delete {
+                let prefix = prefix
+                    .ok_or_else(|| anyhow!("At least one ref must be specified with --delete"))?;
+                for (name, _) in repo.list_refs()? {
+                    if name == prefix || name.starts_with(&format!("{prefix}/")) {
+                        match name.split_once(':') {
+                            Some((r, n)) => repo.set_ref(Some(r), n, None)?,
+                            None => repo.set_ref(None, &name, None)?,
+                        }
+                    }
+                }
+            } else {
+                for name in repo.list_refs()?.into_keys() {
+                    match &prefix {
+                        Some(p) => {
+                            if let Some(rest) = name.strip_prefix(p.as_str()) {
+                                let rest = rest.trim_start_matches('/');
+                                writeln!(
+                                    out,
+                                    "{}",
+                                    if rest.is_empty() { name.as_str() } else { rest }
+                                )?;
+                            }
+                        }
+                        None => writeln!(out, "{name}")?,
+                    }
+                }
+            }
+        }
+        Verb::RevParse { rev } => {
+            let repo = open(&cli.repo)?;
+            writeln!(out, "{}", repo.resolve_rev(&rev)?)?;
+        }
+        Verb::Log { rev, raw } => {
+            let repo = open(&cli.repo)?;
+            let mut c = Some(repo.resolve_rev(&rev)?);
+            while let Some(cur) = c {
+                let commit = match repo.load_commit(&cur) {
+                    Ok(commit) => commit,
+                    Err(ostree_store::Error::MissingObject { .. }) => {
+                        writeln!(out, "<< History beyond this commit not fetched >>")?;
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                print_commit(out, &repo, &cur, &commit, raw)?;
+                c = commit.parent;
+            }
+        }
+        Verb::Show {
+            rev,
+            raw,
+            print_metadata_key,
+            print_detached_metadata_key,
+        } => {
+            let repo = open(&cli.repo)?;
+            let c = repo.resolve_rev(&rev)?;
+            let commit = repo.load_commit(&c)?;
+            if let Some(k) = print_metadata_key {
+                let v = commit
+                    .meta(&k)
+                    .ok_or_else(|| anyhow!("No such metadata key '{k}'"))?;
+                writeln!(out, "{v}")?;
+            } else if let Some(k) = print_detached_metadata_key {
+                let meta = repo.load_commitmeta(&c)?.unwrap_or_default();
+                let v = meta
+                    .iter()
+                    .find(|(key, _)| *key == k)
+                    .ok_or_else(|| anyhow!("No such metadata key '{k}'"))?;
+                writeln!(out, "{}", v.1)?;
+            } else {
+                print_commit(out, &repo, &c, &commit, raw)?;
+            }
+        }
+        Verb::Ls {
+            rev,
+            paths,
+            recursive,
+            checksum,
+            xattrs,
+            dironly,
+            nul_filenames_only,
+        } => {
+            let repo = open(&cli.repo)?;
+            let c = repo.resolve_rev(&rev)?;
+            let commit = repo.load_commit(&c)?;
+            let paths = if paths.is_empty() {
+                vec!["/".to_string()]
+            } else {
+                paths
+            };
+            let ls = Ls {
+                repo: &repo,
+                recursive,
+                checksum,
+                xattrs,
+                nul: nul_filenames_only,
+            };
+            for p in paths {
+                ls.path(out, &commit, &p, dironly)?;
+            }
+        }
+        Verb::Cat { rev, paths } => {
+            let repo = open(&cli.repo)?;
+            let commit = repo.load_commit(&repo.resolve_rev(&rev)?)?;
+            for p in paths {
+                match lookup(&repo, &commit, &p)? {
+                    Node::File(fc) => {
+                        let (_, mut content) = repo.open_file(&fc)?;
+                        std::io::copy(&mut content, out)?;
+                    }
+                    Node::Dir(..) => bail!("{p}: Is a directory"),
+                }
+            }
+        }
+        Verb::Checkout(args) => {
+            let repo = open(&cli.repo)?;
+            let c = repo.resolve_rev(&args.rev)?;
+            let dest = args
+                .dest
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(&args.rev));
+            if args.require_hardlinks && repo.mode() == RepoMode::Archive {
+                bail!("Hardlinks required (-H) but the repository is in archive mode");
+            }
+            let opts = CheckoutOptions {
+                user_mode: args.user_mode,
+                union: args.union,
+                union_identical: args.union_identical,
+                subpath: args.subpath,
+                force_copy: args.force_copy,
+                threads: 0,
+            };
+            checkout(&repo, &c, &dest, &opts)?;
+        }
+        Verb::Diff { old, new } => {
+            let repo = open(&cli.repo)?;
+            let (a, b) = match new {
+                Some(n) => (repo.resolve_rev(&old)?, repo.resolve_rev(&n)?),
+                None => {
+                    let b = repo.resolve_rev(&old)?;
+                    let parent = repo
+                        .load_commit(&b)?
+                        .parent
+                        .ok_or_else(|| anyhow!("Commit {b} has no parent"))?;
+                    (parent, b)
+                }
+            };
+            let (ca, cb) = (repo.load_commit(&a)?, repo.load_commit(&b)?);
+            let mut lines = Vec::new();
+            diff_trees(
+                &repo,
+                Some((ca.root_tree, ca.root_meta)),
+                Some((cb.root_tree, cb.root_meta)),
+                "",
+                &mut lines,
+            )?;
+            for (kind, path) in lines {
+                writeln!(out, "{kind}    {path}")?;
+            }
+        }
+        Verb::Checksum {
+            paths,
+            ignore_xattrs,
+        } => {
+            for p in paths {
+                let c = checksum_path(&p, ignore_xattrs)?;
+                writeln!(out, "{c}")?;
+            }
+        }
+        Verb::Fsck { quiet } => {
+            let repo = open(&cli.repo)?;
+            return fsck_cmd(&repo, quiet, out);
+        }
+        Verb::Prune(args) => {
+            let repo = open(&cli.repo)?;
+            if let Some(c) = &args.delete_commit {
+                let c = repo.resolve_rev(c)?;
+                if repo.list_refs()?.values().any(|r| *r == c) {
+                    bail!("Commit '{c}' is referenced by a ref; delete the ref first");
+                }
+                let p = repo.object_path(&c, ObjectType::Commit);
+                std::fs::remove_file(&p).with_context(|| p.display().to_string())?;
+            }
+            let opts = prune::PruneOptions {
+                refs_only: args.refs_only,
+                depth: args.depth.filter(|d| *d >= 0).map(|d| d as usize),
+                keep_younger_than: args
+                    .keep_younger_than
+                    .as_deref()
+                    .map(parse_time)
+                    .transpose()?,
+                dry_run: args.no_prune,
+            };
+            let report = prune::prune(&repo, &opts)?;
+            writeln!(out, "Total objects: {}", report.total)?;
+            if report.deleted == 0 {
+                writeln!(out, "No unreachable objects")?;
+            } else {
+                let verb = if args.no_prune {
+                    "Would delete"
+                } else {
+                    "Deleted"
+                };
+                writeln!(
+                    out,
+                    "{verb} {} objects, {} freed",
+                    report.deleted,
+                    format_size(report.freed)
+                )?;
+            }
+        }
+        Verb::Summary {
+            update,
+            view,
+            sign: keys,
+            sign_type,
+        } => {
+            let repo = open(&cli.repo)?;
+            check_sign_type(&sign_type)?;
+            if update {
+                let keys = keys
+                    .iter()
+                    .map(|k| sign::SecretKey::from_base64(k))
+                    .collect::<Result<Vec<_>, _>>()?;
+                summary::update(&repo, &keys)?;
+            }
+            if view || !update {
+                let path = repo.path().join("summary");
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("No summary file: {}", path.display()))?;
+                print_summary(out, &summary::Summary::parse(&bytes)?)?;
+            }
+        }
+        Verb::Sign {
+            commit,
+            keys,
+            verify,
+            sign_type,
+            keys_file,
+        } => {
+            let repo = open(&cli.repo)?;
+            check_sign_type(&sign_type)?;
+            let c = repo.resolve_rev(&commit)?;
+            let mut keys = keys;
+            if let Some(f) = keys_file {
+                let text = std::fs::read_to_string(&f).with_context(|| f.display().to_string())?;
+                keys.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string),
+                );
+            }
+            if keys.is_empty() {
+                bail!("No keys given");
+            }
+            if verify {
+                let pks = sign::public_keys(&keys.join("\n"))?;
+                sign::verify_commit(&repo, &c, &pks)?;
+                writeln!(out, "Signature verified successfully with key")?;
+            } else {
+                for k in &keys {
+                    sign::sign_commit(&repo, &c, &sign::SecretKey::from_base64(k)?)?;
+                }
+            }
+        }
+        Verb::PullLocal { src, refs, remote } => {
+            let repo = open(&cli.repo)?;
+            let src = Repo::open(&src)?;
+            let pulled = ostree_store::pull::pull_local(&repo, &src, &refs, remote.as_deref())?;
+            for (r, c) in pulled {
+                eprintln!("{r}: {c}");
+            }
+        }
+        Verb::Pull {
+            remote,
+            refs,
+            connections,
+            mirror,
+            url,
+        } => {
+            let repo = open(&cli.repo)?;
+            return pull_cmd(&repo, &remote, refs, connections, mirror, url);
+        }
+        Verb::Remote(v) => remote_cmd(&cli.repo, v, out)?,
+        Verb::GenerateKey => {
+            let rng_seed = {
+                let mut s = [0u8; 32];
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut s))
+                    .context("reading /dev/urandom")?;
+                s
+            };
+            let key = sign::SecretKey::from_base64(&sign::base64_encode(&rng_seed))?;
+            writeln!(out, "public: {}", key.public_base64())?;
+            writeln!(out, "secret: {}", key.to_base64(&rng_seed))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_sign_type(t: &str) -> Result<()> {
+    if t != "ed25519" {
+        bail!("Requested signature type is not implemented: {t}");
+    }
+    Ok(())
+}
+
+fn parse_kv(s: &str) -> Result<(String, String)> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("Missing '=' in KEY=VALUE pair '{s}'"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// GVariant text for the common cases: quoted strings, booleans, integers
+/// (with `uint64`/`int64`/`uint32` annotations), bare words as strings.
+fn parse_gvariant_text(s: &str) -> Result<Value> {
+    let t = s.trim();
+    if (t.starts_with('\'') && t.ends_with('\'') || t.starts_with('"') && t.ends_with('"'))
+        && t.len() >= 2
+    {
+        return Ok(Value::Str(
+            t[1..t.len() - 1].replace("\\'", "'").replace("\\\"", "\""),
+        ));
+    }
+    match t {
+        "true" => return Ok(Value::Bool(true)),
+        "false" => return Ok(Value::Bool(false)),
+        _ => {}
+    }
+    for (prefix, f) in [
+        (
+            "uint64 ",
+            (|n: &str| n.parse::<u64>().ok().map(Value::U64)) as fn(&str) -> Option<Value>,
+        ),
+        ("int64 ", |n: &str| n.parse::<i64>().ok().map(Value::I64)),
+        ("uint32 ", |n: &str| n.parse::<u32>().ok().map(Value::U32)),
+        ("", |n: &str| n.parse::<i32>().ok().map(Value::I32)),
+    ] {
+        if let Some(n) = t.strip_prefix(prefix)
+            && let Some(v) = f(n.trim())
+        {
+            return Ok(v);
+        }
+    }
+    bail!("Unsupported GVariant text '{s}' (use --add-metadata-string for strings)")
+}
+
+fn commit(repo: &mut Repo, args: CommitArgs) -> Result<Checksum> {
+    if let Some(on) = args.fsync {
+        repo.set_fsync(on);
+    }
+    check_sign_type(&args.sign_type)?;
+    let branch = args.branch.clone();
+    if branch.is_none() && !args.orphan {
+        bail!("A branch must be specified with --branch, or use --orphan");
+    }
+    let parent = match args.parent.as_deref() {
+        Some("none") => None,
+        Some(p) => Some(repo.resolve_rev(p)?),
+        None => match &branch {
+            Some(b) => repo.read_ref(None, b)?,
+            None => None,
+        },
+    };
+    let timestamp = args.timestamp.as_deref().map(parse_time).transpose()?;
+    let mut metadata = Vec::new();
+    for kv in &args.add_metadata_string {
+        let (k, v) = parse_kv(kv)?;
+        metadata.push((k, Value::Str(v)));
+    }
+    for kv in &args.add_metadata {
+        let (k, v) = parse_kv(kv)?;
+        metadata.push((k, parse_gvariant_text(&v)?));
+    }
+    if !args.no_bindings {
+        let mut refs = args.bind_ref.clone();
+        if let Some(b) = &branch {
+            refs.push(b.clone());
+        }
+        if !refs.is_empty() {
+            metadata.push(ref_binding(&refs));
+        }
+    }
+    let mut trees: Vec<String> = args.tree.clone();
+    if let Some(p) = &args.path {
+        trees.push(format!("dir={}", p.display()));
+    }
+    if trees.is_empty() {
+        trees.push("dir=.".into());
+    }
+    let opts = CommitOptions {
+        owner_uid: args.owner_uid,
+        owner_gid: args.owner_gid,
+        no_xattrs: args.no_xattrs,
+        canonical_permissions: args.canonical_permissions,
+        threads: 0,
+    };
+    let tx = repo.begin()?;
+    let mut builder = TreeBuilder::new(&tx, opts);
+    for t in &trees {
+        if let Some(dir) = t.strip_prefix("dir=") {
+            builder.add_dir(Path::new(dir))?;
+        } else if let Some(rev) = t.strip_prefix("ref=") {
+            let c = repo.resolve_rev(rev)?;
+            builder.add_commit_tree(repo, &c)?;
+        } else {
+            bail!(
+                "Invalid --tree argument '{t}': expected dir=PATH or ref=REV (tar= is not supported)"
+            );
+        }
+    }
+    let root = builder.write()?;
+    if args.skip_if_unchanged
+        && let Some(p) = parent
+        && let Ok(pc) = repo.load_commit(&p)
+        && (pc.root_tree, pc.root_meta) == root
+    {
+        tx.commit()?;
+        return Ok(p);
+    }
+    let info = CommitInfo {
+        subject: args.subject.clone(),
+        body: args.body.clone(),
+        timestamp,
+        parent,
+        metadata,
+    };
+    let c = write_commit(&tx, &info, root)?;
+    if let Some(b) = &branch
+        && !args.orphan
+    {
+        tx.set_ref(None, b, Some(c));
+    }
+    tx.commit()?;
+    for k in &args.sign {
+        sign::sign_commit(repo, &c, &sign::SecretKey::from_base64(k)?)?;
+    }
+    Ok(c)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn format_time(t: u64) -> String {
+    let (y, m, d) = civil((t / 86_400) as i64);
+    let s = t % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// `@EPOCH`, or ISO 8601 `YYYY-MM-DD[T ]HH:MM[:SS][Z|±HH:MM]` (UTC when no
+/// zone is given), or a date alone.
+fn parse_time(s: &str) -> Result<u64> {
+    if let Some(n) = s.strip_prefix('@') {
+        return n.parse().map_err(|_| anyhow!("Could not parse '{s}'"));
+    }
+    let bad = || anyhow!("Could not parse '{s}'");
+    let (date, rest) = s.split_at(s.find(['T', ' ']).unwrap_or(s.len()));
+    let mut dp = date.splitn(3, '-');
+    let (y, mo, d): (i64, u32, u32) = (
+        dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?,
+        dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?,
+        dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    let mut secs = days_from_civil(y, mo, d) * 86_400;
+    let rest = rest.get(1..).unwrap_or("");
+    if !rest.is_empty() {
+        let (time, zone) = match rest.find(['Z', '+', '-']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let mut tp = time.split(':');
+        let h: i64 = tp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+        let mi: i64 = tp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+        let sec: f64 = tp
+            .next()
+            .map(|x| x.parse().map_err(|_| bad()))
+            .transpose()?
+            .unwrap_or(0.0);
+        secs += h * 3600 + mi * 60 + sec as i64;
+        if let Some(z) = zone.strip_prefix(['+', '-']) {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let (zh, zm) = z
+                .split_once(':')
+                .unwrap_or((z.get(..2).unwrap_or(z), z.get(2..).unwrap_or("0")));
+            let off =
+                zh.parse::<i64>().map_err(|_| bad())? * 3600 + zm.parse::<i64>().unwrap_or(0) * 60;
+            secs -= sign * off;
+        } else if !zone.is_empty() && zone != "Z" {
+            return Err(bad());
+        }
+    }
+    u64::try_from(secs).map_err(|_| bad())
+}
+
+fn format_size(n: u64) -> String {
+    match n {
+        0..1000 => format!("{n} bytes"),
+        1000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
+
+fn content_checksum(c: &Commit) -> Checksum {
+    let mut b = c.root_tree.0.to_vec();
+    b.extend_from_slice(&c.root_meta.0);
+    Checksum::of(&b)
+}
+
+fn print_commit(
+    out: &mut dyn Write,
+    repo: &Repo,
+    c: &Checksum,
+    commit: &Commit,
+    raw: bool,
+) -> Result<()> {
+    writeln!(out, "commit {c}")?;
+    if raw {
+        writeln!(out, "{}", commit.to_value())?;
+        return Ok(());
+    }
+    if let Some(p) = commit.parent {
+        writeln!(out, "Parent:  {p}")?;
+    }
+    writeln!(out, "ContentChecksum:  {}", content_checksum(commit))?;
+    writeln!(out, "Date:  {}", format_time(commit.timestamp))?;
+    if let Some(v) = commit.version() {
+        writeln!(out, "Version: {v}")?;
+    }
+    if let Ok(Some(meta)) = repo.load_commitmeta(c) {
+        let n = sign::signatures(&meta).len();
+        if n > 0 {
+            writeln!(out, "Found {n} ed25519 signature(s)")?;
+        }
+    }
+    writeln!(out)?;
+    if !commit.subject.is_empty() {
+        writeln!(out, "    {}", commit.subject)?;
+        writeln!(out)?;
+    }
+    if !commit.body.is_empty() {
+        for l in commit.body.lines() {
+            writeln!(out, "    {l}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn print_summary(out: &mut dyn Write, s: &summary::Summary) -> Result<()> {
+    for r in &s.refs {
+        writeln!(out, "* {}", r.name)?;
+        writeln!(out, "    Latest Commit ({} bytes):", r.commit_size)?;
+        writeln!(out, "      {}", r.checksum)?;
+        for (k, v) in &r.metadata {
+            match (k.as_str(), v) {
+                ("ostree.commit.version", Value::Str(s)) => {
+                    writeln!(out, "    Version ({k}): {s}")?
+                }
+                ("ostree.commit.timestamp", v) => {
+                    let t = v.as_be64().unwrap_or(0);
+                    writeln!(out, "    Timestamp ({k}): {}", format_time(t))?
+                }
+                _ => writeln!(out, "    {k}: {v}")?,
+            }
+        }
+    }
+    writeln!(out)?;
+    for (k, v) in &s.metadata {
+        match (k.as_str(), v) {
+            ("ostree.summary.mode", Value::Str(m)) => writeln!(out, "Repository Mode ({k}): {m}")?,
+            ("ostree.summary.last-modified", v) => writeln!(
+                out,
+                "Last-Modified ({k}): {}",
+                format_time(v.as_be64().unwrap_or(0))
+            )?,
+            ("ostree.summary.tombstone-commits", Value::Bool(b)) => writeln!(
+                out,
+                "Has Tombstone Commits ({k}): {}",
+                if *b { "Yes" } else { "No" }
+            )?,
+            _ => writeln!(out, "{k}: {v}")?,
+        }
+    }
+    Ok(())
+}
+
+enum Node {
+    File(Checksum),
+    Dir(Checksum, Checksum),
+}
+
+fn lookup(repo: &Repo, commit: &Commit, path: &str) -> Result<Node> {
+    let mut node = Node::Dir(commit.root_tree, commit.root_meta);
+    for comp in path.split('/').filter(|c| !c.is_empty()) {
+        let Node::Dir(t, _) = node else {
+            bail!("No such file or directory: {path}");
+        };
+        let tree = repo.load_dirtree(&t)?;
+        node = if let Some((_, tc, mc)) = tree.dirs.iter().find(|d| d.0 == comp) {
+            Node::Dir(*tc, *mc)
+        } else if let Some((_, fc)) = tree.files.iter().find(|f| f.0 == comp) {
+            Node::File(*fc)
+        } else {
+            bail!("No such file or directory: {path}");
+        };
+    }
+    Ok(node)
+}
+
+struct Ls<'a> {
+    repo: &'a Repo,
+    recursive: bool,
+    checksum: bool,
+    xattrs: bool,
+    nul: bool,
+}
+
+fn xattrs_text(x: &ostree_store::object::Xattrs) -> String {
+    let v = Value::Array(
+        ostree_store::gvariant::Type::parse("(ayay)").expect("static"),
+        x.iter()
+            .map(|(k, v)| {
+                let mut k = k.clone();
+                k.push(0);
+                Value::Tuple(vec![Value::Bytes(k), Value::Bytes(v.clone())])
+            })
+            .collect(),
+    );
+    format!("{{ {v} }}")
+}
+
+impl Ls<'_> {
+    fn path(&self, out: &mut dyn Write, commit: &Commit, path: &str, dironly: bool) -> Result<()> {
+        let clean = format!("/{}", path.trim_matches('/'));
+        let clean = if clean == "/" { "/".to_string() } else { clean };
+        match lookup(self.repo, commit, &clean)? {
+            Node::File(c) => self.file(out, &clean, &c),
+            Node::Dir(t, m) => {
+                self.dir_line(out, &clean, &t, &m)?;
+                if !dironly {
+                    self.children(out, &clean, &t)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn dir_line(&self, out: &mut dyn Write, path: &str, t: &Checksum, m: &Checksum) -> Result<()> {
+        if self.nul {
+            write!(out, "{path}\0")?;
+            return Ok(());
+        }
+        let meta = self.repo.load_dirmeta(m)?;
+        write!(
+            out,
+            "d0{:04o} {} {} {:>6} ",
+            meta.mode & 0o7777,
+            meta.uid,
+            meta.gid,
+            0
+        )?;
+        if self.checksum {
+            write!(out, "{t} {m} ")?;
+        }
+        if self.xattrs {
+            write!(out, "{} ", xattrs_text(&meta.xattrs))?;
+        }
+        writeln!(out, "{path}")?;
+        Ok(())
+    }
+
+    fn file(&self, out: &mut dyn Write, path: &str, c: &Checksum) -> Result<()> {
+        if self.nul {
+            write!(out, "{path}\0")?;
+            return Ok(());
+        }
+        let (meta, content) = self.repo.open_file(c)?;
+        let t = if meta.is_symlink() { 'l' } else { '-' };
+        write!(
+            out,
+            "{t}0{:04o} {} {} {:>6} ",
+            meta.mode & 0o7777,
+            meta.uid,
+            meta.gid,
+            content.size()
+        )?;
+        if self.checksum {
+            write!(out, "{c} ")?;
+        }
+        if self.xattrs {
+            write!(out, "{} ", xattrs_text(&meta.xattrs))?;
+        }
+        if meta.is_symlink() {
+            writeln!(out, "{path} -> {}", meta.symlink_target)?;
+        } else {
+            writeln!(out, "{path}")?;
+        }
+        Ok(())
+    }
+
+    fn children(&self, out: &mut dyn Write, dir: &str, t: &Checksum) -> Result<()> {
+        let tree = self.repo.load_dirtree(t)?;
+        let join = |n: &str| {
+            if dir == "/" {
+                format!("/{n}")
+            } else {
+                format!("{dir}/{n}")
+            }
+        };
+        // As ostree: files first, then directories, each in name order.
+        for (n, c) in &tree.files {
+            self.file(out, &join(n), c)?;
+        }
+        for (n, tc, mc) in &tree.dirs {
+            self.dir_line(out, &join(n), tc, mc)?;
+            if self.recursive {
+                self.children(out, &join(n), tc)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+type TreeRef = Option<(Checksum, Checksum)>;
+
+/// A dirtree's files and directories by name.
+type Listing = (BTreeMap<String, Checksum>, BTreeMap<String, (Checksum, Checksum)>);
+
+fn diff_trees(
+    repo: &Repo,
+    a: TreeRef,
+    b: TreeRef,
+    prefix: &str,
+    out: &mut Vec<(char, String)>,
+) -> Result<()> {
+    let load = |t: TreeRef| -> Result<Listing> {
+        match t {
+            None => Ok(Default::default()),
+            Some((tc, _)) => {
+                let tree = repo.load_dirtree(&tc)?;
+                Ok((
+                    tree.files.into_iter().collect(),
+                    tree.dirs.into_iter().map(|(n, t, m)| (n, (t, m))).collect(),
+                ))
+            }
+        }
+    };
+    let (fa, da) = load(a)?;
+    let (fb, db) = load(b)?;
+    let mut names: Vec<&String> = fa
+        .keys()
+        .chain(fb.keys())
+        .chain(da.keys())
+        .chain(db.keys())
+        .collect();
+    names.sort();
+    names.dedup();
+    for n in names {
+        let path = format!("{prefix}/{n}");
+        match (fa.get(n), fb.get(n), da.get(n), db.get(n)) {
+            (Some(x), Some(y), _, _) if x != y => out.push(('M', path)),
+            (Some(_), Some(_), _, _) => {}
+            (Some(_), None, _, None) => out.push(('D', path)),
+            (None, Some(_), None, _) => out.push(('A', path)),
+            (Some(_), None, _, Some(d)) => {
+                out.push(('D', path.clone()));
+                out.push(('A', path.clone()));
+                diff_trees(repo, None, Some(*d), &path, out)?;
+            }
+            (None, Some(_), Some(d), _) => {
+                diff_trees(repo, Some(*d), None, &path, out)?;
+                out.push(('D', path.clone()));
+                out.push(('A', path));
+            }
+            (None, None, Some(x), Some(y)) => {
+                if x.1 != y.1 {
+                    out.push(('M', path.clone()));
+                }
+                if x.0 != y.0 {
+                    diff_trees(repo, Some(*x), Some(*y), &path, out)?;
+                }
+            }
+            (None, None, Some(x), None) => {
+                out.push(('D', path.clone()));
+                diff_trees(repo, Some(*x), None, &path, out)?;
+            }
+            (None, None, None, Some(y)) => {
+                out.push(('A', path.clone()));
+                diff_trees(repo, None, Some(*y), &path, out)?;
+            }
+            (None, None, None, None) => {}
+        }
+    }
+    Ok(())
+}
+
+fn fsck_cmd(repo: &Repo, quiet: bool, out: &mut dyn Write) -> Result<ExitCode> {
+    if !quiet {
+        writeln!(out, "Validating refs...")?;
+        writeln!(out, "Enumerating commits...")?;
+    }
+    let tty = std::io::stderr().is_terminal() && !quiet;
+    let mut progress = |done: usize, total: usize| {
+        if tty {
+            eprint!(
+                "\rfsck objects ({done}/{total}) {}%",
+                done * 100 / total.max(1)
+            );
+        }
+    };
+    let report = fsck::fsck(repo, &mut progress)?;
+    if tty {
+        eprintln!();
+    }
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    if !report.errors.is_empty() {
+        eprintln!(
+            "error: {} errors found in {} objects of {} commits",
+            report.errors.len(),
+            report.objects,
+            report.commits
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if !quiet {
+        writeln!(
+            out,
+            "object fsck of {} commits completed successfully - no errors found.",
+            report.commits
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn remote_group(name: &str) -> String {
+    format!("remote \"{name}\"")
+}
+
+fn remote_cmd(repo_arg: &Option<PathBuf>, v: RemoteVerb, out: &mut dyn Write) -> Result<()> {
+    let mut repo = open(repo_arg)?;
+    let mut cfg: KeyFile = repo.config().clone();
+    match v {
+        RemoteVerb::Add {
+            name,
+            url,
+            branches,
+            no_gpg_verify,
+            sign_verify,
+            set,
+            if_not_exists,
+        } => {
+            if cfg.groups().contains(&remote_group(&name).as_str()) {
+                if if_not_exists {
+                    return Ok(());
+                }
+                bail!("Remote configuration for \"{name}\" already exists");
+            }
+            let g = remote_group(&name);
+            cfg.set(&g, "url", &url);
+            if !branches.is_empty() {
+                cfg.set(&g, "branches", &format!("{};", branches.join(";")));
+            }
+            if no_gpg_verify {
+                cfg.set(&g, "gpg-verify", "false");
+            }
+            if let Some(sv) = sign_verify {
+                let (ty, src) = sv
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("Invalid --sign-verify '{sv}'"))?;
+                check_sign_type(ty)?;
+                cfg.set(&g, "sign-verify", "true");
+                match src.split_once(':') {
+                    Some(("inline", key)) => cfg.set(&g, "verification-ed25519-key", key),
+                    Some(("file", path)) => cfg.set(&g, "verification-ed25519-file", path),
+                    _ => bail!("Invalid key reference '{src}': expected inline:KEY or file:PATH"),
+                }
+            }
+            for kv in set {
+                let (k, v) = parse_kv(&kv)?;
+                cfg.set(&g, &k, &v);
+            }
+            repo.write_config(cfg)?;
+        }
+        RemoteVerb::List { show_urls } => {
+            for g in cfg.groups() {
+                if let Some(name) = g
+                    .strip_prefix("remote \"")
+                    .and_then(|r| r.strip_suffix('"'))
+                {
+                    if show_urls {
+                        writeln!(out, "{name}  {}", cfg.get(g, "url").unwrap_or(""))?;
+                    } else {
+                        writeln!(out, "{name}")?;
+                    }
+                }
+            }
+        }
+        RemoteVerb::Delete { name, if_exists } => {
+            if !cfg.remove_group(&remote_group(&name)) {
+                if if_exists {
+                    return Ok(());
+                }
+                bail!("Remote \"{name}\" not found");
+            }
+            repo.write_config(cfg)?;
+        }
+        RemoteVerb::ShowUrl { name } => {
+            let url = cfg
+                .get(&remote_group(&name), "url")
+                .ok_or_else(|| anyhow!("Remote \"{name}\" not found"))?;
+            writeln!(out, "{url}")?;
+        }
+        RemoteVerb::Refs { name } => {
+            let url = cfg
+                .get(&remote_group(&name), "url")
+                .ok_or_else(|| anyhow!("Remote \"{name}\" not found"))?;
+            let f = HttpFetcher::new(url);
+            let stats = PullStats::default();
+            let body = f
+                .fetch("summary")
+                .map_err(|e| anyhow!("{}: {e}", f.describe("summary")))?
+                .ok_or_else(|| anyhow!("Remote refs not available; server has no summary file"))?;
+            let _ = stats;
+            for r in summary::Summary::parse(&body)?.refs {
+                writeln!(out, "{name}:{}", r.name)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fetches repository paths over HTTP(S) (with the Ignition engine's client
+/// and its retries) or from a `file://` directory.
+pub struct HttpFetcher {
+    base: String,
+}
+
+impl HttpFetcher {
+    /// For a remote URL.
+    pub fn new(url: &str) -> HttpFetcher {
+        HttpFetcher {
+            base: url.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+impl Fetcher for HttpFetcher {
+    fn fetch(&self, rel: &str) -> std::result::Result<Option<Vec<u8>>, String> {
+        if let Some(dir) = self.base.strip_prefix("file://") {
+            let p = Path::new(dir).join(rel);
+            return match std::fs::read(&p) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        let timeouts = ignition_config::types::Timeouts {
+            http_total: Some(120),
+            ..Default::default()
+        };
+        match ignition_engine::http::request_retrying(
+            "GET",
+            &self.describe(rel),
+            &[],
+            None,
+            &Default::default(),
+            &timeouts,
+            &Default::default(),
+        ) {
+            Ok(b) => Ok(Some(b)),
+            Err(ignition_engine::http::HttpError::Status(404)) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn describe(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.base)
+    }
+}
+
+fn pull_cmd(
+    repo: &Repo,
+    remote: &str,
+    refs: Vec<String>,
+    connections: usize,
+    mirror: bool,
+    url: Option<String>,
+) -> Result<ExitCode> {
+    let cfg = repo.config();
+    let g = remote_group(remote);
+    let url = match url {
+        Some(u) => u,
+        None => cfg
+            .get(&g, "url")
+            .ok_or_else(|| anyhow!("Remote \"{remote}\" not found"))?
+            .to_string(),
+    };
+    let refs = if refs.is_empty() {
+        cfg.get(&g, "branches")
+            .map(|b| {
+                b.split(';')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        refs
+    };
+    if refs.is_empty() {
+        bail!("No refs given and remote \"{remote}\" has no default branches");
+    }
+    let verify_keys = if cfg.get_bool(&g, "sign-verify").unwrap_or(false) {
+        let mut text = String::new();
+        if let Some(k) = cfg.get(&g, "verification-ed25519-key") {
+            text.push_str(k);
+            text.push('\n');
+        }
+        if let Some(f) = cfg.get(&g, "verification-ed25519-file") {
+            text.push_str(&std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?);
+        }
+        let keys = sign::public_keys(&text)?;
+        if keys.is_empty() {
+            bail!(
+                "Remote \"{remote}\" requires signatures but has no verification-ed25519-key/-file"
+            );
+        }
+        Some(keys)
+    } else {
+        None
+    };
+    let fetcher = HttpFetcher::new(&url);
+    let opts = PullOptions {
+        remote: remote.to_string(),
+        refs,
+        verify_keys,
+        connections,
+        mirror,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let stats = PullStats::default();
+    let last = std::sync::Mutex::new(std::time::Instant::now());
+    let progress = |s: &PullStats| {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !tty {
+            return;
+        }
+        let mut l = last.lock().expect("lock");
+        if l.elapsed().as_millis() < 100 {
+            return;
+        }
+        *l = std::time::Instant::now();
+        let (f, r, p) = (
+            s.fetched.load(Relaxed),
+            s.requested.load(Relaxed),
+            s.present.load(Relaxed),
+        );
+        let done = f + p;
+        eprint!(
+            "\rReceiving objects: {}% ({done}/{r}) {}   ",
+            done * 100 / r.max(1),
+            format_size(s.bytes.load(Relaxed))
+        );
+    };
+    let report = ostree_store::pull::pull(repo, &fetcher, &opts, &stats, &progress)?;
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    eprintln!(
+        "{} metadata and content objects fetched; {} transferred",
+        report.fetched,
+        format_size(report.bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_and_print() {
+        assert_eq!(parse_time("2024-01-01T00:00:00Z").unwrap(), 1_704_067_200);
+        assert_eq!(
+            parse_time("2024-01-01T01:00:00+01:00").unwrap(),
+            1_704_067_200
+        );
+        assert_eq!(parse_time("@1704067200").unwrap(), 1_704_067_200);
+        assert_eq!(parse_time("2024-01-01").unwrap(), 1_704_067_200);
+        assert!(parse_time("yesterday").is_err());
+        assert_eq!(format_time(1_704_067_200), "2024-01-01 00:00:00 +0000");
+        assert_eq!(format_time(951_782_400), "2000-02-29 00:00:00 +0000");
+    }
+
+    #[test]
+    fn gvariant_text() {
+        assert_eq!(parse_gvariant_text("'x'").unwrap(), Value::Str("x".into()));
+        assert_eq!(parse_gvariant_text("uint64 5").unwrap(), Value::U64(5));
+        assert_eq!(parse_gvariant_text("true").unwrap(), Value::Bool(true));
+        assert!(parse_gvariant_text("[1, 2]").is_err());
+    }
+}
