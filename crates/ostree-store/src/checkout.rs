@@ -43,6 +43,9 @@ pub struct CheckoutOptions {
     pub threads: usize,
 }
 
+/// Files per unit of work.
+const CHUNK: usize = 4;
+
 struct DirJob {
     rel: PathBuf,
     tree: DirTree,
@@ -145,6 +148,18 @@ pub fn checkout(repo: &Repo, commit: &Checksum, dest: &Path, opts: &CheckoutOpti
         opts.threads
     }
     .min(jobs.len().max(1));
+    // Work is split in runs of a few files of one directory, so a
+    // directory of large files is spread over every thread too.
+    let chunks: Vec<(usize, usize)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, job)| {
+            (0..job.tree.files.len())
+                .step_by(CHUNK)
+                .map(move |s| (j, s))
+        })
+        .collect();
+    let threads = threads.min(chunks.len().max(1));
     let next = AtomicUsize::new(0);
     let failure: Mutex<Option<crate::repo::Error>> = Mutex::new(None);
     let objects = repo.path().join("objects");
@@ -170,8 +185,12 @@ pub fn checkout(repo: &Repo, commit: &Checksum, dest: &Path, opts: &CheckoutOpti
                         return;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else { return };
-                    if let Err(e) = ctx.files(&root_fd, job) {
+                    let Some(&(j, start)) = chunks.get(i) else {
+                        return;
+                    };
+                    let job = &jobs[j];
+                    let end = (start + CHUNK).min(job.tree.files.len());
+                    if let Err(e) = ctx.files(&root_fd, job, start..end) {
                         failure.lock().expect("lock").get_or_insert(e);
                         return;
                     }
@@ -255,14 +274,14 @@ impl Ctx<'_> {
         }
     }
 
-    fn files(&self, root_fd: &OwnedFd, job: &DirJob) -> Result<()> {
+    fn files(&self, root_fd: &OwnedFd, job: &DirJob, range: std::ops::Range<usize>) -> Result<()> {
         let dir_path = self.dest.join(&job.rel);
         let dir_fd = if job.rel.as_os_str().is_empty() {
             root_fd.try_clone().at(&dir_path)?
         } else {
             open_dir(root_fd, &job.rel).at(&dir_path)?
         };
-        for (name, c) in &job.tree.files {
+        for (name, c) in &job.tree.files[range] {
             self.place(&dir_fd, &dir_path, name, c)?;
         }
         Ok(())

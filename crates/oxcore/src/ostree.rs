@@ -1185,7 +1185,10 @@ impl Ls<'_> {
 type TreeRef = Option<(Checksum, Checksum)>;
 
 /// A dirtree's files and directories by name.
-type Listing = (BTreeMap<String, Checksum>, BTreeMap<String, (Checksum, Checksum)>);
+type Listing = (
+    BTreeMap<String, Checksum>,
+    BTreeMap<String, (Checksum, Checksum)>,
+);
 
 fn diff_trees(
     repo: &Repo,
@@ -1530,9 +1533,10 @@ fn pull_cmd(
         eprint!("\r\x1b[K");
     }
     eprintln!(
-        "{} metadata and content objects fetched; {} transferred",
+        "{} metadata and content objects fetched; {} transferred ({} bytes)",
         report.fetched,
-        format_size(report.bytes)
+        format_size(report.bytes),
+        report.bytes
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -451,18 +451,12 @@ impl Drop for Server {
     }
 }
 
-/// Python's HTTP file server on 127.0.0.1, serving `dir`.
+/// A static HTTP server on 127.0.0.1 serving `dir` (bench/serve.py:
+/// Python's threaded server with a backlog for parallel pulls).
 fn serve(dir: &Path) -> Server {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/serve.py");
     let mut child = Command::new("python3")
-        .args([
-            "-u",
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            "0",
-            "--directory",
-        ])
+        .arg(script)
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -472,14 +466,7 @@ fn serve(dir: &Path) -> Server {
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
-    // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-    let port = line
-        .split("port ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
     Server(child, port)
 }
 
