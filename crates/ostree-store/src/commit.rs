@@ -29,6 +29,10 @@ pub struct CommitOptions {
     /// Owner 0:0 and modes reduced to 0755/0644 patterns
     /// (`--canonical-permissions`).
     pub canonical_permissions: bool,
+    /// Make executable files read-only (`--mode-ro-executables`).
+    pub mode_ro_executables: bool,
+    /// Paths to leave out, absolute within the tree (`--skip-list`).
+    pub skip: std::collections::HashSet<String>,
     /// Worker threads; 0 means one per core.
     pub threads: usize,
 }
@@ -101,7 +105,7 @@ impl<'t, 'r> TreeBuilder<'t, 'r> {
             return Err(msg(format!("{}: not a directory", dir.display())));
         }
         let mut root = std::mem::take(&mut self.root);
-        let r = self.scan(dir, &st, &mut root);
+        let r = self.scan(dir, "", &st, &mut root);
         self.root = root;
         r
     }
@@ -127,7 +131,13 @@ impl<'t, 'r> TreeBuilder<'t, 'r> {
         Ok(m)
     }
 
-    fn scan(&mut self, dir: &Path, st: &fs::Metadata, into: &mut MutableTree) -> Result<()> {
+    fn scan(
+        &mut self,
+        dir: &Path,
+        rel: &str,
+        st: &fs::Metadata,
+        into: &mut MutableTree,
+    ) -> Result<()> {
         let dm = self.dir_meta(dir, st)?;
         into.meta = Some(self.tx.write_meta(ObjectType::DirMeta, &dm.to_bytes())?);
         let mut entries: Vec<_> = fs::read_dir(dir)
@@ -140,6 +150,10 @@ impl<'t, 'r> TreeBuilder<'t, 'r> {
             let Some(name) = e.file_name().to_str().map(str::to_string) else {
                 return Err(msg(format!("{}: file name is not UTF-8", path.display())));
             };
+            let child_rel = format!("{rel}/{name}");
+            if self.opts.skip.contains(&child_rel) {
+                continue;
+            }
             let st = fs::symlink_metadata(&path).at(&path)?;
             let ft = st.file_type();
             if ft.is_dir() {
@@ -152,7 +166,7 @@ impl<'t, 'r> TreeBuilder<'t, 'r> {
                     }
                 };
                 let mut sub = std::mem::take(&mut into.dirs[pos].1);
-                self.scan(&path, &st, &mut sub)?;
+                self.scan(&path, &child_rel, &st, &mut sub)?;
                 into.dirs[pos].1 = sub;
                 continue;
             }
@@ -190,6 +204,9 @@ impl<'t, 'r> TreeBuilder<'t, 'r> {
                     let exec = meta.mode & 0o100 != 0;
                     meta.mode = mode::IFREG | if exec { 0o755 } else { 0o644 };
                 }
+            }
+            if self.opts.mode_ro_executables && !meta.is_symlink() && meta.mode & 0o111 != 0 {
+                meta.mode &= !0o222;
             }
             meta.uid = self.opts.owner_uid.unwrap_or(meta.uid);
             meta.gid = self.opts.owner_gid.unwrap_or(meta.gid);

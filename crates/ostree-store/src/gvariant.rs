@@ -739,14 +739,15 @@ fn print(v: &Value, f: &mut fmt::Formatter<'_>, annotate: bool) -> fmt::Result {
             f.write_str("]")
         }
         Value::Array(t, items) => {
+            let dict = matches!(t, Type::DictEntry(..));
             if items.is_empty() {
+                let empty = if dict { "{}" } else { "[]" };
                 return if annotate {
-                    write!(f, "@a{t} []")
+                    write!(f, "@a{t} {empty}")
                 } else {
-                    f.write_str("[]")
+                    f.write_str(empty)
                 };
             }
-            let dict = matches!(t, Type::DictEntry(..));
             f.write_str(if dict { "{" } else { "[" })?;
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {

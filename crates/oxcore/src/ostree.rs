@@ -216,6 +216,9 @@ struct CommitArgs {
     /// Full description.
     #[arg(short = 'm', long, default_value = "")]
     body: String,
+    /// Read the full description from a file.
+    #[arg(short = 'F', long, value_name = "PATH")]
+    body_file: Option<PathBuf>,
     /// Trees to overlay: `dir=PATH` or `ref=REV` (repeatable).
     #[arg(long, value_name = "dir=PATH|ref=REV")]
     tree: Vec<String>,
@@ -243,6 +246,15 @@ struct CommitArgs {
     /// booleans; repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     add_metadata: Vec<String>,
+    /// Add a string to the detached metadata KEY=VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    add_detached_metadata_string: Vec<String>,
+    /// File listing paths (one per line, from the tree's root) to leave out.
+    #[arg(long, value_name = "PATH")]
+    skip_list: Option<PathBuf>,
+    /// Make executable files read-only.
+    #[arg(long)]
+    mode_ro_executables: bool,
     /// Owner of every file.
     #[arg(long)]
     owner_uid: Option<u32>,
@@ -375,6 +387,16 @@ pub fn main(argv: Vec<std::ffi::OsString>) -> ExitCode {
     };
     match run(cli) {
         Ok(code) => code,
+        // A reader that went away (`| head`): stop quietly, as a process
+        // killed by SIGPIPE would.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -584,6 +606,12 @@ fn run(cli: OstreeCli) -> Result<ExitCode> {
                 "",
                 &mut lines,
             )?;
+            // As ostree: modified, then removed, then added, each in tree order.
+            lines.sort_by_key(|(k, _)| match k {
+                'M' => 0,
+                'D' => 1,
+                _ => 2,
+            });
             for (kind, path) in lines {
                 writeln!(out, "{kind}    {path}")?;
             }
@@ -820,11 +848,23 @@ fn commit(repo: &mut Repo, args: CommitArgs) -> Result<Checksum> {
     if trees.is_empty() {
         trees.push("dir=.".into());
     }
+    let skip = match &args.skip_list {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| p.display().to_string())?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("/{}", l.trim_matches('/')))
+            .collect(),
+        None => Default::default(),
+    };
     let opts = CommitOptions {
         owner_uid: args.owner_uid,
         owner_gid: args.owner_gid,
         no_xattrs: args.no_xattrs,
         canonical_permissions: args.canonical_permissions,
+        mode_ro_executables: args.mode_ro_executables,
+        skip,
         threads: 0,
     };
     let tx = repo.begin()?;
@@ -850,9 +890,13 @@ fn commit(repo: &mut Repo, args: CommitArgs) -> Result<Checksum> {
         tx.commit()?;
         return Ok(p);
     }
+    let body = match &args.body_file {
+        Some(p) => std::fs::read_to_string(p).with_context(|| p.display().to_string())?,
+        None => args.body.clone(),
+    };
     let info = CommitInfo {
         subject: args.subject.clone(),
-        body: args.body.clone(),
+        body,
         timestamp,
         parent,
         metadata,
@@ -864,6 +908,14 @@ fn commit(repo: &mut Repo, args: CommitArgs) -> Result<Checksum> {
         tx.set_ref(None, b, Some(c));
     }
     tx.commit()?;
+    if !args.add_detached_metadata_string.is_empty() {
+        let mut meta = repo.load_commitmeta(&c)?.unwrap_or_default();
+        for kv in &args.add_detached_metadata_string {
+            let (k, v) = parse_kv(kv)?;
+            meta.push((k, Value::Str(v)));
+        }
+        sign::write_commitmeta(repo, &c, meta)?;
+    }
     for k in &args.sign {
         sign::sign_commit(repo, &c, &sign::SecretKey::from_base64(k)?)?;
     }
@@ -898,6 +950,18 @@ fn format_time(t: u64) -> String {
     let s = t % 86_400;
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// As GLib's ISO 8601 in UTC, the way `ostree summary --view` prints times.
+fn format_iso(t: u64) -> String {
+    let (y, m, d) = civil((t / 86_400) as i64);
+    let s = t % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00",
         s / 3600,
         s / 60 % 60,
         s % 60
@@ -976,7 +1040,12 @@ fn print_commit(
 ) -> Result<()> {
     writeln!(out, "commit {c}")?;
     if raw {
-        writeln!(out, "{}", commit.to_value())?;
+        // As ostree, the big-endian timestamp is shown as its value.
+        let mut v = commit.to_value();
+        if let Value::Tuple(items) = &mut v {
+            items[5] = Value::U64(commit.timestamp);
+        }
+        writeln!(out, "{v}")?;
         return Ok(());
     }
     if let Some(p) = commit.parent {
@@ -1019,7 +1088,7 @@ fn print_summary(out: &mut dyn Write, s: &summary::Summary) -> Result<()> {
                 }
                 ("ostree.commit.timestamp", v) => {
                     let t = v.as_be64().unwrap_or(0);
-                    writeln!(out, "    Timestamp ({k}): {}", format_time(t))?
+                    writeln!(out, "    Timestamp ({k}): {}", format_iso(t))?
                 }
                 _ => writeln!(out, "    {k}: {v}")?,
             }
@@ -1032,7 +1101,7 @@ fn print_summary(out: &mut dyn Write, s: &summary::Summary) -> Result<()> {
             ("ostree.summary.last-modified", v) => writeln!(
                 out,
                 "Last-Modified ({k}): {}",
-                format_time(v.as_be64().unwrap_or(0))
+                format_iso(v.as_be64().unwrap_or(0))
             )?,
             ("ostree.summary.tombstone-commits", Value::Bool(b)) => writeln!(
                 out,

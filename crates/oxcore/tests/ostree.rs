@@ -71,6 +71,16 @@ fn real(repo: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Both tools print the same for the same arguments on `repo`.
+#[track_caller]
+fn agree(repo: &Path, args: &[&str]) {
+    assert_eq!(
+        ok(ox(repo, args)),
+        ok(real(repo, args)),
+        "oxcore and ostree differ on {args:?}"
+    );
+}
+
 fn setfattr(path: &Path, name: &str, value: &str) -> bool {
     Command::new("setfattr")
         .args(["-h", "-n", name, "-v", value])
@@ -221,6 +231,38 @@ fn commits_match_ostree_in_every_mode_and_pass_its_fsck() {
             a, b,
             "commit checksum with parent and owner overrides, mode {mode}"
         );
+        // Skip list, read-only executables and a body from a file.
+        let skip = tmp.path().join("skip");
+        std::fs::write(&skip, "/usr/lib/big.bin\n/var/empty\n").unwrap();
+        let body = tmp.path().join("body");
+        std::fs::write(&body, "from a file\n").unwrap();
+        let extra = [
+            &format!("--skip-list={}", skip.display())[..],
+            "--mode-ro-executables",
+            &format!("--body-file={}", body.display()),
+            "--no-bindings",
+            &dir,
+        ];
+        let a = ok(ox(
+            &ours,
+            &[
+                &["commit", "-b", "os/x86_64/main", "-s", "s", TS][..],
+                &extra[..],
+            ]
+            .concat(),
+        ));
+        let b = ok(real(
+            &theirs,
+            &[
+                &["commit", "-b", "os/x86_64/main", "-s", "s", TS][..],
+                &extra[..],
+            ]
+            .concat(),
+        ));
+        assert_eq!(
+            a, b,
+            "commit with --skip-list, --mode-ro-executables, -F, mode {mode}"
+        );
         // The real tool accepts everything we wrote and reads it the same.
         let fsck = ok(real(&ours, &["fsck"]));
         assert!(fsck.contains("no errors found"), "{fsck}");
@@ -251,6 +293,14 @@ fn commits_match_ostree_in_every_mode_and_pass_its_fsck() {
             )),
             ok(ox(&theirs, &["diff", "os/x86_64/main^", "os/x86_64/main"]))
         );
+        agree(&ours, &["show", "--raw", "os/x86_64/main"]);
+        agree(&ours, &["ls", "-d", "os/x86_64/main", "/usr"]);
+        agree(
+            &theirs,
+            &["show", "--print-metadata-key=version", "os/x86_64/main^^"],
+        );
+        ok(ox(&ours, &["summary", "-u"]));
+        agree(&ours, &["summary", "--view"]);
         // And we fsck theirs.
         ok(ox(&theirs, &["fsck"]));
     }
