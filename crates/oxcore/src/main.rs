@@ -4,6 +4,7 @@
 //! after an upstream tool (`ignition-validate`), the binary behaves exactly
 //! as that tool: same flags, output and exit codes.
 
+mod admin;
 mod butane;
 mod demo;
 mod ignition;

@@ -203,6 +203,8 @@ enum Verb {
     Remote(RemoteVerb),
     /// Generate an ed25519 key pair for `sign` (oxcore's addition).
     GenerateKey,
+    /// Manage deployments in a sysroot (`ostree admin`).
+    Admin(crate::admin::AdminCli),
 }
 
 #[derive(Debug, Args)]
@@ -741,6 +743,7 @@ fn run(cli: OstreeCli) -> Result<ExitCode> {
             return pull_cmd(&repo, &remote, refs, connections, mirror, url);
         }
         Verb::Remote(v) => remote_cmd(&cli.repo, v, out)?,
+        Verb::Admin(a) => return crate::admin::run(a, out),
         Verb::GenerateKey => {
             let rng_seed = {
                 let mut s = [0u8; 32];
@@ -764,7 +767,7 @@ fn check_sign_type(t: &str) -> Result<()> {
     Ok(())
 }
 
-fn parse_kv(s: &str) -> Result<(String, String)> {
+pub(crate) fn parse_kv(s: &str) -> Result<(String, String)> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| anyhow!("Missing '=' in KEY=VALUE pair '{s}'"))?;

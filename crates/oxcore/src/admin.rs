@@ -1,0 +1,379 @@
+//! `oxcore ostree admin`: deployments, with `ostree admin`'s arguments, and
+//! the rpm-ostree verbs on the same library (`oxcore status`, `rollback`,
+//! `deploy`, `upgrade`, `rebase`, `cleanup`, `kargs`, `pin`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use ostree_store::Checksum;
+use sysroot::{Deployment, Sysroot, compose_kargs, origin_for_refspec};
+
+/// `ostree admin` options shared by every verb.
+#[derive(Debug, Args)]
+pub struct AdminCli {
+    /// The sysroot (default `/`).
+    #[arg(long, global = true, value_name = "PATH")]
+    sysroot: Option<PathBuf>,
+    #[command(subcommand)]
+    verb: AdminVerb,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminVerb {
+    /// Initialize a root filesystem.
+    InitFs {
+        /// The new sysroot.
+        path: PathBuf,
+    },
+    /// Initialize empty state for an operating system.
+    OsInit {
+        /// The OS name.
+        os: String,
+    },
+    /// Check out a revision as the new default deployment.
+    Deploy {
+        /// Ref, `remote:ref` or commit.
+        refspec: String,
+        /// OS to deploy to (default: the only one).
+        #[arg(long)]
+        os: Option<String>,
+        /// Kernel arguments, replacing the merge deployment's (repeatable).
+        #[arg(long)]
+        karg: Vec<String>,
+        /// Kernel arguments added to the merge deployment's (repeatable).
+        #[arg(long)]
+        karg_append: Vec<String>,
+        /// Keep every existing deployment.
+        #[arg(long)]
+        retain: bool,
+    },
+    /// List deployments.
+    Status {
+        /// Print JSON (oxcore's addition; see `oxcore status --json`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete deployment INDEX.
+    Undeploy {
+        /// Index from `status`.
+        index: usize,
+    },
+    /// Change the pinning state of a deployment.
+    Pin {
+        /// Indexes from `status`.
+        #[arg(required = true)]
+        indexes: Vec<usize>,
+        /// Unpin instead.
+        #[arg(short, long)]
+        unpin: bool,
+    },
+    /// Delete unused deployments and repository objects.
+    Cleanup,
+    /// Make the rollback deployment the default (`rpm-ostree rollback`).
+    Rollback,
+    /// Set the origin of the default deployment to REMOTE:BRANCH.
+    SetOrigin {
+        /// Remote name.
+        remote: String,
+        /// Its URL.
+        url: String,
+        /// Branch (default: the current origin's).
+        branch: Option<String>,
+        /// Set an option KEY=VALUE in the remote's config.
+        #[arg(long, value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// The deployment to change (default 0).
+        #[arg(long)]
+        index: Option<usize>,
+    },
+    /// Change kernel arguments, as a new deployment of the same commit.
+    Kargs {
+        /// Add an argument (repeatable).
+        #[arg(long)]
+        append: Vec<String>,
+        /// Delete an argument KEY or KEY=VALUE (repeatable).
+        #[arg(long)]
+        delete: Vec<String>,
+        /// Replace KEY=VALUE or KEY=OLD=NEW (repeatable).
+        #[arg(long)]
+        replace: Vec<String>,
+    },
+    /// Deploy the newest commit of the default deployment's origin
+    /// (after `pull`), refusing an older one unless allowed.
+    Upgrade {
+        /// Accept a commit older than the deployed one.
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// Deploy another refspec and make it the origin.
+    Switch {
+        /// The new refspec.
+        refspec: String,
+    },
+}
+
+fn sysroot_path(p: &Option<PathBuf>) -> PathBuf {
+    p.clone().unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn only_os(root: &Path) -> Result<String> {
+    let dir = root.join("ostree/deploy");
+    let oses: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| dir.display().to_string())?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    match oses.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("No OS initialized in {}: run os-init first", root.display()),
+        _ => bail!("Multiple operating systems in {}: use --os", root.display()),
+    }
+}
+
+/// Runs an admin verb.
+pub fn run(cli: AdminCli, out: &mut dyn Write) -> Result<ExitCode> {
+    let root = sysroot_path(&cli.sysroot);
+    match cli.verb {
+        AdminVerb::InitFs { path } => {
+            Sysroot::init_fs(&path)?;
+        }
+        AdminVerb::OsInit { os } => {
+            Sysroot::open(&root)?.os_init(&os)?;
+            writeln!(out, "ostree/deploy/{os} initialized as OSTree root")?;
+        }
+        AdminVerb::Deploy {
+            refspec,
+            os,
+            karg,
+            karg_append,
+            retain,
+        } => {
+            let sr = Sysroot::open(&root)?;
+            let os = match os {
+                Some(o) => o,
+                None => only_os(&root)?,
+            };
+            let commit = sr.repo().resolve_rev(&refspec)?;
+            let current = sr.deployments()?;
+            let base = current
+                .iter()
+                .find(|d| d.os == os)
+                .map(|d| d.kargs.as_str());
+            let kargs = compose_kargs(base, &karg, &karg_append);
+            let d = sr.deploy(&os, &commit, origin_for_refspec(&refspec), kargs, retain)?;
+            writeln!(out, "Deployed {}", d.name())?;
+        }
+        AdminVerb::Status { json } => {
+            let sr = Sysroot::open(&root)?;
+            print_status(&sr, json, out)?;
+        }
+        AdminVerb::Undeploy { index } => {
+            let sr = Sysroot::open(&root)?;
+            let list = sr.deployments()?;
+            let name = list.get(index).map(Deployment::name);
+            sr.undeploy(index)?;
+            writeln!(out, "Deleted deployment {}", name.unwrap_or_default())?;
+        }
+        AdminVerb::Pin { indexes, unpin } => {
+            let sr = Sysroot::open(&root)?;
+            for i in indexes {
+                sr.set_pinned(i, !unpin)?;
+                writeln!(
+                    out,
+                    "Deployment {i} is now {}",
+                    if unpin { "unpinned" } else { "pinned" }
+                )?;
+            }
+        }
+        AdminVerb::Cleanup => {
+            let sr = Sysroot::open(&root)?;
+            let r = sr.cleanup()?;
+            if r.deleted > 0 {
+                writeln!(out, "Freed objects: {} ({} bytes)", r.deleted, r.freed)?;
+            }
+        }
+        AdminVerb::Rollback => {
+            let sr = Sysroot::open(&root)?;
+            let (from, to) = sr.rollback()?;
+            writeln!(out, "Moving deployment {from} to be the default ({to})")?;
+        }
+        AdminVerb::SetOrigin {
+            remote,
+            url,
+            branch,
+            set,
+            index,
+        } => {
+            let sr = Sysroot::open(&root)?;
+            let list = sr.deployments()?;
+            let d = list
+                .get(index.unwrap_or(0))
+                .ok_or_else(|| anyhow!("No deployment to change"))?;
+            let branch = match branch {
+                Some(b) => b,
+                None => {
+                    let r = d
+                        .refspec()
+                        .ok_or_else(|| anyhow!("No origin refspec; give a BRANCH"))?;
+                    r.split_once(':').map(|(_, b)| b).unwrap_or(r).to_string()
+                }
+            };
+            let mut repo = ostree_store::Repo::open(sr.repo().path())?;
+            let mut cfg = repo.config().clone();
+            let g = format!("remote \"{remote}\"");
+            cfg.set(&g, "url", &url);
+            for kv in &set {
+                let (k, v) = crate::ostree::parse_kv(kv)?;
+                cfg.set(&g, &k, &v);
+            }
+            repo.write_config(cfg)?;
+            let mut origin = d.origin.clone();
+            origin.set("origin", "refspec", &format!("{remote}:{branch}"));
+            sr.write_origin(d, &origin)?;
+        }
+        AdminVerb::Kargs {
+            append,
+            delete,
+            replace,
+        } => {
+            let sr = Sysroot::open(&root)?;
+            let list = sr.deployments()?;
+            let booted = sr.booted_index(&list)?;
+            let d = list
+                .get(booted.unwrap_or(0))
+                .ok_or_else(|| anyhow!("No deployments"))?
+                .clone();
+            let kargs = sysroot::bls::edit_kargs(&d.kargs, &append, &delete, &replace)
+                .map_err(|e| anyhow!(e))?;
+            if kargs.split_whitespace().eq(d.kargs.split_whitespace()) {
+                writeln!(out, "No changes.")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let new = sr.deploy(&d.os, &d.checksum, d.origin.clone(), Some(kargs), false)?;
+            writeln!(
+                out,
+                "Kernel arguments updated; new deployment {}",
+                new.name()
+            )?;
+        }
+        AdminVerb::Upgrade { allow_downgrade } => {
+            let sr = Sysroot::open(&root)?;
+            let list = sr.deployments()?;
+            let booted = sr.booted_index(&list)?;
+            let d = list
+                .get(booted.unwrap_or(0))
+                .ok_or_else(|| anyhow!("No deployments"))?
+                .clone();
+            let refspec = d
+                .refspec()
+                .ok_or_else(|| anyhow!("Deployment has no origin refspec"))?
+                .to_string();
+            let new = sr.repo().resolve_rev(&refspec)?;
+            if new == d.checksum {
+                writeln!(out, "No update available.")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            check_not_downgrade(sr.repo(), &d.checksum, &new, allow_downgrade)?;
+            let nd = sr.deploy(&d.os, &new, d.origin.clone(), None, false)?;
+            writeln!(out, "Upgraded to {}", nd.name())?;
+        }
+        AdminVerb::Switch { refspec } => {
+            let sr = Sysroot::open(&root)?;
+            let list = sr.deployments()?;
+            let booted = sr.booted_index(&list)?;
+            let d = list
+                .get(booted.unwrap_or(0))
+                .ok_or_else(|| anyhow!("No deployments"))?
+                .clone();
+            let commit = sr.repo().resolve_rev(&refspec)?;
+            let mut origin = d.origin.clone();
+            origin.set("origin", "refspec", &refspec);
+            let nd = sr.deploy(&d.os, &commit, origin, None, false)?;
+            writeln!(out, "Switched to {refspec}: {}", nd.name())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a commit older than the deployed one (by timestamp), as
+/// `rpm-ostree upgrade` does, unless allowed.
+fn check_not_downgrade(
+    repo: &ostree_store::Repo,
+    old: &Checksum,
+    new: &Checksum,
+    allow: bool,
+) -> Result<()> {
+    if allow {
+        return Ok(());
+    }
+    let (o, n) = (repo.load_commit(old)?, repo.load_commit(new)?);
+    if n.timestamp < o.timestamp {
+        bail!(
+            "Upgrade target revision '{new}' with timestamp {} is chronologically older than current revision '{old}' with timestamp {}; use --allow-downgrade to permit",
+            n.timestamp,
+            o.timestamp
+        );
+    }
+    Ok(())
+}
+
+/// `ostree admin status`, or JSON with the same facts.
+pub fn print_status(sr: &Sysroot, json: bool, out: &mut dyn Write) -> Result<()> {
+    let list = sr.deployments()?;
+    let booted = sr.booted_index(&list)?;
+    if json {
+        let items: Vec<serde_json::Value> = list
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                serde_json::json!({
+                    "index": i,
+                    "osname": d.os,
+                    "checksum": d.checksum.to_hex(),
+                    "serial": d.serial,
+                    "version": d.version,
+                    "origin": d.refspec(),
+                    "booted": Some(i) == booted,
+                    "pending": booted.is_some_and(|b| i < b),
+                    "rollback": booted.is_some_and(|b| i > b) || (booted.is_none() && i > 0),
+                    "pinned": d.pinned(),
+                    "kargs": d.kargs_display(),
+                })
+            })
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "deployments": items }))?
+        )?;
+        return Ok(());
+    }
+    if list.is_empty() {
+        writeln!(out, "No deployments.")?;
+        return Ok(());
+    }
+    for (i, d) in list.iter().enumerate() {
+        let mark = if Some(i) == booted { "* " } else { "  " };
+        let label = match booted {
+            Some(b) if i < b => " (pending)",
+            Some(b) if i > b => " (rollback)",
+            _ => "",
+        };
+        writeln!(out, "{mark}{} {}{label}", d.os, d.name())?;
+        if let Some(v) = &d.version {
+            writeln!(out, "    Version: {v}")?;
+        }
+        if d.pinned() {
+            writeln!(out, "    Pinned: yes")?;
+        }
+        match d.refspec() {
+            Some(r) => writeln!(out, "    origin refspec: {r}")?,
+            None => writeln!(out, "    origin: <unknown origin type>")?,
+        }
+    }
+    Ok(())
+}

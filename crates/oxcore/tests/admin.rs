@@ -1,0 +1,506 @@
+//! Deployments against the real `ostree admin` (Debian's 2022.7): the same
+//! steps on two sysroots, one made by each tool, must give the same boot
+//! entries and `/etc`, and each tool must read the other's sysroot the same
+//! way. Crash safety is checked by killing the deployer at every step and
+//! "booting" what is left.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn oxcore() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_oxcore"))
+}
+
+fn have_ostree() -> bool {
+    let ok = Command::new("ostree")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "SKIP: the `ostree` command is not installed (apt-get install ostree); oracle test not run"
+        );
+    }
+    ok
+}
+
+#[track_caller]
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `ostree ARGS` (real) or `oxcore ostree ARGS`.
+fn tool(real: bool, args: &[&str]) -> Output {
+    if real {
+        Command::new("ostree").args(args).output().unwrap()
+    } else {
+        oxcore().arg("ostree").args(args).output().unwrap()
+    }
+}
+
+/// A release tree: kernel, initramfs, os-release, a default /etc.
+fn release(dir: &Path, version: &str, motd: &str, kernel: &str) {
+    let _ = std::fs::remove_dir_all(dir);
+    let w = |p: &str, data: &str| {
+        let path = dir.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    };
+    w("usr/lib/modules/6.1.0/vmlinuz", kernel);
+    w("usr/lib/modules/6.1.0/initramfs.img", "initramfs");
+    let os_release =
+        format!("NAME=Fedora\nID=fedora\nVERSION_ID=41\nPRETTY_NAME=\"Fedora CoreOS {version}\"\n");
+    w("usr/lib/os-release", &os_release);
+    w("usr/etc/os-release", &os_release);
+    w("usr/etc/motd", motd);
+    w("usr/etc/ssh/sshd_config", "PermitRootLogin no\n");
+    w("usr/bin/tool", "#!/bin/sh\n");
+    std::fs::set_permissions(
+        dir.join("usr/bin/tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+}
+
+fn commit(real: bool, sysroot: &Path, tree: &Path, version: &str, ts: &str) -> String {
+    let repo = format!("--repo={}/ostree/repo", sysroot.display());
+    ok(tool(
+        real,
+        &[
+            &repo,
+            "commit",
+            "-b",
+            "fcos/stable",
+            &format!("--tree=dir={}", tree.display()),
+            &format!("--add-metadata-string=version={version}"),
+            &format!("--timestamp={ts}"),
+        ],
+    ))
+    .trim()
+    .to_string()
+}
+
+fn admin(real: bool, sysroot: &Path, args: &[&str]) -> String {
+    let s = format!("--sysroot={}", sysroot.display());
+    let mut full = vec!["admin", args[0], &s];
+    full.extend(&args[1..]);
+    ok(tool(real, &full))
+}
+
+/// Boot entries, each file's text by name.
+fn entries(sysroot: &Path) -> BTreeMap<String, String> {
+    let dir = sysroot.join("boot/loader/entries");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn deployment_dirs(sysroot: &Path) -> Vec<PathBuf> {
+    let dir = sysroot.join("ostree/deploy/fcos/deploy");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Both tools print the same status for `sysroot`.
+#[track_caller]
+fn same_status(sysroot: &Path) -> String {
+    let ours = admin(false, sysroot, &["status"]);
+    let theirs = admin(true, sysroot, &["status"]);
+    assert_eq!(ours, theirs, "status of {}", sysroot.display());
+    ours
+}
+
+fn etc_of_default(sysroot: &Path) -> BTreeMap<String, String> {
+    let entries = entries(sysroot);
+    let top = entries
+        .keys()
+        .max_by_key(|k| k.split('-').nth(1).and_then(|n| n.parse::<u32>().ok()))
+        .unwrap();
+    let arg = entries[top]
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("ostree="))
+        .unwrap()
+        .to_string();
+    let dep = std::fs::canonicalize(sysroot.join(arg.trim_start_matches('/'))).unwrap();
+    let mut out = BTreeMap::new();
+    for e in walk(&dep.join("etc")) {
+        let rel = e
+            .strip_prefix(dep.join("etc"))
+            .unwrap()
+            .display()
+            .to_string();
+        let m = std::fs::symlink_metadata(&e).unwrap();
+        let v = if m.is_dir() {
+            "dir".to_string()
+        } else {
+            std::fs::read_to_string(&e).unwrap()
+        };
+        out.insert(rel, format!("{:o} {v}", m.permissions().mode() & 0o7777));
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        out.push(p.clone());
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk(&p));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn both_tools_make_and_read_the_same_sysroots() {
+    if !have_ostree() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let mut roots = Vec::new();
+    for real in [false, true] {
+        let root = tmp.path().join(if real { "theirs" } else { "ours" });
+        std::fs::create_dir_all(&root).unwrap();
+        admin(real, &root, &["init-fs", root.to_str().unwrap()]);
+        // init-fs takes the path as its argument; --sysroot is ignored there.
+        admin(real, &root, &["os-init", "fcos"]);
+        release(&tree, "41.1", "welcome v1\n", "kernel 1");
+        commit(real, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
+        admin(
+            real,
+            &root,
+            &[
+                "deploy",
+                "--os=fcos",
+                "--karg=root=LABEL=root",
+                "--karg=rw",
+                "fcos/stable",
+            ],
+        );
+        let first = deployment_dirs(&root).pop().unwrap();
+        // Local changes to /etc: one added, one modified, one removed.
+        std::fs::write(first.join("etc/hostname"), "node1\n").unwrap();
+        std::fs::write(first.join("etc/motd"), "my motd\n").unwrap();
+        std::fs::remove_file(first.join("etc/ssh/sshd_config")).unwrap();
+        release(&tree, "41.2", "welcome v2\n", "kernel 2");
+        commit(real, &root, &tree, "41.2", "2026-01-02T00:00:00Z");
+        admin(
+            real,
+            &root,
+            &["deploy", "--os=fcos", "--karg-append=quiet", "fcos/stable"],
+        );
+        admin(real, &root, &["pin", "1"]);
+        release(&tree, "41.3", "welcome v3\n", "kernel 2");
+        commit(real, &root, &tree, "41.3", "2026-01-03T00:00:00Z");
+        admin(real, &root, &["deploy", "--os=fcos", "fcos/stable"]);
+        roots.push(root);
+    }
+    let (ours, theirs) = (&roots[0], &roots[1]);
+    // Each tool reads both sysroots the same way.
+    let status = same_status(ours);
+    assert_eq!(status, same_status(theirs));
+    assert_eq!(status.matches("fcos ").count(), 3, "{status}");
+    assert!(status.contains("Pinned: yes"), "{status}");
+    // Same entries, byte for byte, and the same merged /etc.
+    assert_eq!(entries(ours), entries(theirs));
+    let etc = etc_of_default(ours);
+    assert_eq!(etc, etc_of_default(theirs));
+    assert_eq!(etc["hostname"], "644 node1\n");
+    assert_eq!(etc["motd"], "644 my motd\n");
+    assert!(!etc.contains_key("ssh/sshd_config"), "{etc:?}");
+    // Kernel arguments carried over and appended.
+    let text = entries(ours).into_values().collect::<String>();
+    // (`ostree=` keeps its place; the appended argument follows it.)
+    let appended = text
+        .lines()
+        .filter(|l| l.starts_with("options root=LABEL=root rw ostree=") && l.ends_with(" quiet"));
+    assert_eq!(appended.count(), 2, "{text}");
+    // The real tool accepts our repository and GC refs.
+    ok(Command::new("ostree")
+        .arg(format!("--repo={}/ostree/repo", ours.display()))
+        .arg("fsck")
+        .output()
+        .unwrap());
+    let refs = ok(tool(
+        true,
+        &[&format!("--repo={}/ostree/repo", ours.display()), "refs"],
+    ));
+    assert_eq!(
+        refs.lines().filter(|l| l.starts_with("ostree/")).count(),
+        3,
+        "{refs}"
+    );
+
+    // Our rollback, undeploy and cleanup, read by the real tool.
+    admin(false, ours, &["rollback"]);
+    let after = same_status(ours);
+    assert!(
+        after.find("41.2").unwrap() < after.find("41.3").unwrap(),
+        "{after}"
+    );
+    admin(false, ours, &["rollback"]);
+    assert_eq!(same_status(ours), status, "two rollbacks restore the order");
+    admin(false, ours, &["pin", "--unpin", "2"]);
+    admin(false, ours, &["undeploy", "2"]);
+    let two = same_status(ours);
+    assert_eq!(two.matches("fcos ").count(), 2, "{two}");
+    admin(false, ours, &["cleanup"]);
+    assert_eq!(deployment_dirs(ours).len(), 2);
+    assert_eq!(
+        std::fs::read_dir(ours.join("boot/ostree")).unwrap().count(),
+        1,
+        "old kernel removed"
+    );
+    ok(Command::new("ostree")
+        .arg(format!("--repo={}/ostree/repo", ours.display()))
+        .arg("fsck")
+        .output()
+        .unwrap());
+}
+
+#[test]
+fn upgrade_refuses_downgrades_and_kargs_make_a_new_deployment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
+    admin(false, &root, &["os-init", "fcos"]);
+    release(&tree, "41.2", "v2", "kernel");
+    let newer = commit(false, &root, &tree, "41.2", "2026-02-01T00:00:00Z");
+    admin(false, &root, &["deploy", "--karg=rw", "fcos/stable"]);
+    assert_eq!(
+        admin(false, &root, &["upgrade"]).trim(),
+        "No update available."
+    );
+    release(&tree, "41.1", "v1", "kernel");
+    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
+    let out = tool(
+        false,
+        &["admin", "upgrade", &format!("--sysroot={}", root.display())],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chronologically older"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    admin(false, &root, &["upgrade", "--allow-downgrade"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&admin(false, &root, &["status", "--json"])).unwrap();
+    assert_eq!(json["deployments"][0]["version"], "41.1");
+    assert_eq!(json["deployments"][1]["checksum"], newer.as_str());
+    admin(
+        false,
+        &root,
+        &["kargs", "--append=console=ttyS0", "--delete=rw"],
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&admin(false, &root, &["status", "--json"])).unwrap();
+    assert_eq!(json["deployments"][0]["kargs"], "console=ttyS0");
+    assert_eq!(json["deployments"][0]["version"], "41.1");
+    assert_eq!(json["deployments"][1]["kargs"], "rw");
+}
+
+#[test]
+fn a_bad_tree_or_conflict_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
+    admin(false, &root, &["os-init", "fcos"]);
+    release(&tree, "41.1", "v1", "kernel");
+    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
+    admin(false, &root, &["deploy", "fcos/stable"]);
+    let before = admin(false, &root, &["status"]);
+    // A release without a kernel.
+    std::fs::remove_dir_all(tree.join("usr/lib/modules")).unwrap();
+    commit(false, &root, &tree, "41.2", "2026-01-02T00:00:00Z");
+    let out = tool(
+        false,
+        &[
+            "admin",
+            "deploy",
+            &format!("--sysroot={}", root.display()),
+            "fcos/stable",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Failed to find kernel"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A release where /etc/motd became a directory while the user edited it.
+    release(&tree, "41.3", "v3", "kernel");
+    std::fs::remove_file(tree.join("usr/etc/motd")).unwrap();
+    std::fs::create_dir_all(tree.join("usr/etc/motd")).unwrap();
+    std::fs::write(tree.join("usr/etc/motd/10-default"), "x").unwrap();
+    commit(false, &root, &tree, "41.3", "2026-01-03T00:00:00Z");
+    let first = deployment_dirs(&root).pop().unwrap();
+    std::fs::write(first.join("etc/motd"), "edited").unwrap();
+    let out = tool(
+        false,
+        &[
+            "admin",
+            "deploy",
+            &format!("--sysroot={}", root.display()),
+            "fcos/stable",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/etc merge conflict at /etc/motd"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(admin(false, &root, &["status"]), before);
+    assert_eq!(
+        deployment_dirs(&root).len(),
+        1,
+        "no deployment directory left behind"
+    );
+    let names: Vec<String> = std::fs::read_dir(root.join("ostree/deploy/fcos/deploy"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with(".tmp")), "{names:?}");
+}
+
+/// "Boots" a sysroot: the loader link, every entry's kernel and initramfs,
+/// and every `ostree=` path must resolve to a complete deployment. Returns
+/// the deployments' versions in boot order.
+fn boot_check(root: &Path) -> Vec<String> {
+    let loader = std::fs::read_link(root.join("boot/loader")).unwrap();
+    let dir = root.join("boot").join(&loader).join("entries");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k} ")))
+                .unwrap()
+                .to_string()
+        };
+        for k in ["linux", "initrd"] {
+            let p = root.join("boot").join(get(k).trim_start_matches('/'));
+            assert!(p.is_file(), "{} missing", p.display());
+        }
+        let arg = get("options")
+            .split_whitespace()
+            .find_map(|a| a.strip_prefix("ostree="))
+            .unwrap()
+            .to_string();
+        let dep = root.join(arg.trim_start_matches('/'));
+        assert!(
+            dep.join("usr/bin/tool").is_file(),
+            "{} does not resolve to a deployment",
+            dep.display()
+        );
+        assert!(dep.join("etc/os-release").is_file());
+        let version: u32 = get("version").parse().unwrap();
+        let title = get("title");
+        found.push((version, title));
+    }
+    found.sort();
+    found.reverse();
+    found.into_iter().map(|(_, t)| t).collect()
+}
+
+#[test]
+fn a_deploy_killed_at_any_step_leaves_the_old_or_the_new_configuration() {
+    if !cfg!(feature = "failpoints") {
+        eprintln!("SKIP: built without the `failpoints` feature (./test.sh enables it)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
+    admin(false, &root, &["os-init", "fcos"]);
+    release(&tree, "41.1", "v1", "kernel 1");
+    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
+    admin(false, &root, &["deploy", "fcos/stable"]);
+    let old = boot_check(&root);
+    release(&tree, "41.2", "v2", "kernel 2");
+    commit(false, &root, &tree, "41.2", "2026-01-02T00:00:00Z");
+    for point in [
+        "deployment-checked-out",
+        "deployment-built",
+        "farm-written",
+        "entries-written",
+        "before-swap",
+        "after-swap",
+    ] {
+        let out = oxcore()
+            .args([
+                "ostree",
+                "admin",
+                "deploy",
+                &format!("--sysroot={}", root.display()),
+                "--retain",
+                "fcos/stable",
+            ])
+            .env("OSTREE_STORE_FAILPOINT", point)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(137),
+            "{point} not reached: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let now = boot_check(&root);
+        if point == "after-swap" {
+            assert_eq!(
+                now.len(),
+                old.len() + 1,
+                "after the swap the new configuration boots"
+            );
+            assert!(now[0].contains("41.2"), "{now:?}");
+        } else {
+            assert_eq!(
+                now, old,
+                "killed at {point}: the old configuration must boot unchanged"
+            );
+        }
+        // The next operation clears what the dead one left.
+        admin(false, &root, &["cleanup"]);
+        let listed = admin(false, &root, &["status"]).matches("fcos ").count();
+        assert_eq!(
+            deployment_dirs(&root).len(),
+            listed,
+            "after cleanup at {point}"
+        );
+        if point == "after-swap" {
+            break;
+        }
+    }
+    admin(false, &root, &["deploy", "fcos/stable"]);
+    boot_check(&root);
+}
