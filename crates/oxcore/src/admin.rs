@@ -22,7 +22,7 @@ pub struct AdminCli {
 }
 
 #[derive(Debug, Subcommand)]
-enum AdminVerb {
+pub(crate) enum AdminVerb {
     /// Initialize a root filesystem.
     InitFs {
         /// The new sysroot.
@@ -113,6 +113,13 @@ enum AdminVerb {
         /// The new refspec.
         refspec: String,
     },
+    /// Deploy a commit or version of the origin's history, keeping the
+    /// origin (`rpm-ostree deploy`).
+    #[command(skip)]
+    DeployRevision {
+        /// A commit checksum, or a `version` of the origin's history.
+        revision: String,
+    },
 }
 
 fn sysroot_path(p: &Option<PathBuf>) -> PathBuf {
@@ -136,8 +143,18 @@ fn only_os(root: &Path) -> Result<String> {
 
 /// Runs an admin verb.
 pub fn run(cli: AdminCli, out: &mut dyn Write) -> Result<ExitCode> {
-    let root = sysroot_path(&cli.sysroot);
-    match cli.verb {
+    run_verb(cli.sysroot, cli.verb, out)
+}
+
+/// Runs `verb` on the sysroot at `sysroot` (default `/`); the rpm-ostree
+/// style top-level commands come here too.
+pub(crate) fn run_verb(
+    sysroot: Option<PathBuf>,
+    verb: AdminVerb,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    let root = sysroot_path(&sysroot);
+    match verb {
         AdminVerb::InitFs { path } => {
             Sysroot::init_fs(&path)?;
         }
@@ -241,12 +258,7 @@ pub fn run(cli: AdminCli, out: &mut dyn Write) -> Result<ExitCode> {
             replace,
         } => {
             let sr = Sysroot::open(&root)?;
-            let list = sr.deployments()?;
-            let booted = sr.booted_index(&list)?;
-            let d = list
-                .get(booted.unwrap_or(0))
-                .ok_or_else(|| anyhow!("No deployments"))?
-                .clone();
+            let d = default_deployment(&sr)?;
             let kargs = sysroot::bls::edit_kargs(&d.kargs, &append, &delete, &replace)
                 .map_err(|e| anyhow!(e))?;
             if kargs.split_whitespace().eq(d.kargs.split_whitespace()) {
@@ -262,33 +274,54 @@ pub fn run(cli: AdminCli, out: &mut dyn Write) -> Result<ExitCode> {
         }
         AdminVerb::Upgrade { allow_downgrade } => {
             let sr = Sysroot::open(&root)?;
-            let list = sr.deployments()?;
-            let booted = sr.booted_index(&list)?;
-            let d = list
-                .get(booted.unwrap_or(0))
-                .ok_or_else(|| anyhow!("No deployments"))?
-                .clone();
+            let d = default_deployment(&sr)?;
             let refspec = d
                 .refspec()
                 .ok_or_else(|| anyhow!("Deployment has no origin refspec"))?
                 .to_string();
+            // A remote's ref is pulled first, as `ostree admin upgrade` does.
+            if let Some((remote, branch)) = refspec.split_once(':') {
+                let code = crate::ostree::pull_cmd(
+                    sr.repo(),
+                    remote,
+                    vec![branch.to_string()],
+                    8,
+                    false,
+                    None,
+                )?;
+                if code != ExitCode::SUCCESS {
+                    return Ok(code);
+                }
+            }
             let new = sr.repo().resolve_rev(&refspec)?;
             if new == d.checksum {
                 writeln!(out, "No update available.")?;
                 return Ok(ExitCode::SUCCESS);
             }
             check_not_downgrade(sr.repo(), &d.checksum, &new, allow_downgrade)?;
-            let nd = sr.deploy(&d.os, &new, d.origin.clone(), None, false)?;
+            // Following the ref again ends a `deploy <version>` override.
+            let mut origin = d.origin.clone();
+            if d.override_commit().is_some() {
+                origin = sysroot::origin_for_refspec(&refspec);
+            }
+            let nd = sr.deploy(&d.os, &new, origin, None, false)?;
             writeln!(out, "Upgraded to {}", nd.name())?;
+        }
+        AdminVerb::DeployRevision { revision } => {
+            let sr = Sysroot::open(&root)?;
+            let d = default_deployment(&sr)?;
+            let commit = match Checksum::from_hex(&revision) {
+                Ok(c) => c,
+                Err(_) => find_version(sr.repo(), &d, &revision)?,
+            };
+            let mut origin = d.origin.clone();
+            origin.set("origin", "override-commit", &commit.to_hex());
+            let nd = sr.deploy(&d.os, &commit, origin, None, false)?;
+            writeln!(out, "Deployed {revision}: {}", nd.name())?;
         }
         AdminVerb::Switch { refspec } => {
             let sr = Sysroot::open(&root)?;
-            let list = sr.deployments()?;
-            let booted = sr.booted_index(&list)?;
-            let d = list
-                .get(booted.unwrap_or(0))
-                .ok_or_else(|| anyhow!("No deployments"))?
-                .clone();
+            let d = default_deployment(&sr)?;
             let commit = sr.repo().resolve_rev(&refspec)?;
             let mut origin = d.origin.clone();
             origin.set("origin", "refspec", &refspec);
@@ -297,6 +330,34 @@ pub fn run(cli: AdminCli, out: &mut dyn Write) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The deployment an operation starts from: the booted one, else the
+/// default.
+fn default_deployment(sr: &Sysroot) -> Result<Deployment> {
+    let list = sr.deployments()?;
+    let booted = sr.booted_index(&list)?;
+    list.get(booted.unwrap_or(0))
+        .cloned()
+        .ok_or_else(|| anyhow!("No deployments"))
+}
+
+/// The commit of `version` in the history of `d`'s origin ref.
+fn find_version(repo: &ostree_store::Repo, d: &Deployment, version: &str) -> Result<Checksum> {
+    let refspec = d
+        .refspec()
+        .ok_or_else(|| anyhow!("Deployment has no origin refspec"))?;
+    let mut c = Some(repo.resolve_rev(refspec)?);
+    while let Some(cur) = c {
+        let Ok(commit) = repo.load_commit(&cur) else {
+            break;
+        };
+        if commit.version() == Some(version) {
+            return Ok(cur);
+        }
+        c = commit.parent;
+    }
+    bail!("Version {version} not found in the history of {refspec}")
 }
 
 /// Refuses a commit older than the deployed one (by timestamp), as

@@ -1,10 +1,13 @@
-//! `oxcore demo`: the provisioning flow on embedded defaults.
+//! `oxcore demo`: the provisioning and update flows on embedded defaults.
 //!
-//! The flow is Butane → Ignition → first-boot engine. The demo transpiles
-//! the embedded Butane config (the Fedora CoreOS hello-world container
-//! service), validates the Ignition config it produces, and shows what it
-//! would provision. The engine that applies it is not built yet, and the
-//! demo says so.
+//! Provisioning: Butane → Ignition → the first-boot engine. The demo
+//! transpiles the embedded Butane config (the Fedora CoreOS hello-world
+//! container service), validates the Ignition config it produces, and
+//! applies it to a scratch root. Updates: it composes two small OS
+//! releases into an OSTree-format repository, deploys the first into a
+//! scratch sysroot, provisions that deployment with the same config,
+//! upgrades to the second (the local /etc changes carried over) and rolls
+//! back, printing the status at each step.
 
 use std::process::ExitCode;
 
@@ -107,12 +110,152 @@ pub fn run() -> anyhow::Result<ExitCode> {
     if let Some(core) = passwd.lines().find(|l| l.starts_with("core:")) {
         println!("   /etc/passwd: {core}");
     }
-    println!("   Disks, platforms and remote resources: not built yet (issue 4).");
     println!(
         "\nThe Ignition config:\n{}",
         ignition_config::to_json_pretty(&config)
     );
+    updates(&config)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The branch the demo's releases are committed to.
+const BRANCH: &str = "fedora/x86_64/coreos/stable";
+
+/// A small OS release: kernel, initramfs, os-release, default /etc.
+fn compose(dir: &std::path::Path, version: &str, motd: &str) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    let os_release = format!(
+        "NAME=\"Fedora CoreOS\"\nID=fedora\nVERSION=\"{version}\"\nPRETTY_NAME=\"Fedora CoreOS {version}\"\n"
+    );
+    let files: [(&str, &str); 9] = [
+        ("usr/lib/modules/6.1.0/vmlinuz", "demo kernel 6.1.0"),
+        ("usr/lib/modules/6.1.0/initramfs.img", "demo initramfs"),
+        ("usr/lib/os-release", &os_release),
+        ("usr/etc/os-release", &os_release),
+        ("usr/etc/motd", motd),
+        ("usr/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n"),
+        ("usr/etc/group", "root:x:0:\nwheel:x:10:\n"),
+        ("usr/etc/shadow", "root:*:19000:0:99999:7:::\n"),
+        ("usr/etc/gshadow", "root:*::\nwheel:*::\n"),
+    ];
+    for (path, text) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().expect("has a parent"))?;
+        std::fs::write(&p, text)?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for secret in ["usr/etc/shadow", "usr/etc/gshadow"] {
+        std::fs::set_permissions(dir.join(secret), std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::create_dir_all(dir.join("var"))?;
+    std::os::unix::fs::symlink("var/home", dir.join("home"))?;
+    Ok(())
+}
+
+fn commit_release(
+    repo: &ostree_store::Repo,
+    tree: &std::path::Path,
+    version: &str,
+) -> anyhow::Result<ostree_store::Checksum> {
+    use ostree_store::commit::{CommitInfo, CommitOptions, TreeBuilder, write_commit};
+    let parent = repo.read_ref(None, BRANCH)?;
+    let tx = repo.begin()?;
+    let mut builder = TreeBuilder::new(&tx, CommitOptions::default());
+    builder.add_dir(tree)?;
+    let root = builder.write()?;
+    let info = CommitInfo {
+        subject: format!("Fedora CoreOS {version}"),
+        parent,
+        metadata: vec![(
+            "version".into(),
+            ostree_store::gvariant::Value::Str(version.into()),
+        )],
+        ..CommitInfo::default()
+    };
+    let c = write_commit(&tx, &info, root)?;
+    tx.set_ref(None, BRANCH, Some(c));
+    tx.commit()?;
+    Ok(c)
+}
+
+fn status(sr: &sysroot::Sysroot) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    crate::admin::print_status(sr, false, &mut out)?;
+    for line in String::from_utf8_lossy(&out).lines() {
+        println!("   {line}");
+    }
+    Ok(())
+}
+
+fn updates(config: &ignition_config::types::Config) -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let root = scratch.path().join("sysroot");
+    let tree = scratch.path().join("tree");
+    println!(
+        "\n5. Compose two OS releases into the node's repository ({}/ostree/repo):",
+        root.display()
+    );
+    let sr = sysroot::Sysroot::init_fs(&root)?;
+    sr.os_init("fedora-coreos")?;
+    compose(
+        &tree,
+        "41.20261125.3.0",
+        "Welcome to Fedora CoreOS 41.20261125.3.0\n",
+    )?;
+    let first = commit_release(sr.repo(), &tree, "41.20261125.3.0")?;
+    println!("   {BRANCH} 41.20261125.3.0 = {first}");
+    compose(
+        &tree,
+        "41.20261209.3.0",
+        "Welcome to Fedora CoreOS 41.20261209.3.0\n",
+    )?;
+    let tree2 = scratch.path().join("tree2");
+    std::fs::rename(&tree, &tree2)?;
+    println!("6. Deploy the first release:");
+    let origin = sysroot::origin_for_refspec(BRANCH);
+    let kargs = Some("root=LABEL=root rw ignition.platform.id=qemu".to_string());
+    let d = sr.deploy("fedora-coreos", &first, origin.clone(), kargs, false)?;
+    status(&sr)?;
+    let dep = root.join(d.rel_dir());
+    println!("7. Provision it with the Ignition config (first boot):");
+    // What tmpfiles.d makes in /var at boot, for useradd's home directory.
+    std::fs::create_dir_all(dep.join("var/home"))?;
+    let applied = ignition_engine::apply(config, &dep)?;
+    println!(
+        "   {} files, directories and links; {} users; {} units written into /etc and /var",
+        applied.nodes, applied.accounts, applied.units
+    );
+    std::fs::write(dep.join("etc/motd.d-local"), "a file the admin added\n")?;
+    println!("8. Upgrade to the second release (the node's /etc changes are merged):");
+    let second = commit_release(sr.repo(), &tree2, "41.20261209.3.0")?;
+    let d2 = sr.deploy("fedora-coreos", &second, origin, None, false)?;
+    status(&sr)?;
+    let dep2 = root.join(d2.rel_dir());
+    let hostname = std::fs::read_to_string(dep2.join("etc/hostname")).unwrap_or_default();
+    let core = std::fs::read_to_string(dep2.join("etc/passwd"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("core:"))
+        .map(str::to_string);
+    let motd = std::fs::read_to_string(dep2.join("etc/motd")).unwrap_or_default();
+    println!("   kept:     /etc/hostname = {:?}", hostname.trim());
+    println!(
+        "   kept:     /etc/passwd core = {}",
+        core.as_deref().unwrap_or("(missing)")
+    );
+    println!(
+        "   kept:     /etc/motd.d-local ({})",
+        if dep2.join("etc/motd.d-local").exists() {
+            "present"
+        } else {
+            "missing"
+        }
+    );
+    println!("   updated:  /etc/motd = {:?}", motd.trim());
+    println!("9. Roll back to the first release:");
+    sr.rollback()?;
+    status(&sr)?;
+    Ok(())
 }
 
 /// The account databases a distribution root has, so that the shadow tools

@@ -48,6 +48,60 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// Show the deployments (rpm-ostree status).
+    Status {
+        #[command(flatten)]
+        at: SysrootArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pull the origin's newest commit and deploy it (rpm-ostree upgrade).
+    Upgrade {
+        #[command(flatten)]
+        at: SysrootArg,
+        /// Accept a commit older than the deployed one.
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// Deploy another refspec and follow it (rpm-ostree rebase).
+    Rebase {
+        #[command(flatten)]
+        at: SysrootArg,
+        /// `remote:ref`, a ref, or a commit.
+        refspec: String,
+    },
+    /// Deploy a commit or version of the origin (rpm-ostree deploy).
+    Deploy {
+        #[command(flatten)]
+        at: SysrootArg,
+        /// A commit checksum or a version.
+        revision: String,
+    },
+    /// Make the previous deployment the default (rpm-ostree rollback).
+    Rollback {
+        #[command(flatten)]
+        at: SysrootArg,
+    },
+    /// Remove unused deployments and prune the repository.
+    Cleanup {
+        #[command(flatten)]
+        at: SysrootArg,
+    },
+    /// Change kernel arguments as a new deployment (rpm-ostree kargs).
+    Kargs {
+        #[command(flatten)]
+        at: SysrootArg,
+        /// Add an argument (repeatable).
+        #[arg(long)]
+        append: Vec<String>,
+        /// Delete KEY or KEY=VALUE (repeatable).
+        #[arg(long)]
+        delete: Vec<String>,
+        /// Replace KEY=VALUE or KEY=OLD=NEW (repeatable).
+        #[arg(long)]
+        replace: Vec<String>,
+    },
     /// Create links named after the upstream tools (ignition-validate, …)
     /// that run oxcore as that tool.
     InstallLinks {
@@ -57,6 +111,14 @@ enum Command {
         #[arg(short, long)]
         force: bool,
     },
+}
+
+/// `--sysroot`, default `/`.
+#[derive(Debug, clap::Args)]
+struct SysrootArg {
+    /// The sysroot (default `/`).
+    #[arg(long, value_name = "PATH")]
+    sysroot: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -88,8 +150,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             argv.extend(args);
             Ok(ostree::main(argv))
         }
+        Command::Status { at, json } => admin_verb(at, admin::AdminVerb::Status { json }),
+        Command::Upgrade {
+            at,
+            allow_downgrade,
+        } => admin_verb(at, admin::AdminVerb::Upgrade { allow_downgrade }),
+        Command::Rebase { at, refspec } => admin_verb(at, admin::AdminVerb::Switch { refspec }),
+        Command::Deploy { at, revision } => {
+            admin_verb(at, admin::AdminVerb::DeployRevision { revision })
+        }
+        Command::Rollback { at } => admin_verb(at, admin::AdminVerb::Rollback),
+        Command::Cleanup { at } => admin_verb(at, admin::AdminVerb::Cleanup),
+        Command::Kargs {
+            at,
+            append,
+            delete,
+            replace,
+        } => admin_verb(
+            at,
+            admin::AdminVerb::Kargs {
+                append,
+                delete,
+                replace,
+            },
+        ),
         Command::InstallLinks { dir, force } => links::install(&dir, force),
     }
+}
+
+fn admin_verb(at: SysrootArg, verb: admin::AdminVerb) -> anyhow::Result<ExitCode> {
+    admin::run_verb(at.sysroot, verb, &mut std::io::stdout().lock())
 }
 
 #[cfg(test)]

@@ -1516,7 +1516,7 @@ impl Fetcher for HttpFetcher {
     }
 }
 
-fn pull_cmd(
+pub(crate) fn pull_cmd(
     repo: &Repo,
     remote: &str,
     refs: Vec<String>,

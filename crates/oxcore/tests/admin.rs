@@ -504,3 +504,120 @@ fn a_deploy_killed_at_any_step_leaves_the_old_or_the_new_configuration() {
     admin(false, &root, &["deploy", "fcos/stable"]);
     boot_check(&root);
 }
+
+struct Server(std::process::Child, u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Server {
+    use std::io::BufRead;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/serve.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+    Server(child, port)
+}
+
+fn top(args: &[&str]) -> String {
+    ok(oxcore().args(args).output().unwrap())
+}
+
+#[test]
+fn rpm_ostree_verbs_upgrade_over_http_deploy_a_version_and_roll_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    // The build side: an archive repository served over HTTP.
+    let build = tmp.path().join("build");
+    ok(tool(
+        false,
+        &[
+            &format!("--repo={}", build.display()),
+            "init",
+            "--mode=archive",
+        ],
+    ));
+    let commit_build = |version: &str, ts: &str| {
+        release(&tree, version, &format!("motd {version}\n"), "kernel");
+        let out = ok(tool(
+            false,
+            &[
+                &format!("--repo={}", build.display()),
+                "commit",
+                "-b",
+                "fcos/stable",
+                &format!("--tree=dir={}", tree.display()),
+                &format!("--add-metadata-string=version={version}"),
+                &format!("--timestamp={ts}"),
+            ],
+        ));
+        ok(tool(
+            false,
+            &[&format!("--repo={}", build.display()), "summary", "-u"],
+        ));
+        out.trim().to_string()
+    };
+    let v1 = commit_build("41.1", "2026-01-01T00:00:00Z");
+    let server = serve(&build);
+    // The node.
+    let root = tmp.path().join("node");
+    std::fs::create_dir_all(&root).unwrap();
+    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
+    admin(false, &root, &["os-init", "fcos"]);
+    let repo = format!("--repo={}/ostree/repo", root.display());
+    ok(tool(
+        false,
+        &[
+            &repo,
+            "remote",
+            "add",
+            "origin",
+            &format!("http://127.0.0.1:{}", server.1),
+        ],
+    ));
+    ok(tool(false, &[&repo, "pull", "origin", "fcos/stable"]));
+    admin(false, &root, &["deploy", "--karg=rw", "origin:fcos/stable"]);
+    let sysroot = format!("--sysroot={}", root.display());
+    assert_eq!(top(&["upgrade", &sysroot]).trim(), "No update available.");
+    let v2 = commit_build("41.2", "2026-01-02T00:00:00Z");
+    let up = top(&["upgrade", &sysroot]);
+    assert!(up.contains("Upgraded to"), "{up}");
+    let status: serde_json::Value =
+        serde_json::from_str(&top(&["status", &sysroot, "--json"])).unwrap();
+    assert_eq!(status["deployments"][0]["checksum"], v2.as_str());
+    assert_eq!(status["deployments"][0]["origin"], "origin:fcos/stable");
+    assert_eq!(
+        status["deployments"][1]["checksum"],
+        v1.as_str(),
+        "{status}"
+    );
+    // Deploy an older version by name, then roll back to the newest.
+    top(&["deploy", &sysroot, "41.1"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&top(&["status", &sysroot, "--json"])).unwrap();
+    assert_eq!(status["deployments"][0]["version"], "41.1");
+    top(&["rollback", &sysroot]);
+    let status: serde_json::Value =
+        serde_json::from_str(&top(&["status", &sysroot, "--json"])).unwrap();
+    assert_eq!(status["deployments"][0]["version"], "41.2");
+    // Rebase onto a local ref.
+    ok(tool(false, &[&repo, "refs", "--create=local/test", &v1]));
+    top(&["rebase", &sysroot, "local/test"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&top(&["status", &sysroot, "--json"])).unwrap();
+    assert_eq!(status["deployments"][0]["origin"], "local/test");
+    top(&["cleanup", &sysroot]);
+    ok(tool(false, &[&repo, "fsck"]));
+}

@@ -69,6 +69,26 @@ fn demo_runs_on_embedded_defaults() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("valid, no warnings"), "{text}");
     assert!(text.contains("unit hello.service (enabled)"), "{text}");
+    // The update flow: the provisioned /etc survives the upgrade, the new
+    // release's defaults arrive, and the rollback puts the first release first.
+    assert!(
+        text.contains("kept:     /etc/hostname = \"oxcore-demo\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("kept:     /etc/passwd core = core:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("updated:  /etc/motd = \"Welcome to Fedora CoreOS 41.20261209.3.0\""),
+        "{text}"
+    );
+    let rollback = text.split("9. Roll back").nth(1).unwrap();
+    let first = rollback.find("41.20261125.3.0").unwrap();
+    assert!(
+        first < rollback.find("41.20261209.3.0").unwrap(),
+        "{rollback}"
+    );
 }
 
 #[test]

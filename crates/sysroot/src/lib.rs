@@ -453,6 +453,9 @@ impl Sysroot {
             .ok()
             .and_then(|c| c.version().map(str::to_string));
         let final_dir = deploy_dir.join(&name);
+        // Pinning belongs to a deployment, not to its successors.
+        let mut origin = origin;
+        origin.remove_group("libostree-transient");
         write_file_atomic(
             &deploy_dir.join(format!("{name}.origin")),
             origin.to_string().as_bytes(),
