@@ -49,7 +49,23 @@ pub(crate) enum AdminVerb {
         /// Keep every existing deployment.
         #[arg(long)]
         retain: bool,
+        /// Write it now, make it the default at shutdown (finalize-staged).
+        #[arg(long)]
+        stage: bool,
+        /// With --stage: hold finalization until unlock-finalization.
+        #[arg(long, requires = "stage")]
+        lock_finalization: bool,
     },
+    /// Make the staged deployment the default (run at shutdown).
+    FinalizeStaged {
+        /// Finalize even when finalization is locked.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Hold finalization of the staged deployment.
+    LockFinalization,
+    /// Release finalization of the staged deployment.
+    UnlockFinalization,
     /// List deployments.
     Status {
         /// Print JSON (oxcore's addition; see `oxcore status --json`).
@@ -168,6 +184,8 @@ pub(crate) fn run_verb(
             karg,
             karg_append,
             retain,
+            stage,
+            lock_finalization,
         } => {
             let sr = Sysroot::open(&root)?;
             let os = match os {
@@ -181,9 +199,24 @@ pub(crate) fn run_verb(
                 .find(|d| d.os == os)
                 .map(|d| d.kargs.as_str());
             let kargs = compose_kargs(base, &karg, &karg_append);
-            let d = sr.deploy(&os, &commit, origin_for_refspec(&refspec), kargs, retain)?;
-            writeln!(out, "Deployed {}", d.name())?;
+            let origin = origin_for_refspec(&refspec);
+            if stage {
+                let d = sr.stage(&os, &commit, origin, kargs, lock_finalization)?;
+                writeln!(out, "Staged {}", d.name())?;
+            } else {
+                let d = sr.deploy(&os, &commit, origin, kargs, retain)?;
+                writeln!(out, "Deployed {}", d.name())?;
+            }
         }
+        AdminVerb::FinalizeStaged { force } => {
+            let sr = Sysroot::open(&root)?;
+            match sr.finalize_staged(force)? {
+                Some(d) => writeln!(out, "Finalized {}", d.name())?,
+                None => writeln!(out, "No staged deployment")?,
+            }
+        }
+        AdminVerb::LockFinalization => Sysroot::open(&root)?.set_finalization_locked(true)?,
+        AdminVerb::UnlockFinalization => Sysroot::open(&root)?.set_finalization_locked(false)?,
         AdminVerb::Status { json } => {
             let sr = Sysroot::open(&root)?;
             print_status(&sr, json, out)?;
@@ -384,8 +417,17 @@ fn check_not_downgrade(
 
 /// `ostree admin status`, or JSON with the same facts.
 pub fn print_status(sr: &Sysroot, json: bool, out: &mut dyn Write) -> Result<()> {
-    let list = sr.deployments()?;
+    let mut list = sr.deployments()?;
     let booted = sr.booted_index(&list)?;
+    // A staged deployment is listed first, as ostree does; indexes of the
+    // boot configuration shift by one in the listing.
+    let staged = sr.staged()?;
+    let has_staged = staged.is_some();
+    if let Some(s) = staged {
+        list.insert(0, s);
+    }
+    let booted = booted.map(|b| b + usize::from(has_staged));
+    let locked = sr.finalization_locked();
     if json {
         let items: Vec<serde_json::Value> = list
             .iter()
@@ -402,6 +444,8 @@ pub fn print_status(sr: &Sysroot, json: bool, out: &mut dyn Write) -> Result<()>
                     "pending": booted.is_some_and(|b| i < b),
                     "rollback": booted.is_some_and(|b| i > b) || (booted.is_none() && i > 0),
                     "pinned": d.pinned(),
+                    "staged": has_staged && i == 0,
+                    "finalization-locked": has_staged && i == 0 && locked,
                     "kargs": d.kargs_display(),
                 })
             })
@@ -420,6 +464,7 @@ pub fn print_status(sr: &Sysroot, json: bool, out: &mut dyn Write) -> Result<()>
     for (i, d) in list.iter().enumerate() {
         let mark = if Some(i) == booted { "* " } else { "  " };
         let label = match booted {
+            _ if has_staged && i == 0 => " (staged)",
             Some(b) if i < b => " (pending)",
             Some(b) if i > b => " (rollback)",
             _ => "",
@@ -427,6 +472,9 @@ pub fn print_status(sr: &Sysroot, json: bool, out: &mut dyn Write) -> Result<()>
         writeln!(out, "{mark}{} {}{label}", d.os, d.name())?;
         if let Some(v) = &d.version {
             writeln!(out, "    Version: {v}")?;
+        }
+        if has_staged && i == 0 && locked {
+            writeln!(out, "    finalization locked")?;
         }
         if d.pinned() {
             writeln!(out, "    Pinned: yes")?;

@@ -621,3 +621,143 @@ fn rpm_ostree_verbs_upgrade_over_http_deploy_a_version_and_roll_back() {
     top(&["cleanup", &sysroot]);
     ok(tool(false, &[&repo, "fsck"]));
 }
+
+#[test]
+fn staged_deployments_wait_for_finalization_and_merge_late_etc_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
+    admin(false, &root, &["os-init", "fcos"]);
+    release(&tree, "41.1", "v1", "kernel 1");
+    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
+    admin(false, &root, &["deploy", "fcos/stable"]);
+    let first = deployment_dirs(&root).pop().unwrap();
+    std::fs::write(first.join("etc/hostname"), "early\n").unwrap();
+    release(&tree, "41.2", "v2", "kernel 2");
+    commit(false, &root, &tree, "41.2", "2026-01-02T00:00:00Z");
+    let before = boot_check(&root);
+    admin(
+        false,
+        &root,
+        &["deploy", "--stage", "--lock-finalization", "fcos/stable"],
+    );
+    // Staged: written, listed first, not in the boot configuration.
+    let status = admin(false, &root, &["status"]);
+    assert!(
+        status.lines().next().unwrap().ends_with(" (staged)"),
+        "{status}"
+    );
+    assert!(status.contains("finalization locked"), "{status}");
+    assert_eq!(boot_check(&root), before);
+    admin(false, &root, &["cleanup"]);
+    assert_eq!(
+        deployment_dirs(&root).len(),
+        2,
+        "cleanup keeps the staged deployment"
+    );
+    // A change made after staging must reach the new deployment.
+    std::fs::write(first.join("etc/late"), "after staging\n").unwrap();
+    let out = tool(
+        false,
+        &[
+            "admin",
+            "finalize-staged",
+            &format!("--sysroot={}", root.display()),
+        ],
+    );
+    assert!(!out.status.success(), "a locked stage must not finalize");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("locked"));
+    admin(false, &root, &["unlock-finalization"]);
+    assert!(admin(false, &root, &["finalize-staged"]).starts_with("Finalized"));
+    let now = boot_check(&root);
+    assert_eq!(now.len(), 2);
+    assert!(now[0].contains("41.2"), "{now:?}");
+    let etc = etc_of_default(&root);
+    assert_eq!(etc["hostname"], "644 early\n");
+    assert_eq!(etc["late"], "644 after staging\n");
+    assert_eq!(etc["motd"], "644 v2");
+    assert!(!admin(false, &root, &["status"]).contains("staged"));
+    assert_eq!(
+        admin(false, &root, &["finalize-staged"]).trim(),
+        "No staged deployment"
+    );
+}
+
+#[test]
+fn a_finalization_killed_at_any_step_boots_old_or_new_and_deployments_are_immutable() {
+    if !cfg!(feature = "failpoints") {
+        eprintln!("SKIP: built without the `failpoints` feature (./test.sh enables it)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
+    admin(false, &root, &["os-init", "fcos"]);
+    release(&tree, "41.1", "v1", "kernel 1");
+    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
+    admin(false, &root, &["deploy", "fcos/stable"]);
+    let first = deployment_dirs(&root).pop().unwrap();
+    // Where the filesystem has the attribute, a deployment root refuses
+    // new entries (its /etc and /var stay writable).
+    let attrs = Command::new("lsattr").arg("-d").arg(&first).output();
+    if attrs.as_ref().is_ok_and(|o| {
+        o.status.success()
+            && String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .contains('i')
+    }) {
+        assert!(std::fs::write(first.join("new-top-level-file"), "x").is_err());
+        std::fs::write(first.join("etc/writable"), "yes").unwrap();
+    } else {
+        eprintln!(
+            "note: {} has no immutable attribute support; not checked",
+            first.display()
+        );
+    }
+    release(&tree, "41.2", "v2", "kernel 2");
+    commit(false, &root, &tree, "41.2", "2026-01-02T00:00:00Z");
+    let old = boot_check(&root);
+    for point in [
+        "staged-etc-merged",
+        "farm-written",
+        "before-swap",
+        "after-swap",
+    ] {
+        admin(false, &root, &["deploy", "--stage", "fcos/stable"]);
+        let out = oxcore()
+            .args([
+                "ostree",
+                "admin",
+                "finalize-staged",
+                &format!("--sysroot={}", root.display()),
+            ])
+            .env("OSTREE_STORE_FAILPOINT", point)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(137),
+            "{point} not reached: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let now = boot_check(&root);
+        if point == "after-swap" {
+            assert!(now[0].contains("41.2"), "{now:?}");
+            // The switch happened: the record no longer counts as staged.
+            assert!(!admin(false, &root, &["status"]).contains("(staged)"));
+        } else {
+            assert_eq!(now, old, "killed at {point}");
+            assert!(admin(false, &root, &["status"]).contains("(staged)"));
+        }
+    }
+    admin(false, &root, &["finalize-staged"]);
+    admin(false, &root, &["cleanup"]);
+    let listed = admin(false, &root, &["status"]).matches("fcos ").count();
+    assert_eq!(deployment_dirs(&root).len(), listed);
+}
