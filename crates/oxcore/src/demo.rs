@@ -148,6 +148,7 @@ fn compose(dir: &std::path::Path, version: &str, motd: &str) -> anyhow::Result<(
         std::fs::set_permissions(dir.join(secret), std::fs::Permissions::from_mode(0o600))?;
     }
     std::fs::create_dir_all(dir.join("var"))?;
+    std::fs::create_dir_all(dir.join("sysroot"))?;
     std::os::unix::fs::symlink("var/home", dir.join("home"))?;
     Ok(())
 }

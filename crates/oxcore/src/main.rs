@@ -102,6 +102,21 @@ enum Command {
         #[arg(long)]
         replace: Vec<String>,
     },
+    /// Initramfs step: set up the deployment named by `ostree=` on the
+    /// kernel command line as the root at --sysroot (as
+    /// ostree-prepare-root).
+    PrepareRoot {
+        /// Where the physical root is mounted.
+        #[arg(long, default_value = "/sysroot")]
+        sysroot: PathBuf,
+        /// Kernel command line to read `ostree=` from.
+        #[arg(long, default_value = "/proc/cmdline")]
+        cmdline: PathBuf,
+        /// An empty directory outside the sysroot for the staging mount
+        /// (default: `<sysroot>.tmp`).
+        #[arg(long)]
+        staging: Option<PathBuf>,
+    },
     /// Create links named after the upstream tools (ignition-validate, …)
     /// that run oxcore as that tool.
     InstallLinks {
@@ -174,6 +189,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 replace,
             },
         ),
+        Command::PrepareRoot {
+            sysroot,
+            cmdline,
+            staging,
+        } => {
+            let text = std::fs::read_to_string(&cmdline)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", cmdline.display()))?;
+            let staging =
+                staging.unwrap_or_else(|| PathBuf::from(format!("{}.tmp", sysroot.display())));
+            let d = sysroot::prepare::prepare_root(&sysroot, &text, &staging)?;
+            println!(
+                "Prepared {} as the root at {}",
+                d.display(),
+                sysroot.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::InstallLinks { dir, force } => links::install(&dir, force),
     }
 }

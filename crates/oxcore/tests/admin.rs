@@ -69,6 +69,10 @@ fn release(dir: &Path, version: &str, motd: &str, kernel: &str) {
         std::fs::Permissions::from_mode(0o755),
     )
     .unwrap();
+    // Mount points a booted deployment needs.
+    for d in ["sysroot", "var"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
 }
 
 fn commit(real: bool, sysroot: &Path, tree: &Path, version: &str, ts: &str) -> String {
@@ -760,4 +764,91 @@ fn a_finalization_killed_at_any_step_boots_old_or_new_and_deployments_are_immuta
     admin(false, &root, &["cleanup"]);
     let listed = admin(false, &root, &["status"]).matches("fcos ").count();
     assert_eq!(deployment_dirs(&root).len(), listed);
+}
+
+#[test]
+fn prepare_root_mounts_the_deployment_as_the_root() {
+    let root_user = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let unshare = Command::new("unshare")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !root_user || !unshare {
+        eprintln!("SKIP: prepare-root needs root and unshare(1) for a private mount namespace");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
+    admin(false, &root, &["os-init", "fcos"]);
+    release(&tree, "41.1", "v1", "kernel 1");
+    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
+    admin(false, &root, &["deploy", "--karg=rw", "fcos/stable"]);
+    std::fs::write(root.join("ostree/deploy/fcos/var/lib/marker"), "shared var").unwrap();
+    let entry = entries(&root).into_values().next().unwrap();
+    let options = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("options "))
+        .unwrap()
+        .to_string();
+    let cmdline = tmp.path().join("cmdline");
+    std::fs::write(&cmdline, format!("BOOT_IMAGE=/vmlinuz {options} quiet\n")).unwrap();
+    let staging = tmp.path().join("staging");
+    let script = format!(
+        "set -e; mount --bind {r} {r}; {ox} prepare-root --sysroot {r} --cmdline {c} --staging {s}; \
+         head -1 {r}/etc/os-release; cat {r}/var/lib/marker; echo; ls {r}/sysroot/ostree; \
+         if touch {r}/usr/new 2>/dev/null; then echo usr-writable; else echo usr-readonly; fi; \
+         touch {r}/etc/writable && echo etc-writable",
+        r = root.display(),
+        c = cmdline.display(),
+        s = staging.display(),
+        ox = env!("CARGO_BIN_EXE_oxcore"),
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let text = ok(out);
+    assert!(text.starts_with("Prepared "), "{text}");
+    assert!(text.contains("NAME=Fedora"), "{text}");
+    assert!(text.contains("shared var"), "{text}");
+    assert!(
+        text.contains("deploy\nrepo"),
+        "the physical root at /sysroot: {text}"
+    );
+    assert!(text.contains("usr-readonly"), "{text}");
+    assert!(text.contains("etc-writable"), "{text}");
+    // Outside the namespace nothing changed.
+    assert!(root.join("ostree/repo").is_dir());
+    // A command line naming nothing, or naming a path out of the farm, is
+    // a clear error.
+    for (line, want) in [
+        ("root=LABEL=root rw", "No ostree= kernel argument"),
+        (
+            "ostree=/ostree/boot.1/fcos/../../../../etc/0",
+            "Invalid ostree= argument",
+        ),
+    ] {
+        std::fs::write(&cmdline, line).unwrap();
+        let out = oxcore()
+            .args([
+                "prepare-root",
+                "--sysroot",
+                root.to_str().unwrap(),
+                "--cmdline",
+                cmdline.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(want),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

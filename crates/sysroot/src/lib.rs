@@ -28,6 +28,7 @@
 
 pub mod bls;
 pub mod etc_merge;
+pub mod prepare;
 
 use std::collections::HashSet;
 use std::fs;
