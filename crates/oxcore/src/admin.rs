@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
 use ostree_store::Checksum;
-use sysroot::{Deployment, Sysroot, compose_kargs, origin_for_refspec};
+use sysroot::{Deployment, Sysroot, origin_for_refspec};
 
 /// `ostree admin` options shared by every verb.
 #[derive(Debug, Args)]
@@ -34,28 +34,7 @@ pub(crate) enum AdminVerb {
         os: String,
     },
     /// Check out a revision as the new default deployment.
-    Deploy {
-        /// Ref, `remote:ref` or commit.
-        refspec: String,
-        /// OS to deploy to (default: the only one).
-        #[arg(long)]
-        os: Option<String>,
-        /// Kernel arguments, replacing the merge deployment's (repeatable).
-        #[arg(long)]
-        karg: Vec<String>,
-        /// Kernel arguments added to the merge deployment's (repeatable).
-        #[arg(long)]
-        karg_append: Vec<String>,
-        /// Keep every existing deployment.
-        #[arg(long)]
-        retain: bool,
-        /// Write it now, make it the default at shutdown (finalize-staged).
-        #[arg(long)]
-        stage: bool,
-        /// With --stage: hold finalization until unlock-finalization.
-        #[arg(long, requires = "stage")]
-        lock_finalization: bool,
-    },
+    Deploy(Box<DeployArgs>),
     /// Make the staged deployment the default (run at shutdown).
     FinalizeStaged {
         /// Finalize even when finalization is locked.
@@ -107,6 +86,9 @@ pub(crate) enum AdminVerb {
     },
     /// Change kernel arguments, as a new deployment of the same commit.
     Kargs {
+        /// `edit-in-place`, as `ostree admin kargs`.
+        #[command(subcommand)]
+        edit: Option<KargsEdit>,
         /// Add an argument (repeatable).
         #[arg(long)]
         append: Vec<String>,
@@ -123,6 +105,12 @@ pub(crate) enum AdminVerb {
         /// Accept a commit older than the deployed one.
         #[arg(long)]
         allow_downgrade: bool,
+        /// Stage the new deployment (finalized at shutdown).
+        #[arg(long)]
+        stage: bool,
+        /// Stage it and hold finalization until unlock-finalization.
+        #[arg(long)]
+        lock_finalization: bool,
     },
     /// Deploy another refspec and make it the origin.
     Switch {
@@ -135,7 +123,133 @@ pub(crate) enum AdminVerb {
     DeployRevision {
         /// A commit checksum, or a `version` of the origin's history.
         revision: String,
+        /// Stage it and hold finalization until unlock-finalization.
+        lock_finalization: bool,
     },
+    /// Pin or unpin deployments (the rpm-ostree face of `pin`).
+    #[command(skip)]
+    PinIndexes {
+        /// Indexes from `status`.
+        indexes: Vec<usize>,
+        /// Unpin instead.
+        unpin: bool,
+    },
+}
+
+/// `ostree admin kargs` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KargsEdit {
+    /// Change the kernel arguments of every deployment in place (no new
+    /// deployment; the boot configuration is rewritten).
+    EditInPlace {
+        /// Append NAME=VALUE where it is not there yet (repeatable).
+        #[arg(long, value_name = "NAME=VALUE")]
+        append_if_missing: Vec<String>,
+    },
+}
+
+/// `ostree admin deploy`'s options.
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    /// Ref, `remote:ref` or commit.
+    refspec: String,
+    /// OS to deploy to (default: the only one).
+    #[arg(long)]
+    os: Option<String>,
+    /// Origin file to use instead of one made from REFSPEC.
+    #[arg(long, value_name = "FILENAME")]
+    origin_file: Option<PathBuf>,
+    /// Do not prune the repository when done.
+    #[arg(long)]
+    no_prune: bool,
+    /// Do not merge /etc and kernel arguments from the current deployment.
+    #[arg(long)]
+    no_merge: bool,
+    /// Keep every existing deployment.
+    #[arg(long)]
+    retain: bool,
+    /// Keep pending deployments.
+    #[arg(long)]
+    retain_pending: bool,
+    /// Keep rollback deployments.
+    #[arg(long)]
+    retain_rollback: bool,
+    /// Add the deployment last rather than first.
+    #[arg(long)]
+    not_as_default: bool,
+    /// Write it now, make it the default at shutdown (finalize-staged).
+    #[arg(long)]
+    stage: bool,
+    /// With --stage: hold finalization until unlock-finalization.
+    #[arg(long, requires = "stage")]
+    lock_finalization: bool,
+    /// Start from the current /proc/cmdline's arguments.
+    #[arg(long)]
+    karg_proc_cmdline: bool,
+    /// Set an argument NAME=VALUE, overriding one of the same name (repeatable).
+    #[arg(long, value_name = "NAME=VALUE")]
+    karg: Vec<String>,
+    /// Append an argument (repeatable).
+    #[arg(long, value_name = "NAME=VALUE")]
+    karg_append: Vec<String>,
+    /// Start from no arguments at all.
+    #[arg(long)]
+    karg_none: bool,
+    /// Delete an argument NAME or NAME=VALUE if present (repeatable).
+    #[arg(long, value_name = "NAME=VALUE")]
+    karg_delete: Vec<String>,
+}
+
+/// Kernel arguments for a new deployment, as `ostree admin deploy` builds
+/// them: the merge deployment's (or /proc/cmdline's, or none), then
+/// `--karg` overrides by name, `--karg-append` adds, `--karg-delete`
+/// removes. `None` when nothing changes the merge deployment's.
+fn deploy_kargs(a: &DeployArgs, base: Option<&str>, root: &Path) -> Result<Option<String>> {
+    if a.karg.is_empty()
+        && a.karg_append.is_empty()
+        && a.karg_delete.is_empty()
+        && !a.karg_none
+        && !a.karg_proc_cmdline
+    {
+        return Ok(None);
+    }
+    let start = if a.karg_proc_cmdline {
+        let p = root.join("proc/cmdline");
+        std::fs::read_to_string(&p).with_context(|| p.display().to_string())?
+    } else if a.karg_none {
+        String::new()
+    } else {
+        base.unwrap_or("").to_string()
+    };
+    let mut args: Vec<String> = start.split_whitespace().map(str::to_string).collect();
+    let key = |s: &str| s.split('=').next().unwrap_or("").to_string();
+    for k in &a.karg {
+        match args.iter().position(|x| key(x) == key(k)) {
+            Some(i) => {
+                args[i] = k.clone();
+                let name = key(k);
+                let mut seen = false;
+                args.retain(|x| {
+                    if key(x) != name {
+                        return true;
+                    }
+                    let keep = !seen;
+                    seen = true;
+                    keep
+                });
+            }
+            None => args.push(k.clone()),
+        }
+    }
+    args.extend(a.karg_append.iter().cloned());
+    for d in &a.karg_delete {
+        if d.contains('=') {
+            args.retain(|x| x != d);
+        } else {
+            args.retain(|x| key(x) != *d);
+        }
+    }
+    Ok(Some(args.join(" ")))
 }
 
 fn sysroot_path(p: &Option<PathBuf>) -> PathBuf {
@@ -178,33 +292,51 @@ pub(crate) fn run_verb(
             Sysroot::open(&root)?.os_init(&os)?;
             writeln!(out, "ostree/deploy/{os} initialized as OSTree root")?;
         }
-        AdminVerb::Deploy {
-            refspec,
-            os,
-            karg,
-            karg_append,
-            retain,
-            stage,
-            lock_finalization,
-        } => {
+        AdminVerb::Deploy(a) => {
             let sr = Sysroot::open(&root)?;
-            let os = match os {
-                Some(o) => o,
+            let os = match &a.os {
+                Some(o) => o.clone(),
                 None => only_os(&root)?,
             };
-            let commit = sr.repo().resolve_rev(&refspec)?;
+            let commit = sr.repo().resolve_rev(&a.refspec)?;
             let current = sr.deployments()?;
-            let base = current
-                .iter()
-                .find(|d| d.os == os)
-                .map(|d| d.kargs.as_str());
-            let kargs = compose_kargs(base, &karg, &karg_append);
-            let origin = origin_for_refspec(&refspec);
-            if stage {
-                let d = sr.stage(&os, &commit, origin, kargs, lock_finalization)?;
+            let base = if a.no_merge {
+                None
+            } else {
+                current
+                    .iter()
+                    .find(|d| d.os == os)
+                    .map(|d| d.kargs.as_str())
+            };
+            let mut kargs = deploy_kargs(&a, base, &root)?;
+            if kargs.is_none() && a.no_merge {
+                kargs = Some(String::new());
+            }
+            let origin = match &a.origin_file {
+                Some(p) => {
+                    let text =
+                        std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+                    ostree_store::keyfile::KeyFile::parse(&text)
+                        .map_err(|e| anyhow!("{}: {e}", p.display()))?
+                }
+                None => origin_for_refspec(&a.refspec),
+            };
+            if a.stage {
+                let d = sr.stage(&os, &commit, origin, kargs, a.lock_finalization)?;
                 writeln!(out, "Staged {}", d.name())?;
             } else {
-                let d = sr.deploy(&os, &commit, origin, kargs, retain)?;
+                let opts = sysroot::DeployOptions {
+                    retain: a.retain,
+                    retain_pending: a.retain_pending,
+                    retain_rollback: a.retain_rollback,
+                    not_as_default: a.not_as_default,
+                    no_merge: a.no_merge,
+                };
+                let d = sr.deploy(&os, &commit, origin, kargs, &opts)?;
+                if !a.no_prune {
+                    // As ostree admin deploy: clean up and prune the repository.
+                    sr.cleanup()?;
+                }
                 writeln!(out, "Deployed {}", d.name())?;
             }
         }
@@ -286,6 +418,29 @@ pub(crate) fn run_verb(
             sr.write_origin(d, &origin)?;
         }
         AdminVerb::Kargs {
+            edit: Some(KargsEdit::EditInPlace { append_if_missing }),
+            append,
+            delete,
+            replace,
+        } => {
+            if !(append.is_empty() && delete.is_empty() && replace.is_empty()) {
+                bail!(
+                    "--append, --delete and --replace make a new deployment; they do not go with edit-in-place"
+                );
+            }
+            let sr = Sysroot::open(&root)?;
+            sr.edit_kargs_in_place(|k| {
+                let mut args: Vec<String> = k.split_whitespace().map(str::to_string).collect();
+                for a in &append_if_missing {
+                    if !args.contains(a) {
+                        args.push(a.clone());
+                    }
+                }
+                args.join(" ")
+            })?;
+        }
+        AdminVerb::Kargs {
+            edit: None,
             append,
             delete,
             replace,
@@ -298,14 +453,24 @@ pub(crate) fn run_verb(
                 writeln!(out, "No changes.")?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let new = sr.deploy(&d.os, &d.checksum, d.origin.clone(), Some(kargs), false)?;
+            let new = sr.deploy(
+                &d.os,
+                &d.checksum,
+                d.origin.clone(),
+                Some(kargs),
+                &Default::default(),
+            )?;
             writeln!(
                 out,
                 "Kernel arguments updated; new deployment {}",
                 new.name()
             )?;
         }
-        AdminVerb::Upgrade { allow_downgrade } => {
+        AdminVerb::Upgrade {
+            allow_downgrade,
+            stage,
+            lock_finalization,
+        } => {
             let sr = Sysroot::open(&root)?;
             let d = default_deployment(&sr)?;
             let refspec = d
@@ -337,10 +502,23 @@ pub(crate) fn run_verb(
             if d.override_commit().is_some() {
                 origin = sysroot::origin_for_refspec(&refspec);
             }
-            let nd = sr.deploy(&d.os, &new, origin, None, false)?;
+            let nd = deploy_or_stage(
+                &sr,
+                &d.os,
+                &new,
+                origin,
+                stage || lock_finalization,
+                lock_finalization,
+            )?;
             writeln!(out, "Upgraded to {}", nd.name())?;
         }
-        AdminVerb::DeployRevision { revision } => {
+        AdminVerb::PinIndexes { indexes, unpin } => {
+            return run_verb(sysroot, AdminVerb::Pin { indexes, unpin }, out);
+        }
+        AdminVerb::DeployRevision {
+            revision,
+            lock_finalization,
+        } => {
             let sr = Sysroot::open(&root)?;
             let d = default_deployment(&sr)?;
             let commit = match Checksum::from_hex(&revision) {
@@ -349,7 +527,14 @@ pub(crate) fn run_verb(
             };
             let mut origin = d.origin.clone();
             origin.set("origin", "override-commit", &commit.to_hex());
-            let nd = sr.deploy(&d.os, &commit, origin, None, false)?;
+            let nd = deploy_or_stage(
+                &sr,
+                &d.os,
+                &commit,
+                origin,
+                lock_finalization,
+                lock_finalization,
+            )?;
             writeln!(out, "Deployed {revision}: {}", nd.name())?;
         }
         AdminVerb::Switch { refspec } => {
@@ -358,11 +543,27 @@ pub(crate) fn run_verb(
             let commit = sr.repo().resolve_rev(&refspec)?;
             let mut origin = d.origin.clone();
             origin.set("origin", "refspec", &refspec);
-            let nd = sr.deploy(&d.os, &commit, origin, None, false)?;
+            let nd = sr.deploy(&d.os, &commit, origin, None, &Default::default())?;
             writeln!(out, "Switched to {refspec}: {}", nd.name())?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Deploys now, or stages (optionally locked) for finalization at shutdown.
+fn deploy_or_stage(
+    sr: &Sysroot,
+    os: &str,
+    commit: &Checksum,
+    origin: ostree_store::keyfile::KeyFile,
+    stage: bool,
+    locked: bool,
+) -> Result<Deployment> {
+    if stage {
+        Ok(sr.stage(os, commit, origin, None, locked)?)
+    } else {
+        Ok(sr.deploy(os, commit, origin, None, &Default::default())?)
+    }
 }
 
 /// The deployment an operation starts from: the booted one, else the

@@ -215,7 +215,13 @@ fn updates(config: &ignition_config::types::Config) -> anyhow::Result<()> {
     println!("6. Deploy the first release:");
     let origin = sysroot::origin_for_refspec(BRANCH);
     let kargs = Some("root=LABEL=root rw ignition.platform.id=qemu".to_string());
-    let d = sr.deploy("fedora-coreos", &first, origin.clone(), kargs, false)?;
+    let d = sr.deploy(
+        "fedora-coreos",
+        &first,
+        origin.clone(),
+        kargs,
+        &Default::default(),
+    )?;
     status(&sr)?;
     let dep = root.join(d.rel_dir());
     println!("7. Provision it with the Ignition config (first boot):");
@@ -229,7 +235,7 @@ fn updates(config: &ignition_config::types::Config) -> anyhow::Result<()> {
     std::fs::write(dep.join("etc/motd.d-local"), "a file the admin added\n")?;
     println!("8. Upgrade to the second release (the node's /etc changes are merged):");
     let second = commit_release(sr.repo(), &tree2, "41.20261209.3.0")?;
-    let d2 = sr.deploy("fedora-coreos", &second, origin, None, false)?;
+    let d2 = sr.deploy("fedora-coreos", &second, origin, None, &Default::default())?;
     status(&sr)?;
     let dep2 = root.join(d2.rel_dir());
     let hostname = std::fs::read_to_string(dep2.join("etc/hostname")).unwrap_or_default();

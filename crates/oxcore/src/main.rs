@@ -63,6 +63,13 @@ enum Command {
         /// Accept a commit older than the deployed one.
         #[arg(long)]
         allow_downgrade: bool,
+        /// Stage the new deployment (finalized at shutdown).
+        #[arg(long)]
+        stage: bool,
+        /// Stage it and hold finalization until `oxcore ostree admin
+        /// unlock-finalization` (what the update agent uses).
+        #[arg(long)]
+        lock_finalization: bool,
     },
     /// Deploy another refspec and follow it (rpm-ostree rebase).
     Rebase {
@@ -77,6 +84,25 @@ enum Command {
         at: SysrootArg,
         /// A commit checksum or a version.
         revision: String,
+        /// Stage it and hold finalization until unlock-finalization.
+        #[arg(long)]
+        lock_finalization: bool,
+    },
+    /// Pin deployments so cleanups keep them.
+    Pin {
+        #[command(flatten)]
+        at: SysrootArg,
+        /// Indexes from `status`.
+        #[arg(required = true)]
+        indexes: Vec<usize>,
+    },
+    /// Unpin deployments.
+    Unpin {
+        #[command(flatten)]
+        at: SysrootArg,
+        /// Indexes from `status`.
+        #[arg(required = true)]
+        indexes: Vec<usize>,
     },
     /// Make the previous deployment the default (rpm-ostree rollback).
     Rollback {
@@ -169,11 +195,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Upgrade {
             at,
             allow_downgrade,
-        } => admin_verb(at, admin::AdminVerb::Upgrade { allow_downgrade }),
+            stage,
+            lock_finalization,
+        } => admin_verb(
+            at,
+            admin::AdminVerb::Upgrade {
+                allow_downgrade,
+                stage,
+                lock_finalization,
+            },
+        ),
+        Command::Pin { at, indexes } => admin_verb(
+            at,
+            admin::AdminVerb::PinIndexes {
+                indexes,
+                unpin: false,
+            },
+        ),
+        Command::Unpin { at, indexes } => admin_verb(
+            at,
+            admin::AdminVerb::PinIndexes {
+                indexes,
+                unpin: true,
+            },
+        ),
         Command::Rebase { at, refspec } => admin_verb(at, admin::AdminVerb::Switch { refspec }),
-        Command::Deploy { at, revision } => {
-            admin_verb(at, admin::AdminVerb::DeployRevision { revision })
-        }
+        Command::Deploy {
+            at,
+            revision,
+            lock_finalization,
+        } => admin_verb(
+            at,
+            admin::AdminVerb::DeployRevision {
+                revision,
+                lock_finalization,
+            },
+        ),
         Command::Rollback { at } => admin_verb(at, admin::AdminVerb::Rollback),
         Command::Cleanup { at } => admin_verb(at, admin::AdminVerb::Cleanup),
         Command::Kargs {
@@ -184,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => admin_verb(
             at,
             admin::AdminVerb::Kargs {
+                edit: None,
                 append,
                 delete,
                 replace,

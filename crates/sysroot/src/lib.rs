@@ -810,32 +810,59 @@ impl Sysroot {
     }
 
     /// Deploys `commit` as the new default, as `ostree admin deploy`:
-    /// /etc merged from the current default (or booted) deployment; the
-    /// booted, the merge deployment and pinned ones are kept, others
-    /// dropped unless `retain`.
+    /// /etc merged from the current default (or booted) deployment unless
+    /// `opts.no_merge`; the booted, the merge deployment and pinned ones
+    /// are kept, others dropped unless retained.
     pub fn deploy(
         &self,
         os: &str,
         commit: &Checksum,
         origin: KeyFile,
         kargs: Option<String>,
-        retain: bool,
+        opts: &DeployOptions,
     ) -> Result<Deployment> {
         let current = self.deployments()?;
         let booted = self.booted_index(&current)?;
         let merge_idx = booted
             .filter(|&b| current[b].os == os)
             .or_else(|| current.iter().position(|d| d.os == os));
-        let merge = merge_idx.map(|i| current[i].clone());
+        let merge = merge_idx
+            .filter(|_| !opts.no_merge)
+            .map(|i| current[i].clone());
         let new = self.new_deployment(os, commit, origin, kargs, merge.as_ref())?;
-        let mut list = vec![new.clone()];
+        let mut list = Vec::new();
+        if !opts.not_as_default {
+            list.push(new.clone());
+        }
         for (i, d) in current.into_iter().enumerate() {
-            if retain || Some(i) == booted || Some(i) == merge_idx || d.pinned() || d.os != os {
+            let pending = booted.is_some_and(|b| i < b);
+            let rollback = booted.is_none_or(|b| i > b);
+            if opts.retain
+                || Some(i) == booted
+                || Some(i) == merge_idx
+                || d.pinned()
+                || d.os != os
+                || (opts.retain_pending && pending)
+                || (opts.retain_rollback && rollback)
+            {
                 list.push(d);
             }
         }
+        if opts.not_as_default {
+            list.push(new.clone());
+        }
         self.write_deployments(&list)?;
         Ok(new)
+    }
+
+    /// Rewrites every deployment's kernel arguments with `edit` and
+    /// switches to the result (`ostree admin kargs edit-in-place`).
+    pub fn edit_kargs_in_place(&self, edit: impl Fn(&str) -> String) -> Result<()> {
+        let mut list = self.deployments()?;
+        for d in &mut list {
+            d.kargs = edit(&d.kargs);
+        }
+        self.write_deployments(&list)
     }
 
     /// Removes deployment `index` from the boot configuration.
@@ -1102,21 +1129,18 @@ impl Sysroot {
     }
 }
 
-/// The kernel arguments to give a new deployment, from `--karg`
-/// (replacing everything) and `--karg-append` (adding to the merge
-/// deployment's).
-pub fn compose_kargs(base: Option<&str>, replace: &[String], append: &[String]) -> Option<String> {
-    if replace.is_empty() && append.is_empty() {
-        return None;
-    }
-    let mut args: Vec<String> = if replace.is_empty() {
-        base.unwrap_or("")
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
-    } else {
-        replace.to_vec()
-    };
-    args.extend(append.iter().cloned());
-    Some(args.join(" "))
+/// How [`Sysroot::deploy`] treats existing deployments (`ostree admin
+/// deploy`'s options).
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    /// Keep every existing deployment (`--retain`).
+    pub retain: bool,
+    /// Keep deployments queued before the booted one (`--retain-pending`).
+    pub retain_pending: bool,
+    /// Keep deployments after the booted one (`--retain-rollback`).
+    pub retain_rollback: bool,
+    /// Add the new deployment last instead of first (`--not-as-default`).
+    pub not_as_default: bool,
+    /// Start /etc from the new defaults alone (`--no-merge`).
+    pub no_merge: bool,
 }
