@@ -46,9 +46,11 @@ fi
 
 cargo test --workspace --locked --features oxcore/failpoints "$@"
 
-# The first-boot test in a VM, with a static binary as the initramfs needs.
+# The VM tests (first boot; booting a deployment through prepare-root),
+# with a static binary as the initramfs needs.
 if [ "$#" -eq 0 ]; then
     RUSTFLAGS='-C target-feature=+crt-static' \
         cargo build --release --locked -q -p oxcore --target x86_64-unknown-linux-gnu
     tests/vm/firstboot.sh target/x86_64-unknown-linux-gnu/release/oxcore
+    tests/vm/boot-deployment.sh target/x86_64-unknown-linux-gnu/release/oxcore
 fi

@@ -19,16 +19,8 @@ oxcore=${1:?usage: firstboot.sh STATIC_OXCORE_BINARY}
 skip() { echo "SKIP vm first-boot test: $*" >&2; exit 0; }
 fail() { echo "FAIL vm first-boot test: $*" >&2; exit 1; }
 
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed"
-kernel=$(ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -1 || true)
-[ -n "$kernel" ] || skip "no kernel in /boot (apt-get install linux-image-amd64)"
-is_static() { case "$(ldd "$1" 2>&1 || true)" in *"not a dynamic"*|*"statically linked"*) return 0;; esac; return 1; }
-[ -x /bin/busybox ] && is_static /bin/busybox \
-    || skip "static busybox missing (apt-get install busybox-static)"
-command -v cpio >/dev/null || skip "cpio not installed"
-[ "$(id -u)" = 0 ] || skip "not root (needs losetup and mount to inspect the image)"
-is_static "$oxcore" || fail "$oxcore is not statically linked"
-kver=${kernel#/boot/vmlinuz-}
+. "$(dirname "$0")/lib.sh"
+vm_require
 
 work=$(mktemp -d)
 loopdev=""
@@ -41,9 +33,7 @@ trap cleanup EXIT
 
 # --- the initramfs -----------------------------------------------------------
 root=$work/initramfs
-mkdir -p "$root"/{bin,sbin,proc,sys,dev,run,tmp,sysroot,modules,etc}
-cp /bin/busybox "$root/bin/busybox"
-cp "$oxcore" "$root/bin/oxcore"
+vm_initramfs_base "$root" virtio_pci virtio_blk ext4 qemu_fw_cfg
 # Dynamic tools with their libraries, at the paths their loader expects.
 add_tool() {
     local path
@@ -55,21 +45,6 @@ add_tool() {
     done
 }
 for t in sgdisk partx blkid wipefs mkfs.ext4; do add_tool "$t"; done
-# Kernel modules (with dependencies) for the virtio disk, ext4 and fw_cfg.
-: > "$root/load-modules"
-for m in virtio_pci virtio_blk ext4 qemu_fw_cfg; do
-    modprobe --show-depends -S "$kver" "$m" 2>/dev/null | awk '$1 == "insmod" { print $2 }'
-done | awk '!seen[$0]++' | while read -r ko; do
-    # Decompressed here: busybox insmod hands the kernel the raw bytes.
-    name=${ko##*/}; name=${name%.xz}; name=${name%.zst}; name=${name%.gz}
-    case "$ko" in
-        *.xz) xz -dc "$ko" > "$root/modules/$name";;
-        *.zst) zstd -qdc "$ko" > "$root/modules/$name";;
-        *.gz) gzip -dc "$ko" > "$root/modules/$name";;
-        *) cp "$ko" "$root/modules/$name";;
-    esac
-    echo "insmod /modules/$name" >> "$root/load-modules"
-done
 cat > "$root/init" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -91,7 +66,7 @@ echo "BOOT-OK"
 poweroff -f
 EOF
 chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$work/initrd.gz"
+vm_pack "$root" "$work/initrd.gz"
 
 # boot CONFIG DISK: boots once with CONFIG in fw_cfg and DISK as /dev/vda;
 # the console goes to $work/console.

@@ -257,9 +257,9 @@ fn both_tools_make_and_read_the_same_sysroots() {
     // Kernel arguments carried over and appended.
     let text = entries(ours).into_values().collect::<String>();
     // (`ostree=` keeps its place; the appended argument follows it.)
-    let appended = text
-        .lines()
-        .filter(|l| l.starts_with("options root=LABEL=root rw ostree=") && l.ends_with(" quiet nosmt"));
+    let appended = text.lines().filter(|l| {
+        l.starts_with("options root=LABEL=root rw ostree=") && l.ends_with(" quiet nosmt")
+    });
     assert_eq!(appended.count(), 2, "{text}");
     // The real tool accepts our repository and GC refs.
     ok(Command::new("ostree")

@@ -244,7 +244,7 @@ fn copy_meta(src: &Path, sm: &fs::Metadata, dst: &Path) -> Result<()> {
             .map_err(|e| io_err(dst, e))?;
     }
     for (k, v) in ostree_store::repo::read_xattrs(src)? {
-        let name = std::ffi::OsStr::new(std::str::from_utf8(&k).unwrap_or_default());
+        let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&k);
         rustix::fs::lsetxattr(dst, name, &v, rustix::fs::XattrFlags::empty())
             .map_err(|e| io_err(dst, e.into()))?;
     }
