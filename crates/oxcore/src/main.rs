@@ -7,6 +7,7 @@
 mod admin;
 mod butane;
 mod demo;
+mod graph;
 mod ignition;
 mod links;
 mod ostree;
@@ -37,6 +38,8 @@ enum Command {
     },
     /// Walk the provisioning flow on the embedded example config.
     Demo,
+    /// The update graph server (Cincinnati for Fedora CoreOS).
+    Graph(graph::GraphCli),
     /// Ignition: first-boot provisioning (`--stage NAME` runs a stage) and
     /// configs.
     Ignition(Box<ignition::IgnitionCli>),
@@ -186,6 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo => demo::run(),
         Command::Ignition(cli) => ignition::run(*cli),
+        Command::Graph(cli) => graph::run(cli),
         Command::Ostree { args } => {
             let mut argv = vec![OsString::from("oxcore ostree")];
             argv.extend(args);

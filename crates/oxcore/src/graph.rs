@@ -1,0 +1,122 @@
+//! `oxcore graph serve`: the update graph server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Subcommand};
+use graph_server::Settings;
+use graph_server::state::{DirSource, Source};
+
+/// The update graph server.
+#[derive(Debug, Args)]
+pub struct GraphCli {
+    #[command(subcommand)]
+    verb: GraphVerb,
+}
+
+#[derive(Debug, Subcommand)]
+enum GraphVerb {
+    /// Serve the Cincinnati graph API, metrics, status and the dashboard.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Settings file (TOML: metadata, listen, streams, architectures,
+    /// refresh_secs, stats_db, cache_max_age_secs).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Metadata base: a directory or an http(s) URL in upstream's layout.
+    #[arg(long, value_name = "BASE")]
+    metadata: Option<String>,
+    /// Address to listen on (repeatable; port 0 picks one).
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<String>,
+    /// Stream to serve (repeatable; default stable, testing, next).
+    #[arg(long)]
+    stream: Vec<String>,
+    /// Architecture to serve (repeatable).
+    #[arg(long = "arch")]
+    arch: Vec<String>,
+    /// Seconds between metadata refreshes.
+    #[arg(long)]
+    refresh_secs: Option<u64>,
+    /// Fleet statistics database (redb).
+    #[arg(long, value_name = "PATH")]
+    stats_db: Option<PathBuf>,
+    /// Fix the clock (epoch seconds), for reproducible tests.
+    #[arg(long, hide = true)]
+    fake_now: Option<i64>,
+}
+
+/// Metadata over HTTP(S), with the Ignition engine's client and retries.
+struct HttpSource(String);
+
+impl Source for HttpSource {
+    fn get(&self, rel: &str) -> Result<Vec<u8>, String> {
+        let timeouts = ignition_config::types::Timeouts {
+            http_total: Some(30),
+            ..Default::default()
+        };
+        ignition_engine::http::request_retrying(
+            "GET",
+            &self.describe(rel),
+            &[],
+            None,
+            &Default::default(),
+            &timeouts,
+            &Default::default(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn describe(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.0.trim_end_matches('/'))
+    }
+}
+
+/// Runs `oxcore graph`.
+pub fn run(cli: GraphCli) -> Result<ExitCode> {
+    let GraphVerb::Serve(a) = cli.verb;
+    let mut settings = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+            Settings::from_toml(&text).map_err(|e| anyhow!("{}: {e}", p.display()))?
+        }
+        None => Settings::from_toml(&format!(
+            "metadata = {:?}",
+            a.metadata
+                .clone()
+                .ok_or_else(|| anyhow!("--metadata or --config is required"))?
+        ))
+        .map_err(|e| anyhow!(e))?,
+    };
+    if let Some(m) = a.metadata {
+        settings.metadata = m;
+    }
+    if !a.listen.is_empty() {
+        settings.listen = a.listen;
+    }
+    if !a.stream.is_empty() {
+        settings.streams = a.stream;
+    }
+    if !a.arch.is_empty() {
+        settings.architectures = a.arch;
+    }
+    if let Some(r) = a.refresh_secs {
+        settings.refresh_secs = r;
+    }
+    if a.stats_db.is_some() {
+        settings.stats_db = a.stats_db;
+    }
+    let source: Arc<dyn Source> =
+        if settings.metadata.starts_with("http://") || settings.metadata.starts_with("https://") {
+            Arc::new(HttpSource(settings.metadata.clone()))
+        } else {
+            Arc::new(DirSource(PathBuf::from(&settings.metadata)))
+        };
+    graph_server::run(settings, source, a.fake_now).map_err(|e| anyhow!(e))?;
+    Ok(ExitCode::SUCCESS)
+}
