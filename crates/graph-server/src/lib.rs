@@ -321,6 +321,22 @@ pub fn etag_of(body: &[u8]) -> String {
     format!("\"{:016x}-{:x}\"", h.finish(), body.len())
 }
 
+/// A server running in a background thread.
+pub struct Running {
+    /// The addresses it listens on.
+    pub addrs: Vec<SocketAddr>,
+    thread: std::thread::JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    /// Waits for the server (it runs until the process ends).
+    pub fn join(self) -> Result<(), String> {
+        self.thread
+            .join()
+            .map_err(|_| "the server thread panicked".to_string())?
+    }
+}
+
 /// Runs the server until killed: binds every listen address (printing
 /// `listening on ADDR`), loads the metadata, refreshes it periodically,
 /// flushes statistics every few seconds and on SIGINT/SIGTERM.
@@ -329,11 +345,52 @@ pub fn run(
     source: Arc<dyn Source>,
     fake_now: Option<i64>,
 ) -> Result<(), String> {
+    let running = start(settings, source, fake_now, true)?;
+    for a in &running.addrs {
+        println!("listening on {a}");
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    running.join()
+}
+
+/// Starts the server in a background thread and returns once it listens.
+/// With `signals`, SIGINT/SIGTERM flush statistics and end the process.
+pub fn start(
+    settings: Settings,
+    source: Arc<dyn Source>,
+    fake_now: Option<i64>,
+    signals: bool,
+) -> Result<Running, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || serve(settings, source, fake_now, signals, tx));
+    match rx.recv() {
+        Ok(Ok(addrs)) => Ok(Running { addrs, thread }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(thread
+            .join()
+            .map_err(|_| "the server thread panicked".to_string())?
+            .err()
+            .unwrap_or_default()),
+    }
+}
+
+fn serve(
+    settings: Settings,
+    source: Arc<dyn Source>,
+    fake_now: Option<i64>,
+    signals: bool,
+    ready: std::sync::mpsc::Sender<Result<Vec<SocketAddr>, String>>,
+) -> Result<(), String> {
+    let fail = |e: String| {
+        let _ = ready.send(Err(e.clone()));
+        e
+    };
     let state = Arc::new(State::new(
         settings.streams.clone(),
         settings.architectures.clone(),
     ));
-    let stats = Stats::open(settings.stats_db.as_deref())?;
+    let stats = Stats::open(settings.stats_db.as_deref()).map_err(fail)?;
     let ctx = Arc::new(Ctx {
         state: state.clone(),
         metrics: Metrics::default(),
@@ -346,19 +403,21 @@ pub fn run(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("starting the runtime: {e}"))?;
-    rt.block_on(async move {
+        .map_err(|e| fail(format!("starting the runtime: {e}")))?;
+    let listeners = rt.block_on(async {
         let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
         for addr in &settings.listen {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|e| format!("listening on {addr}: {e}"))?;
-            let local: SocketAddr = l.local_addr().map_err(|e| e.to_string())?;
-            println!("listening on {local}");
+                .map_err(|e| fail(format!("listening on {addr}: {e}")))?;
+            addrs.push(l.local_addr().map_err(|e| fail(e.to_string()))?);
             listeners.push(l);
         }
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+        let _ = ready.send(Ok(addrs));
+        Ok::<_, String>(listeners)
+    })?;
+    rt.block_on(async move {
         // Refresh.
         {
             let (state, source, ctx) = (state.clone(), source.clone(), ctx.clone());
@@ -385,7 +444,7 @@ pub fn run(
                 }
             });
         }
-        {
+        if signals {
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 let mut term =

@@ -16,7 +16,7 @@ use anyhow::bail;
 /// The Butane config the demo uses.
 pub const EXAMPLE_BUTANE: &str = include_str!("../examples/hello.bu");
 
-pub fn run() -> anyhow::Result<ExitCode> {
+pub fn run(serve: bool) -> anyhow::Result<ExitCode> {
     println!("oxcore demo: the provisioning flow on embedded defaults\n");
     println!("1. Butane -> Ignition (variant fcos 1.5.0):");
     let outcome = butane::transpile(EXAMPLE_BUTANE.as_bytes(), &butane::Options::default());
@@ -114,7 +114,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         "\nThe Ignition config:\n{}",
         ignition_config::to_json_pretty(&config)
     );
-    updates(&config)?;
+    updates(&config, serve)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -188,7 +188,7 @@ fn status(sr: &sysroot::Sysroot) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn updates(config: &ignition_config::types::Config) -> anyhow::Result<()> {
+fn updates(config: &ignition_config::types::Config, serve: bool) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
     let root = scratch.path().join("sysroot");
     let tree = scratch.path().join("tree");
@@ -262,6 +262,84 @@ fn updates(config: &ignition_config::types::Config) -> anyhow::Result<()> {
     println!("9. Roll back to the first release:");
     sr.rollback()?;
     status(&sr)?;
+    graph(
+        &scratch.path().join("metadata"),
+        &[(first, "41.20261125.3.0"), (second, "41.20261209.3.0")],
+        serve,
+    )
+}
+
+/// Publishes the two releases on the stable stream (the second rolling out
+/// over a day), serves the update graph, and asks it as a node of the first.
+fn graph(
+    meta_dir: &std::path::Path,
+    releases: &[(ostree_store::Checksum, &str)],
+    serve: bool,
+) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    println!("10. Publish the releases on stream stable and serve the update graph:");
+    let meta = release::publish::Metadata::new(meta_dir, "http://127.0.0.1");
+    for (c, v) in releases {
+        let hex = c.to_hex();
+        let new = release::publish::NewRelease {
+            stream: "stable",
+            version: v,
+            arch: "x86_64",
+            commit: &hex,
+            media: &Default::default(),
+        };
+        meta.add_release(&new, now, None)?;
+    }
+    let rollout = release::publish::Rule::Rollout {
+        start_epoch: now - 6 * 3600,
+        start_percentage: 0.0,
+        duration_minutes: Some(24 * 60),
+    };
+    meta.set_rule("stable", releases[1].1, rollout, now, None)?;
+    let settings = graph_server::Settings::from_toml(&format!(
+        "metadata = {:?}\nlisten = [\"127.0.0.1:0\"]\nstreams = [\"stable\"]\narchitectures = [\"x86_64\"]",
+        meta_dir.display().to_string()
+    ))
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let source = std::sync::Arc::new(graph_server::state::DirSource(meta_dir.to_path_buf()));
+    let running =
+        graph_server::start(settings, source, None, serve).map_err(|e| anyhow::anyhow!(e))?;
+    let addr = running.addrs[0];
+    for (who, wariness) in [
+        ("an eager node (wariness 0.1)", "0.100000"),
+        ("a wary node (wariness 0.9)", "0.900000"),
+    ] {
+        let url = format!(
+            "http://{addr}/v1/graph?basearch=x86_64&stream=stable&os_version={}&node_uuid=0123456789abcdef0123456789abcdef&platform=qemu&rollout_wariness={wariness}",
+            releases[0].1
+        );
+        let body = ignition_engine::http::get(&url, &[], &Default::default(), &Default::default())
+            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let g: serde_json::Value = serde_json::from_slice(&body)?;
+        let offered = g["edges"].as_array().map_or(0, Vec::len);
+        println!(
+            "   {who}: {} releases in the graph, {}",
+            g["nodes"].as_array().map_or(0, Vec::len),
+            if offered > 0 {
+                format!("may update to {}", releases[1].1)
+            } else {
+                "must wait for the rollout".to_string()
+            }
+        );
+    }
+    println!(
+        "   the rollout of {} is open to 25% of the fleet (6 h of 24)",
+        releases[1].1
+    );
+    println!(
+        "   dashboard: http://{addr}/   graph: http://{addr}/v1/graph?basearch=x86_64&stream=stable"
+    );
+    if serve {
+        println!("   serving until interrupted (Ctrl-C)");
+        running.join().map_err(|e| anyhow::anyhow!(e))?;
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod graph;
 mod ignition;
 mod links;
 mod ostree;
+mod release;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -36,8 +37,15 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
-    /// Walk the provisioning flow on the embedded example config.
-    Demo,
+    /// Walk the provisioning and update flows on embedded defaults.
+    Demo {
+        /// Keep the demo's graph server and dashboard running.
+        #[arg(long)]
+        serve: bool,
+    },
+    /// Releases: compose into streams, promote, barriers, dead-ends,
+    /// rollouts, signed metadata.
+    Release(release::ReleaseCli),
     /// The update graph server (Cincinnati for Fedora CoreOS).
     Graph(graph::GraphCli),
     /// Ignition: first-boot provisioning (`--stage NAME` runs a stage) and
@@ -187,9 +195,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             argv.extend(args);
             Ok(butane::main(argv))
         }
-        Command::Demo => demo::run(),
+        Command::Demo { serve } => demo::run(serve),
         Command::Ignition(cli) => ignition::run(*cli),
         Command::Graph(cli) => graph::run(cli),
+        Command::Release(cli) => release::run(cli),
         Command::Ostree { args } => {
             let mut argv = vec![OsString::from("oxcore ostree")];
             argv.extend(args);

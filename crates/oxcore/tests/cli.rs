@@ -89,6 +89,20 @@ fn demo_runs_on_embedded_defaults() {
         first < rollback.find("41.20261209.3.0").unwrap(),
         "{rollback}"
     );
+    // The graph server on the composed releases, asked as two nodes.
+    assert!(
+        text.contains(
+            "an eager node (wariness 0.1): 2 releases in the graph, may update to 41.20261209.3.0"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "a wary node (wariness 0.9): 2 releases in the graph, must wait for the rollout"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("dashboard: http://127.0.0.1:"), "{text}");
 }
 
 #[test]
