@@ -44,6 +44,15 @@ if [ "${#vm_missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
         echo "test.sh: could not install ${vm_missing[*]}; the first-boot VM test will skip" >&2
 fi
 
+# The dashboard is rendered in a real headless Chromium; best effort too
+# (the test skips, saying why, without it).
+if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "ok installed" && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    { [ "${#missing[@]}" -gt 0 ] || [ "${#vm_missing[@]}" -gt 0 ]; } || apt-get update -qq
+    apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 ||
+        echo "test.sh: could not install chromium; the dashboard test will skip" >&2
+fi
+
 cargo test --workspace --locked --features oxcore/failpoints "$@"
 
 # The VM tests (first boot; booting a deployment through prepare-root),

@@ -175,9 +175,9 @@ pub fn render(
 pub fn graph_svg(graph: &release::graph::Graph) -> String {
     let n = graph.nodes.len();
     let step = 28.0;
-    let width = (n.max(1) as f64) * step + 40.0;
-    let height = 230.0;
-    let base = 120.0;
+    let width = (n.max(1) as f64) * step + 120.0;
+    let height = 220.0;
+    let base = 110.0;
     let x = |i: usize| 20.0 + i as f64 * step + step / 2.0;
     let mut s = String::new();
     let _ = write!(
