@@ -80,10 +80,11 @@ impl RolloutWindow {
             return 0.0;
         }
         match self.duration_minutes {
-            Some(d) if d > 0 => {
+            // As upstream, a duration of 0 counts as one minute.
+            Some(d) => {
                 let end = self
                     .start_epoch
-                    .saturating_add((d as i64).saturating_mul(60));
+                    .saturating_add((d.max(1) as i64).saturating_mul(60));
                 if now >= end {
                     1.0
                 } else {
@@ -92,7 +93,7 @@ impl RolloutWindow {
                     self.start_value + (1.0 - self.start_value) * progress
                 }
             }
-            _ => self.start_value,
+            None => self.start_value,
         }
     }
 }
@@ -137,7 +138,7 @@ impl Graph {
                 Scheme::Checksum => rel
                     .commits
                     .iter()
-                    .find(|c| c.architecture == arch)
+                    .rfind(|c| c.architecture == arch && !c.checksum.is_empty())
                     .map(|c| c.checksum.clone()),
                 Scheme::Oci => rel
                     .oci_images
@@ -171,25 +172,23 @@ impl Graph {
             let rules = &entry.metadata;
             if let Some(b) = &rules.barrier {
                 node.metadata.insert(keys::BARRIER.into(), "true".into());
-                match &b.reason {
-                    Some(r) => {
-                        node.metadata.insert(keys::BARRIER_REASON.into(), r.clone());
-                    }
-                    None => notes
+                node.metadata
+                    .insert(keys::BARRIER_REASON.into(), reason_or_generic(&b.reason));
+                if b.reason.is_none() {
+                    notes
                         .warnings
-                        .push(format!("{}: barrier without a reason", entry.version)),
+                        .push(format!("{}: barrier without a reason", entry.version));
                 }
             }
             if let Some(d) = &rules.deadend {
                 node.metadata.insert(keys::DEADEND.into(), "true".into());
                 node.deadend = true;
-                match &d.reason {
-                    Some(r) => {
-                        node.metadata.insert(keys::DEADEND_REASON.into(), r.clone());
-                    }
-                    None => notes
+                node.metadata
+                    .insert(keys::DEADEND_REASON.into(), reason_or_generic(&d.reason));
+                if d.reason.is_none() {
+                    notes
                         .warnings
-                        .push(format!("{}: dead-end without a reason", entry.version)),
+                        .push(format!("{}: dead-end without a reason", entry.version));
                 }
             }
             if let Some(r) = &rules.rollout {
@@ -216,22 +215,29 @@ impl Graph {
                 node.rollout = Some(w);
             }
         }
+        // Edges in upstream's order: into rollouts, newest rollout first,
+        // each from the previous barrier (inclusive); then into barriers that
+        // are not rollouts, oldest first, each from the previous barrier; then
+        // edges leaving dead-ends are dropped.
+        let rollouts: Vec<usize> = (0..nodes.len())
+            .filter(|&i| nodes[i].rollout.is_some())
+            .collect();
+        let barriers: Vec<usize> = (0..nodes.len())
+            .filter(|&i| nodes[i].metadata.contains_key(keys::BARRIER))
+            .collect();
         let mut edges = Vec::new();
-        let mut last_barrier = 0;
-        for i in 0..nodes.len() {
-            let is_barrier = nodes[i].metadata.contains_key(keys::BARRIER);
-            let is_rollout = nodes[i].rollout.is_some();
-            if is_rollout || is_barrier {
-                for (from, n) in nodes.iter().enumerate().take(i).skip(last_barrier) {
-                    if !n.deadend {
-                        edges.push((from, i));
-                    }
-                }
-            }
-            if is_barrier {
-                last_barrier = i;
-            }
+        for &r in rollouts.iter().rev() {
+            let previous = barriers.iter().copied().rfind(|&b| b < r).unwrap_or(0);
+            edges.extend((previous..r).map(|i| (i, r)));
         }
+        let mut start = 0;
+        for &b in &barriers {
+            if nodes[b].rollout.is_none() {
+                edges.extend((start..b).map(|i| (i, b)));
+            }
+            start = b;
+        }
+        edges.retain(|&(from, _)| !nodes[from].deadend);
         (Graph { nodes, edges }, notes)
     }
 
@@ -276,6 +282,14 @@ impl Graph {
                 .collect(),
         };
         serde_json::to_vec(&view).expect("graph serializes")
+    }
+}
+
+/// An empty or missing reason reads `generic`, as upstream writes it.
+fn reason_or_generic(r: &Option<String>) -> String {
+    match r.as_deref() {
+        Some(r) if !r.is_empty() => r.to_string(),
+        _ => "generic".to_string(),
     }
 }
 

@@ -135,7 +135,8 @@ fn rollouts_take_edges_from_the_previous_barrier_and_do_not_move_it() {
     );
     assert_eq!(
         g.edges,
-        vec![(0, 1), (1, 3), (2, 3), (1, 5), (2, 5), (3, 5), (4, 5)]
+        // Upstream's order: rollouts newest first, then barriers oldest first.
+        vec![(1, 5), (2, 5), (3, 5), (4, 5), (1, 3), (2, 3), (0, 1)]
     );
     assert_eq!(g.nodes[3].metadata[keys::ROLLOUT], "true");
     assert_eq!(g.nodes[3].metadata[keys::START_VALUE], "1");
@@ -151,7 +152,7 @@ fn a_barrier_that_is_also_a_rollout_gets_rollout_edges_once() {
         duration_minutes: Some(60),
     });
     let g = build(&V[..4], vec![both, rollout(V[3], 0, 1.0, None)]);
-    assert_eq!(g.edges, vec![(0, 2), (1, 2), (2, 3)]);
+    assert_eq!(g.edges, vec![(2, 3), (0, 2), (1, 2)]);
 }
 
 #[test]
@@ -265,6 +266,25 @@ fn barriers_without_reason_are_accepted_with_a_warning() {
     let (g, notes) = Graph::build(&index(&V[..2]), &updates, "x86_64", Scheme::Checksum);
     assert_eq!(g.edges, vec![(0, 1)]);
     assert_eq!(notes.warnings.len(), 1);
+    // As upstream writes it for an empty reason.
+    assert_eq!(g.nodes[1].metadata[keys::BARRIER_REASON], "generic");
+}
+
+#[test]
+fn empty_checksums_do_not_count_and_a_zero_duration_is_one_minute() {
+    let mut idx = index(&V[..2]);
+    idx.releases[0].commits[0].checksum.clear();
+    let (g, _) = Graph::build(&idx, &UpdatesDoc::default(), "x86_64", Scheme::Checksum);
+    assert_eq!(g.nodes.len(), 1);
+    assert_eq!(g.nodes[0].metadata[keys::AGE_INDEX], "1");
+    let g = build(&V[..2], vec![rollout(V[1], 1000, 0.0, Some(0))]);
+    assert_eq!(
+        g.filtered(0.5, 1030).edges,
+        vec![(0, 1)],
+        "half way through one minute"
+    );
+    assert_eq!(g.filtered(0.51, 1030).edges, vec![]);
+    assert_eq!(g.filtered(1.0, 1060).edges, vec![(0, 1)]);
 }
 
 #[test]
