@@ -36,6 +36,9 @@ struct Common {
 #[derive(Debug, Subcommand)]
 enum Verb {
     /// Commit a root filesystem tree as a release of a stream.
+    #[command(
+        override_usage = "oxcore release compose --repo <REPO> --metadata <DIR> --stream <STREAM>\n       --tree <TREE> --version <VERSION> [OPTIONS]"
+    )]
     Compose {
         #[command(flatten)]
         common: Common,
@@ -63,6 +66,9 @@ enum Verb {
     },
     /// Copy a release to the next stream (a commit of the same tree with
     /// the target's version), optionally starting a rollout.
+    #[command(
+        override_usage = "oxcore release promote --repo <REPO> --metadata <DIR> --from <FROM>\n       --to <TO> [OPTIONS] <VERSION>"
+    )]
     Promote {
         #[command(flatten)]
         common: Common,
@@ -88,6 +94,9 @@ enum Verb {
         ref_prefix: String,
     },
     /// Make a release a barrier: every node passes through it.
+    #[command(
+        override_usage = "oxcore release barrier --metadata <DIR> --stream <STREAM>\n       --reason <REASON> [OPTIONS] <VERSION>"
+    )]
     Barrier {
         #[command(flatten)]
         common: Common,
@@ -101,6 +110,9 @@ enum Verb {
         reason: String,
     },
     /// Make a release a dead-end: no update leaves it.
+    #[command(
+        override_usage = "oxcore release deadend --metadata <DIR> --stream <STREAM>\n       --reason <REASON> [OPTIONS] <VERSION>"
+    )]
     Deadend {
         #[command(flatten)]
         common: Common,
@@ -114,6 +126,9 @@ enum Verb {
         reason: String,
     },
     /// Roll a release out over time.
+    #[command(
+        override_usage = "oxcore release rollout --metadata <DIR> --stream <STREAM>\n       --hours <HOURS> [OPTIONS] <VERSION>"
+    )]
     Rollout {
         #[command(flatten)]
         common: Common,
