@@ -414,6 +414,9 @@ fn serve(
             addrs.push(l.local_addr().map_err(|e| fail(e.to_string()))?);
             listeners.push(l);
         }
+        for a in &addrs {
+            tracing::info!(address = %a, streams = ?settings.streams, architectures = ?settings.architectures, "graph server listening");
+        }
         let _ = ready.send(Ok(addrs));
         Ok::<_, String>(listeners)
     })?;
@@ -439,7 +442,7 @@ fn serve(
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     let c = ctx.clone();
                     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || c.stats.flush()).await {
-                        eprintln!("graph server: writing statistics: {e}");
+                        tracing::error!(error = %e, "writing fleet statistics failed");
                     }
                 }
             });
@@ -464,7 +467,7 @@ fn serve(
                     _ = int.recv() => {}
                 }
                 if let Err(e) = ctx.stats.flush() {
-                    eprintln!("graph server: writing statistics: {e}");
+                    tracing::error!(error = %e, "writing fleet statistics failed");
                 }
                 std::process::exit(0);
             });

@@ -167,6 +167,7 @@ impl State {
     /// Rebuilds every stream from `source`; a stream that fails keeps its
     /// previous graphs and records the error.
     pub fn refresh(&self, source: &dyn Source, now: i64) {
+        let started = std::time::Instant::now();
         let old = self.current();
         let mut next = Snapshot::default();
         for stream in &self.streams {
@@ -175,6 +176,7 @@ impl State {
                 Ok((index, updates)) => {
                     status.error = None;
                     status.releases = index.releases.len();
+                    tracing::debug!(stream = %stream, releases = index.releases.len(), "metadata loaded");
                     status.built_at = Some(now);
                     status.warnings.clear();
                     for arch in &self.architectures {
@@ -192,6 +194,7 @@ impl State {
                     next.indexes.insert(stream.clone(), index);
                 }
                 Err(e) => {
+                    tracing::warn!(stream = %stream, error = %e, "metadata refresh failed; keeping the last good graph");
                     status.error = Some(e);
                     status.failures += 1;
                     for ((s, a, sc), g) in &old.graphs {
@@ -206,6 +209,17 @@ impl State {
             }
             next.status.insert(stream.clone(), status);
         }
+        for (stream, st) in &next.status {
+            for w in &st.warnings {
+                tracing::warn!(stream = %stream, "{w}");
+            }
+        }
+        tracing::info!(
+            streams = self.streams.len(),
+            graphs = next.graphs.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "graphs refreshed"
+        );
         *self.snapshot.write().expect("lock") = Arc::new(next);
     }
 }

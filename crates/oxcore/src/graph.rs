@@ -117,6 +117,18 @@ pub fn run(cli: GraphCli) -> Result<ExitCode> {
         } else {
             Arc::new(DirSource(PathBuf::from(&settings.metadata)))
         };
+    // Logs to stderr; OXCORE_LOG=debug shows each stream's load too.
+    let level = match std::env::var("OXCORE_LOG").as_deref() {
+        Ok("debug") => tracing_subscriber::filter::LevelFilter::DEBUG,
+        Ok("warn") => tracing_subscriber::filter::LevelFilter::WARN,
+        Ok("error") => tracing_subscriber::filter::LevelFilter::ERROR,
+        _ => tracing_subscriber::filter::LevelFilter::INFO,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(false)
+        .try_init();
     graph_server::run(settings, source, a.fake_now).map_err(|e| anyhow!(e))?;
     Ok(ExitCode::SUCCESS)
 }

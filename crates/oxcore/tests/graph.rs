@@ -15,6 +15,7 @@ const NOW: i64 = 1_800_000_000;
 struct Server {
     child: Child,
     addr: String,
+    log: std::path::PathBuf,
 }
 
 impl Drop for Server {
@@ -51,6 +52,7 @@ impl Server {
             .arg("--stats-db")
             .arg(stats)
             .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(stats.with_extension("log")).unwrap())
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -62,7 +64,11 @@ impl Server {
             .strip_prefix("listening on ")
             .expect("listening line")
             .to_string();
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            log: stats.with_extension("log"),
+        }
     }
 
     /// (status, headers, body) of a GET.
@@ -350,6 +356,13 @@ fn serves_the_graph_a_node_should_see() {
             .get("/metrics", "")
             .2
             .contains("oxcore_graph_upstream_ok{stream=\"stable\"} 0")
+    );
+    // And the log says it (tracing, on stderr).
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("graph server listening"), "{log}");
+    assert!(
+        log.contains("metadata refresh failed; keeping the last good graph"),
+        "{log}"
     );
 
     // The dashboard.
