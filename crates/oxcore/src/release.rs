@@ -63,6 +63,12 @@ enum Verb {
         /// Commit timestamp (epoch seconds; default now).
         #[arg(long)]
         timestamp: Option<u64>,
+        /// An artifact of the release, `PLATFORM:FORMAT:NAME=PATH` (e.g.
+        /// `qemu:qcow2.xz:disk=fcos.qcow2.xz`): copied next to its
+        /// release.json and listed with its location and sha256
+        /// (repeatable).
+        #[arg(long, value_name = "PLATFORM:FORMAT:NAME=PATH")]
+        artifact: Vec<String>,
     },
     /// Copy a release to the next stream (a commit of the same tree with
     /// the target's version), optionally starting a rollout.
@@ -194,6 +200,99 @@ fn signer(common: &Common) -> Result<Option<sign::SecretKey>> {
         .transpose()
 }
 
+/// `PLATFORM:FORMAT:NAME=PATH`.
+fn parse_artifact(a: &str) -> Result<(String, String, String, PathBuf)> {
+    let bad = || anyhow!("invalid --artifact '{a}': expected PLATFORM:FORMAT:NAME=PATH");
+    let (spec, path) = a.split_once('=').ok_or_else(bad)?;
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [platform, format, name] = parts.as_slice() else {
+        return Err(bad());
+    };
+    if [platform, format, name]
+        .iter()
+        .any(|p| p.is_empty() || p.contains('/'))
+    {
+        return Err(bad());
+    }
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        return Err(anyhow!("artifact {}: not a file", path.display()));
+    }
+    Ok((
+        platform.to_string(),
+        format.to_string(),
+        name.to_string(),
+        path,
+    ))
+}
+
+/// Copies artifacts next to the release's release.json (each through a
+/// temporary name) and describes them with location and sha256.
+fn publish_artifacts(
+    common: &Common,
+    stream: &str,
+    version: &str,
+    arch: &str,
+    artifacts: &[(String, String, String, PathBuf)],
+) -> Result<std::collections::BTreeMap<String, release::meta::Platform>> {
+    use std::io::Read;
+    let mut media: std::collections::BTreeMap<String, release::meta::Platform> = Default::default();
+    let rel_dir = format!("prod/streams/{stream}/builds/{version}/{arch}");
+    let dir = common.metadata.join(&rel_dir);
+    for (platform, format, name, path) in artifacts {
+        std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| anyhow!("{}: no file name", path.display()))?;
+        let dest = dir.join(file_name);
+        let tmp = dir.join(format!(".{}.tmp", file_name.to_string_lossy()));
+        let mut src = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+        let mut out = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = src
+                .read(&mut buf)
+                .with_context(|| path.display().to_string())?;
+            if n == 0 {
+                break;
+            }
+            ctx.update(&buf[..n]);
+            std::io::Write::write_all(&mut out, &buf[..n])
+                .with_context(|| tmp.display().to_string())?;
+        }
+        out.sync_all().with_context(|| tmp.display().to_string())?;
+        std::fs::rename(&tmp, &dest).with_context(|| dest.display().to_string())?;
+        let sha256: String = ctx
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let location = format!(
+            "{}/{rel_dir}/{}",
+            common.base_url.trim_end_matches('/'),
+            file_name.to_string_lossy()
+        );
+        media
+            .entry(platform.clone())
+            .or_default()
+            .artifacts
+            .entry(format.clone())
+            .or_default()
+            .insert(
+                name.clone(),
+                release::meta::Artifact {
+                    location,
+                    signature: None,
+                    sha256,
+                    uncompressed_sha256: None,
+                },
+            );
+    }
+    Ok(media)
+}
+
 /// Runs `f` on the metadata tree with the signer `--sign-key` gives.
 fn signed<R>(
     common: &Common,
@@ -265,19 +364,25 @@ pub fn run(cli: ReleaseCli) -> Result<ExitCode> {
             version,
             ref_prefix,
             timestamp,
+            artifact,
         } => signed(&common, |meta, sign| {
             // Validate before touching the repository.
             meta.check_new_release(&stream, &version, &arch)?;
+            let artifacts = artifact
+                .iter()
+                .map(|a| parse_artifact(a))
+                .collect::<Result<Vec<_>>>()?;
             let repo = Repo::open(&repo)?;
             let r = stream_ref(&ref_prefix, &arch, &stream);
             let c = commit_tree(&repo, &r, &version, Source::Dir(&tree), timestamp)?;
             let hex = c.to_hex();
+            let media = publish_artifacts(&common, &stream, &version, &arch, &artifacts)?;
             let new = release::publish::NewRelease {
                 stream: &stream,
                 version: &version,
                 arch: &arch,
                 commit: &hex,
-                media: &Default::default(),
+                media: &media,
             };
             meta.add_release(&new, now(), sign)?;
             println!("{r} {version} {c}");

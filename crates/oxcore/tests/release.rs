@@ -28,6 +28,24 @@ fn tree(dir: &Path, motd: &str) {
     std::fs::write(dir.join("usr/etc/motd"), motd).unwrap();
 }
 
+fn sha256_hex(data: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(data)?;
+            c.wait_with_output()
+        });
+    String::from_utf8(out.unwrap().stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -83,7 +101,27 @@ fn compose_promote_rules_and_signed_metadata() {
     ok(compose("41.20261125.1.0", "x86_64"));
     ok(compose("41.20261125.1.0", "aarch64"));
     tree(&t, "two");
-    let out = ok(compose("41.20261201.1.0", "x86_64"));
+    let image = tmp
+        .path()
+        .join("fedora-coreos-41.20261201.1.0-qemu.x86_64.qcow2.xz");
+    std::fs::write(&image, b"a disk image").unwrap();
+    let out = ok(oxcore(&[
+        "release",
+        "compose",
+        "--repo",
+        r,
+        "--metadata",
+        m,
+        "--sign-key",
+        k,
+        "--stream",
+        "next",
+        "--tree",
+        t.to_str().unwrap(),
+        "--version",
+        "41.20261201.1.0",
+        &format!("--artifact=qemu:qcow2.xz:disk={}", image.display()),
+    ]));
     let second = out.split_whitespace().nth(2).unwrap().to_string();
 
     // Refused: a version of another stream, an older one, a repeat.
@@ -138,6 +176,30 @@ fn compose_promote_rules_and_signed_metadata() {
         second.as_str()
     );
     assert!(meta.join("streams/next.json").is_file() && meta.join("updates/next.json").is_file());
+    // The artifact: copied, listed with its location and sha256 in the
+    // release and in the stream metadata.
+    let disk =
+        &release["architectures"]["x86_64"]["media"]["qemu"]["artifacts"]["qcow2.xz"]["disk"];
+    assert_eq!(disk["sha256"], sha256_hex(b"a disk image").as_str());
+    let location = disk["location"].as_str().unwrap();
+    assert!(location.ends_with("/prod/streams/next/builds/41.20261201.1.0/x86_64/fedora-coreos-41.20261201.1.0-qemu.x86_64.qcow2.xz"), "{location}");
+    assert_eq!(
+        std::fs::read(
+            meta.join("prod/streams/next/builds/41.20261201.1.0/x86_64")
+                .join(image.file_name().unwrap())
+        )
+        .unwrap(),
+        b"a disk image"
+    );
+    let stream_doc = json(&meta.join("streams/next.json"));
+    assert_eq!(
+        stream_doc["architectures"]["x86_64"]["artifacts"]["qemu"]["release"],
+        "41.20261201.1.0"
+    );
+    assert_eq!(
+        stream_doc["architectures"]["x86_64"]["artifacts"]["qemu"]["formats"]["qcow2.xz"]["disk"]["location"],
+        location
+    );
 
     // Promote to testing with a rollout over 24 hours.
     let out = ok(oxcore(&[
