@@ -218,8 +218,9 @@ pub fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-/// Query parameters; a repeated one is an error naming it.
-fn params(query: &str) -> Result<Vec<(String, String)>, String> {
+/// Query parameters, percent-decoded; a repeated one is an error naming
+/// it.
+pub fn params(query: &str) -> Result<Vec<(String, String)>, String> {
     let mut out: Vec<(String, String)> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

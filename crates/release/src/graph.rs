@@ -82,14 +82,13 @@ impl RolloutWindow {
         match self.duration_minutes {
             // As upstream, a duration of 0 counts as one minute.
             Some(d) => {
-                let end = self
-                    .start_epoch
-                    .saturating_add((d.max(1) as i64).saturating_mul(60));
+                // In i128: metadata may hold any epoch and duration.
+                let (start, now) = (i128::from(self.start_epoch), i128::from(now));
+                let end = start + i128::from(d.max(1)) * 60;
                 if now >= end {
                     1.0
                 } else {
-                    let progress =
-                        (now - self.start_epoch) as f64 / (end - self.start_epoch) as f64;
+                    let progress = (now - start) as f64 / (end - start) as f64;
                     self.start_value + (1.0 - self.start_value) * progress
                 }
             }

@@ -206,6 +206,11 @@ fn rollout_throttling_over_time_and_wariness() {
     // A negative start hides it even from wariness 0.
     let g = build(&V[..2], vec![rollout(V[1], 0, -0.1, None)]);
     assert_eq!(g.filtered(0.0, 10).edges, vec![]);
+    // Extreme metadata does not overflow.
+    let g = build(&V[..2], vec![rollout(V[1], i64::MIN, 0.5, Some(u64::MAX))]);
+    assert_eq!(g.filtered(0.5, i64::MAX).edges, vec![(0, 1)]);
+    let g = build(&V[..2], vec![rollout(V[1], i64::MAX, 0.5, Some(u64::MAX))]);
+    assert_eq!(g.filtered(0.0, i64::MAX).edges, vec![(0, 1)]);
     // NaN hides nothing.
     assert_eq!(g.filtered(f64::NAN, 10).edges, vec![(0, 1)]);
 }
