@@ -38,16 +38,7 @@ pub fn week_of(epoch_secs: i64) -> i64 {
 
 /// The Monday starting week `w`, as `YYYY-MM-DD`.
 pub fn week_start(w: i64) -> String {
-    let days = w * 7 + 4;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = civil_time::civil_from_days(w * 7 + 4);
     format!("{y:04}-{m:02}-{d:02}")
 }
 

@@ -925,31 +925,8 @@ fn commit(repo: &mut Repo, args: CommitArgs) -> Result<Checksum> {
     Ok(c)
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn format_time(t: u64) -> String {
-    let (y, m, d) = civil((t / 86_400) as i64);
+    let (y, m, d) = civil_time::civil_from_days((t / 86_400) as i64);
     let s = t % 86_400;
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000",
@@ -961,7 +938,7 @@ fn format_time(t: u64) -> String {
 
 /// As GLib's ISO 8601 in UTC, the way `ostree summary --view` prints times.
 fn format_iso(t: u64) -> String {
-    let (y, m, d) = civil((t / 86_400) as i64);
+    let (y, m, d) = civil_time::civil_from_days((t / 86_400) as i64);
     let s = t % 86_400;
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00",
@@ -988,7 +965,7 @@ fn parse_time(s: &str) -> Result<u64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return Err(bad());
     }
-    let mut secs = days_from_civil(y, mo, d) * 86_400;
+    let mut secs = civil_time::days_from_civil(y, mo, d) * 86_400;
     let rest = rest.get(1..).unwrap_or("");
     if !rest.is_empty() {
         let (time, zone) = match rest.find(['Z', '+', '-']) {
