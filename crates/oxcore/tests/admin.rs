@@ -4,6 +4,10 @@
 //! way. Crash safety is checked by killing the deployer at every step and
 //! "booting" what is left.
 
+mod common;
+
+use common::ok;
+use common::serve;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -24,18 +28,6 @@ fn have_ostree() -> bool {
         );
     }
     ok
-}
-
-#[track_caller]
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Runs `ostree ARGS` (real) or `oxcore ostree ARGS`.
@@ -525,32 +517,6 @@ fn a_deploy_killed_at_any_step_leaves_the_old_or_the_new_configuration() {
     }
     admin(false, &root, &["deploy", "fcos/stable"]);
     boot_check(&root);
-}
-
-struct Server(std::process::Child, u16);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Server {
-    use std::io::BufRead;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/serve.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(dir)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
-    Server(child, port)
 }
 
 fn top(args: &[&str]) -> String {

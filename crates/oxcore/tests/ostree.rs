@@ -5,11 +5,14 @@
 //!
 //! Tests that need `ostree` or root say so on stderr and return early.
 
+mod common;
+
+use common::ok;
+use common::serve;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 fn oxcore() -> Command {
     Command::new(env!("CARGO_BIN_EXE_oxcore"))
@@ -40,18 +43,6 @@ fn rustix_uid() -> u32 {
     std::fs::metadata("/proc/self")
         .map(|m| m.uid())
         .unwrap_or(1)
-}
-
-#[track_caller]
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn ox(repo: &Path, args: &[&str]) -> Output {
@@ -490,34 +481,6 @@ fn fsck_reports_corruption_and_missing_objects() {
     let out = ox(&repo, &["fsck"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(sums[1]));
-}
-
-struct Server(Child, u16);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A static HTTP server on 127.0.0.1 serving `dir` (bench/serve.py:
-/// Python's threaded server with a backlog for parallel pulls).
-fn serve(dir: &Path) -> Server {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/serve.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
-    Server(child, port)
 }
 
 fn commit_tree(repo: &Path, tree: &Path, branch: &str, extra: &[&str]) -> String {

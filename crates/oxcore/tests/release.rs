@@ -1,6 +1,9 @@
 //! Release tooling end to end: compose into `next`, promote to `testing`
 //! with a rollout, barriers and dead-ends, and signed metadata.
 
+mod common;
+
+use common::ok;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -9,17 +12,6 @@ fn oxcore(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-#[track_caller]
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 fn tree(dir: &Path, motd: &str) {

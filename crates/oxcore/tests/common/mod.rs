@@ -1,0 +1,50 @@
+//! Helpers the integration tests share: checking a command's outcome and a
+//! static HTTP server on 127.0.0.1.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+/// The stdout of a command that must have succeeded (its output in the
+/// panic message otherwise).
+#[track_caller]
+pub fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A static HTTP server, stopped when dropped; `.1` is its port.
+pub struct Server(pub Child, pub u16);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Serves `dir` on 127.0.0.1 with bench/serve.py (Python's threaded server
+/// with a listen backlog that fits parallel pulls).
+pub fn serve(dir: &Path) -> Server {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/serve.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+    Server(child, port)
+}
