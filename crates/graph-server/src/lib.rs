@@ -442,6 +442,8 @@ fn serve(
                 loop {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     let c = ctx.clone();
+                    // The dashboard shows 12 weeks; older ones stay on disk.
+                    c.stats.forget_old_weeks(c.now(), 12);
                     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || c.stats.flush()).await {
                         tracing::error!(error = %e, "writing fleet statistics failed");
                     }

@@ -154,6 +154,17 @@ impl Stats {
         Ok(pending.len())
     }
 
+    /// Forgets (in memory only; the store keeps them) the weeks older
+    /// than the last `keep` before the week of `now`, so memory stays
+    /// bounded by the fleet's size.
+    pub fn forget_old_weeks(&self, now: i64, keep: i64) {
+        let oldest = week_of(now) - keep + 1;
+        self.counted
+            .lock()
+            .expect("lock")
+            .retain(|k, _| i64::from_be_bytes(k[..8].try_into().expect("8 bytes")) >= oldest);
+    }
+
     /// Distinct nodes per week, by (version, stream, arch, platform).
     pub fn weekly(&self) -> BTreeMap<i64, BTreeMap<Report, u64>> {
         let mut out: BTreeMap<i64, BTreeMap<Report, u64>> = BTreeMap::new();
@@ -210,6 +221,9 @@ mod tests {
         assert_eq!(this[&r("41.2")], 2);
         assert!(!this.contains_key(&r("41.1")));
         assert_eq!(weekly[&week_of(now + 7 * 86_400)][&r("41.1")], 1);
+        // Memory keeps the recent weeks only.
+        s.forget_old_weeks(now + 7 * 86_400, 1);
+        assert_eq!(s.weekly().len(), 1);
         // No UUID is stored in clear.
         let raw = std::fs::read(&path).unwrap();
         assert!(!raw.windows(4).any(|w| w == b"aaaa" || w == b"bbbb"));
