@@ -53,7 +53,21 @@ if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "ok installed" 
         echo "test.sh: could not install chromium; the dashboard test will skip" >&2
 fi
 
-cargo test --workspace --locked --features oxcore/failpoints "$@"
+# Without arguments, the output of passing tests is shown too, so that a
+# test that skipped (printing "SKIP: why") says so in the CI log; the skips
+# are listed again at the end.
+if [ "$#" -eq 0 ]; then
+    log=$(mktemp)
+    cargo test --workspace --locked --features oxcore/failpoints -- --show-output 2>&1 | tee "$log"
+    skips=$(grep -ho 'SKIP[^"]*' "$log" | sort -u || true)
+    rm -f "$log"
+    if [ -n "$skips" ]; then
+        echo "test.sh: tests that skipped:" >&2
+        echo "$skips" | sed 's/^/    /' >&2
+    fi
+else
+    cargo test --workspace --locked --features oxcore/failpoints "$@"
+fi
 
 # The VM tests (first boot; booting a deployment through prepare-root),
 # with a static binary as the initramfs needs.
