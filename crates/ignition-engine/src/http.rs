@@ -34,6 +34,10 @@ pub enum HttpError {
     TimedOut(String),
     /// The URL is not usable.
     Url(String),
+    /// The server's certificate was refused (only with
+    /// [`Options::fail_fast_on_certificates`]; otherwise retried as
+    /// upstream Ignition does).
+    Certificate(String),
 }
 
 impl std::fmt::Display for HttpError {
@@ -42,6 +46,7 @@ impl std::fmt::Display for HttpError {
             HttpError::Status(s) => write!(f, "server responded with status {s}"),
             HttpError::TimedOut(last) => write!(f, "timed out (last error: {last})"),
             HttpError::Url(m) => write!(f, "{m}"),
+            HttpError::Certificate(m) => write!(f, "{m}"),
         }
     }
 }
@@ -92,6 +97,9 @@ pub struct Options<'a> {
     pub retry_codes: &'a [u16],
     /// PEM certificates trusted besides the system's, for `https`.
     pub cas: &'a [Vec<u8>],
+    /// Fail at once when the server's certificate is refused, as libcurl
+    /// (OSTree's pulls) does, instead of retrying until the total timeout.
+    pub fail_fast_on_certificates: bool,
 }
 
 struct Target {
@@ -627,6 +635,9 @@ pub fn request_retrying(
                 return Err(HttpError::Status(s));
             }
             Ok(Answer::Status(s)) => format!("status {s}"),
+            Err(e) if opts.fail_fast_on_certificates && e.contains("invalid peer certificate") => {
+                return Err(HttpError::Certificate(e));
+            }
             Err(e) => e,
         };
         if total.is_some_and(|t| start.elapsed() + delay > t) {

@@ -1448,6 +1448,8 @@ fn remote_cmd(repo_arg: &Option<PathBuf>, v: RemoteVerb, out: &mut dyn Write) ->
 /// and its retries) or from a `file://` directory.
 pub struct HttpFetcher {
     base: String,
+    /// PEM CAs trusted besides the system's (the remote's `tls-ca-path`).
+    cas: Vec<Vec<u8>>,
 }
 
 impl HttpFetcher {
@@ -1455,7 +1457,14 @@ impl HttpFetcher {
     pub fn new(url: &str) -> HttpFetcher {
         HttpFetcher {
             base: url.trim_end_matches('/').to_string(),
+            cas: Vec::new(),
         }
+    }
+
+    /// Also trusting these PEM certificate authorities.
+    pub fn trusting(mut self, cas: Vec<Vec<u8>>) -> HttpFetcher {
+        self.cas = cas;
+        self
     }
 }
 
@@ -1473,6 +1482,11 @@ impl Fetcher for HttpFetcher {
             http_total: Some(120),
             ..Default::default()
         };
+        let opts = ignition_engine::http::Options {
+            cas: &self.cas,
+            fail_fast_on_certificates: true,
+            ..Default::default()
+        };
         match ignition_engine::http::request_retrying(
             "GET",
             &self.describe(rel),
@@ -1480,7 +1494,7 @@ impl Fetcher for HttpFetcher {
             None,
             &Default::default(),
             &timeouts,
-            &Default::default(),
+            &opts,
         ) {
             Ok(b) => Ok(Some(b)),
             Err(ignition_engine::http::HttpError::Status(404)) => Ok(None),
@@ -1544,7 +1558,12 @@ pub(crate) fn pull_cmd(
     } else {
         None
     };
-    let fetcher = HttpFetcher::new(&url);
+    // As ostree: `tls-ca-path` names a PEM file of CAs for this remote.
+    let cas = match cfg.get(&g, "tls-ca-path") {
+        Some(p) => vec![std::fs::read(p).with_context(|| format!("tls-ca-path {p}"))?],
+        None => Vec::new(),
+    };
+    let fetcher = HttpFetcher::new(&url).trusting(cas);
     let opts = PullOptions {
         remote: remote.to_string(),
         refs,
