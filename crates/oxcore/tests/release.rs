@@ -289,6 +289,21 @@ fn compose_promote_rules_and_signed_metadata() {
         "x",
     ]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not in stream next"));
+    // Names become path components: nothing may climb out of the tree.
+    let escape = oxcore(&[
+        "release",
+        "barrier",
+        "--metadata",
+        m,
+        "--stream",
+        "../../etc",
+        "41.20261125.1.0",
+        "--reason",
+        "x",
+    ]);
+    assert!(String::from_utf8_lossy(&escape.stderr).contains("invalid stream name '../../etc'"));
+    let escape = compose("41.20261202.1.0", "../x86_64");
+    assert!(String::from_utf8_lossy(&escape.stderr).contains("invalid architecture name"));
 
     // Every file is signed; a changed byte is caught.
     let files: Vec<String> = [

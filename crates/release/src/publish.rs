@@ -104,6 +104,8 @@ impl Metadata {
 
     /// A release's `release.json`.
     pub fn release(&self, stream: &str, version: &str) -> Result<ReleaseDoc, PublishError> {
+        check_name("stream", stream)?;
+        version.parse::<Version>().map_err(PublishError::Invalid)?;
         let p = self.release_path(stream, version);
         if !p.exists() {
             return invalid(format!("release {version} is not in stream {stream}"));
@@ -147,6 +149,8 @@ impl Metadata {
         version: &str,
         arch: &str,
     ) -> Result<(), PublishError> {
+        check_name("stream", stream)?;
+        check_name("architecture", arch)?;
         let v: Version = version.parse().map_err(PublishError::Invalid)?;
         if let Some(id) = stream_id(stream)
             && v.stream != id
@@ -193,6 +197,8 @@ impl Metadata {
             commit,
             media,
         } = *new;
+        check_name("stream", stream)?;
+        check_name("architecture", arch)?;
         let v: Version = version.parse().map_err(PublishError::Invalid)?;
         if let Some(id) = stream_id(stream)
             && v.stream != id
@@ -313,6 +319,7 @@ impl Metadata {
         now: i64,
         sign: Option<Signer<'_>>,
     ) -> Result<(), PublishError> {
+        check_name("stream", stream)?;
         let index = self.index(stream)?;
         if !index.releases.iter().any(|r| r.version == version) {
             return invalid(format!("release {version} is not in stream {stream}"));
@@ -394,6 +401,18 @@ pub enum Rule {
         /// Minutes to the whole fleet.
         duration_minutes: Option<u64>,
     },
+}
+
+/// Stream and architecture names become path components: plain names only.
+fn check_name(what: &str, name: &str) -> Result<(), PublishError> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return invalid(format!("invalid {what} name '{name}'"));
+    }
+    Ok(())
 }
 
 /// The version a release gets in another stream: the same Fedora major,
