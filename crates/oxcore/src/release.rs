@@ -33,6 +33,21 @@ struct Common {
     sign_key: Option<String>,
 }
 
+/// A release of a stream and why a rule applies to it.
+#[derive(Debug, Args)]
+struct ReasonArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Stream.
+    #[arg(long)]
+    stream: String,
+    /// Version.
+    version: String,
+    /// Why (a URL).
+    #[arg(long)]
+    reason: String,
+}
+
 #[derive(Debug, Subcommand)]
 enum Verb {
     /// Commit a root filesystem tree as a release of a stream.
@@ -103,34 +118,12 @@ enum Verb {
     #[command(
         override_usage = "oxcore release barrier --metadata <DIR> --stream <STREAM>\n       --reason <REASON> [OPTIONS] <VERSION>"
     )]
-    Barrier {
-        #[command(flatten)]
-        common: Common,
-        /// Stream.
-        #[arg(long)]
-        stream: String,
-        /// Version.
-        version: String,
-        /// Why (a URL).
-        #[arg(long)]
-        reason: String,
-    },
+    Barrier(ReasonArgs),
     /// Make a release a dead-end: no update leaves it.
     #[command(
         override_usage = "oxcore release deadend --metadata <DIR> --stream <STREAM>\n       --reason <REASON> [OPTIONS] <VERSION>"
     )]
-    Deadend {
-        #[command(flatten)]
-        common: Common,
-        /// Stream.
-        #[arg(long)]
-        stream: String,
-        /// Version.
-        version: String,
-        /// Why (a URL).
-        #[arg(long)]
-        reason: String,
-    },
+    Deadend(ReasonArgs),
     /// Roll a release out over time.
     #[command(
         override_usage = "oxcore release rollout --metadata <DIR> --stream <STREAM>\n       --hours <HOURS> [OPTIONS] <VERSION>"
@@ -293,6 +286,13 @@ fn publish_artifacts(
     Ok(media)
 }
 
+/// Sets a barrier or dead-end (`rule` made from the reason).
+fn set_reason_rule(a: ReasonArgs, rule: fn(String) -> Rule) -> Result<()> {
+    signed(&a.common, |meta, sign| {
+        Ok(meta.set_rule(&a.stream, &a.version, rule(a.reason.clone()), now(), sign)?)
+    })
+}
+
 /// Runs `f` on the metadata tree with the signer `--sign-key` gives.
 fn signed<R>(
     common: &Common,
@@ -430,22 +430,8 @@ pub fn run(cli: ReleaseCli) -> Result<ExitCode> {
             }
             Ok(())
         })?,
-        Verb::Barrier {
-            common,
-            stream,
-            version,
-            reason,
-        } => signed(&common, |meta, sign| {
-            Ok(meta.set_rule(&stream, &version, Rule::Barrier(reason), now(), sign)?)
-        })?,
-        Verb::Deadend {
-            common,
-            stream,
-            version,
-            reason,
-        } => signed(&common, |meta, sign| {
-            Ok(meta.set_rule(&stream, &version, Rule::Deadend(reason), now(), sign)?)
-        })?,
+        Verb::Barrier(a) => set_reason_rule(a, Rule::Barrier)?,
+        Verb::Deadend(a) => set_reason_rule(a, Rule::Deadend)?,
         Verb::Rollout {
             common,
             stream,
