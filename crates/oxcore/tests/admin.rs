@@ -6,29 +6,12 @@
 
 mod common;
 
-use common::ok;
 use common::serve;
+use common::{have_ostree, ok, oxcore};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn oxcore() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_oxcore"))
-}
-
-fn have_ostree() -> bool {
-    let ok = Command::new("ostree")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!(
-            "SKIP: the `ostree` command is not installed (apt-get install ostree); oracle test not run"
-        );
-    }
-    ok
-}
 
 /// Runs `ostree ARGS` (real) or `oxcore ostree ARGS`.
 fn tool(real: bool, args: &[&str]) -> Output {
@@ -90,6 +73,28 @@ fn admin(real: bool, sysroot: &Path, args: &[&str]) -> String {
     let mut full = vec!["admin", args[0], &s];
     full.extend(&args[1..]);
     ok(tool(real, &full))
+}
+
+/// A fresh sysroot at `root` (`init-fs`, `os-init fcos`), made by oxcore.
+fn init_sysroot(root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    admin(false, root, &["init-fs", root.to_str().unwrap()]);
+    admin(false, root, &["os-init", "fcos"]);
+}
+
+/// A sysroot under `dir` with release 41.1 (kernel text `kernel`)
+/// committed and deployed with `deploy_args`; returns (tree, sysroot).
+fn deployed_sysroot(dir: &Path, kernel: &str, deploy_args: &[&str]) -> (PathBuf, PathBuf) {
+    let (tree, root) = (dir.join("tree"), dir.join("root"));
+    init_sysroot(&root);
+    release(&tree, "41.1", "v1", kernel);
+    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
+    admin(
+        false,
+        &root,
+        &[&["deploy"][..], deploy_args, &["fcos/stable"]].concat(),
+    );
+    (tree, root)
 }
 
 /// Boot entries, each file's text by name.
@@ -301,9 +306,7 @@ fn upgrade_refuses_downgrades_and_kargs_make_a_new_deployment() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
-    admin(false, &root, &["os-init", "fcos"]);
+    init_sysroot(&root);
     release(&tree, "41.2", "v2", "kernel");
     let newer = commit(false, &root, &tree, "41.2", "2026-02-01T00:00:00Z");
     admin(false, &root, &["deploy", "--karg=rw", "fcos/stable"]);
@@ -343,14 +346,7 @@ fn upgrade_refuses_downgrades_and_kargs_make_a_new_deployment() {
 #[test]
 fn a_bad_tree_or_conflict_leaves_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
-    let tree = tmp.path().join("tree");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
-    admin(false, &root, &["os-init", "fcos"]);
-    release(&tree, "41.1", "v1", "kernel");
-    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
-    admin(false, &root, &["deploy", "fcos/stable"]);
+    let (tree, root) = deployed_sysroot(tmp.path(), "kernel", &[]);
     let before = admin(false, &root, &["status"]);
     // A release without a kernel.
     std::fs::remove_dir_all(tree.join("usr/lib/modules")).unwrap();
@@ -447,19 +443,11 @@ fn boot_check(root: &Path) -> Vec<String> {
 
 #[test]
 fn a_deploy_killed_at_any_step_leaves_the_old_or_the_new_configuration() {
-    if !cfg!(feature = "failpoints") {
-        eprintln!("SKIP: built without the `failpoints` feature (./test.sh enables it)");
+    if !common::failpoints_built() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let tree = tmp.path().join("tree");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
-    admin(false, &root, &["os-init", "fcos"]);
-    release(&tree, "41.1", "v1", "kernel 1");
-    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
-    admin(false, &root, &["deploy", "fcos/stable"]);
+    let (tree, root) = deployed_sysroot(tmp.path(), "kernel 1", &[]);
     let old = boot_check(&root);
     release(&tree, "41.2", "v2", "kernel 2");
     commit(false, &root, &tree, "41.2", "2026-01-02T00:00:00Z");
@@ -561,9 +549,7 @@ fn rpm_ostree_verbs_upgrade_over_http_deploy_a_version_and_roll_back() {
     let server = serve(&build);
     // The node.
     let root = tmp.path().join("node");
-    std::fs::create_dir_all(&root).unwrap();
-    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
-    admin(false, &root, &["os-init", "fcos"]);
+    init_sysroot(&root);
     let repo = format!("--repo={}/ostree/repo", root.display());
     ok(tool(
         false,
@@ -613,14 +599,7 @@ fn rpm_ostree_verbs_upgrade_over_http_deploy_a_version_and_roll_back() {
 #[test]
 fn staged_deployments_wait_for_finalization_and_merge_late_etc_changes() {
     let tmp = tempfile::tempdir().unwrap();
-    let tree = tmp.path().join("tree");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
-    admin(false, &root, &["os-init", "fcos"]);
-    release(&tree, "41.1", "v1", "kernel 1");
-    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
-    admin(false, &root, &["deploy", "fcos/stable"]);
+    let (tree, root) = deployed_sysroot(tmp.path(), "kernel 1", &[]);
     let first = deployment_dirs(&root).pop().unwrap();
     std::fs::write(first.join("etc/hostname"), "early\n").unwrap();
     release(&tree, "41.2", "v2", "kernel 2");
@@ -675,19 +654,11 @@ fn staged_deployments_wait_for_finalization_and_merge_late_etc_changes() {
 
 #[test]
 fn a_finalization_killed_at_any_step_boots_old_or_new_and_deployments_are_immutable() {
-    if !cfg!(feature = "failpoints") {
-        eprintln!("SKIP: built without the `failpoints` feature (./test.sh enables it)");
+    if !common::failpoints_built() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let tree = tmp.path().join("tree");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
-    admin(false, &root, &["os-init", "fcos"]);
-    release(&tree, "41.1", "v1", "kernel 1");
-    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
-    admin(false, &root, &["deploy", "fcos/stable"]);
+    let (tree, root) = deployed_sysroot(tmp.path(), "kernel 1", &[]);
     let first = deployment_dirs(&root).pop().unwrap();
     // Where the filesystem has the attribute, a deployment root refuses
     // new entries (its /etc and /var stay writable).
@@ -764,14 +735,7 @@ fn prepare_root_mounts_the_deployment_as_the_root() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let tree = tmp.path().join("tree");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    admin(false, &root, &["init-fs", root.to_str().unwrap()]);
-    admin(false, &root, &["os-init", "fcos"]);
-    release(&tree, "41.1", "v1", "kernel 1");
-    commit(false, &root, &tree, "41.1", "2026-01-01T00:00:00Z");
-    admin(false, &root, &["deploy", "--karg=rw", "fcos/stable"]);
+    let (_, root) = deployed_sysroot(tmp.path(), "kernel 1", &["--karg=rw"]);
     std::fs::write(root.join("ostree/deploy/fcos/var/lib/marker"), "shared var").unwrap();
     let entry = entries(&root).into_values().next().unwrap();
     let options = entry

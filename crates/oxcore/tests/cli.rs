@@ -1,10 +1,9 @@
 //! The oxcore command line: links, demo, help.
 
-use std::process::Command;
+mod common;
 
-fn oxcore() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_oxcore"))
-}
+use common::oxcore;
+use std::process::Command;
 
 #[test]
 fn install_links_creates_working_links_and_refuses_to_clobber() {

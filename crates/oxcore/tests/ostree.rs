@@ -7,29 +7,12 @@
 
 mod common;
 
-use common::ok;
 use common::serve;
+use common::{failpoints_built, have_ostree, ok, oxcore};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn oxcore() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_oxcore"))
-}
-
-fn have_ostree() -> bool {
-    let ok = Command::new("ostree")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!(
-            "SKIP: the `ostree` command is not installed (apt-get install ostree); oracle test not run"
-        );
-    }
-    ok
-}
 
 fn is_root() -> bool {
     let root = rustix_uid() == 0;
@@ -356,16 +339,7 @@ fn checkout_options_union_subpath_and_no_escape() {
     std::fs::write(tree.join("etc/motd"), "hello").unwrap();
     let repo = tmp.path().join("repo");
     ok(ox(&repo, &["init", "--mode=bare-user"]));
-    ok(ox(
-        &repo,
-        &[
-            "commit",
-            "-b",
-            "main",
-            TS,
-            &format!("--tree=dir={}", tree.display()),
-        ],
-    ));
+    commit_tree(&repo, &tree, "main", &[]);
     // Plain checkout refuses an existing destination.
     let dest = tmp.path().join("dest");
     std::fs::create_dir(&dest).unwrap();
@@ -447,16 +421,7 @@ fn fsck_reports_corruption_and_missing_objects() {
     std::fs::write(tree.join("g"), "other").unwrap();
     let repo = tmp.path().join("repo");
     ok(ox(&repo, &["init", "--mode=archive"]));
-    ok(ox(
-        &repo,
-        &[
-            "commit",
-            "-b",
-            "main",
-            TS,
-            &format!("--tree=dir={}", tree.display()),
-        ],
-    ));
+    commit_tree(&repo, &tree, "main", &[]);
     ok(ox(&repo, &["fsck"]));
     let ls = ok(ox(&repo, &["ls", "-C", "main", "/g", "/d/f"]));
     let sums: Vec<&str> = ls
@@ -831,14 +796,6 @@ fn killed_at(repo: &Path, point: &str, args: &[&str]) {
         "failpoint {point} not reached: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn failpoints_built() -> bool {
-    let on = cfg!(feature = "failpoints");
-    if !on {
-        eprintln!("SKIP: built without the `failpoints` feature (./test.sh enables it)");
-    }
-    on
 }
 
 #[test]

@@ -6,6 +6,35 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
+/// The oxcore binary under test.
+pub fn oxcore() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_oxcore"))
+}
+
+/// Whether the real `ostree` command is there to be the oracle (says SKIP
+/// when not).
+pub fn have_ostree() -> bool {
+    let ok = Command::new("ostree")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!(
+            "SKIP: the `ostree` command is not installed (apt-get install ostree); oracle test not run"
+        );
+    }
+    ok
+}
+
+/// Whether the crash points are compiled in (says SKIP when not).
+pub fn failpoints_built() -> bool {
+    let on = cfg!(feature = "failpoints");
+    if !on {
+        eprintln!("SKIP: built without the `failpoints` feature (./test.sh enables it)");
+    }
+    on
+}
+
 /// The stdout of a command that must have succeeded (its output in the
 /// panic message otherwise).
 #[track_caller]
