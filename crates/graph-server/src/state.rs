@@ -70,8 +70,7 @@ impl Prepared {
         let mut mask = 0u64;
         let mut hidden = Vec::new();
         for (bit, &i) in self.rollouts.iter().enumerate() {
-            let r = self.graph.nodes[i].rollout.expect("rollout node");
-            if wariness > r.share(now) {
+            if self.graph.nodes[i].hidden_from(wariness, now) {
                 if bit < 64 {
                     mask |= 1 << bit;
                 }

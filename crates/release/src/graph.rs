@@ -62,6 +62,14 @@ pub struct Node {
     pub deadend: bool,
 }
 
+impl Node {
+    /// Whether edges into this node are hidden from a node of `wariness`
+    /// at `now`: it is a rollout not yet open that far.
+    pub fn hidden_from(&self, wariness: f64, now: i64) -> bool {
+        self.rollout.is_some_and(|r| wariness > r.share(now))
+    }
+}
+
 /// A rollout's parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RolloutWindow {
@@ -240,32 +248,31 @@ impl Graph {
         (Graph { nodes, edges }, notes)
     }
 
-    /// The graph a node with `wariness` sees at `now`: edges into
+    /// The edges a node with `wariness` sees at `now`: those into
     /// rollouts not yet open to it are removed.
-    pub fn filtered(&self, wariness: f64, now: i64) -> Graph {
+    pub fn visible_edges(&self, wariness: f64, now: i64) -> Vec<(usize, usize)> {
         let hidden: Vec<bool> = self
             .nodes
             .iter()
-            .map(|n| n.rollout.is_some_and(|r| wariness > r.share(now)))
+            .map(|n| n.hidden_from(wariness, now))
             .collect();
+        self.edges
+            .iter()
+            .copied()
+            .filter(|(_, to)| !hidden[*to])
+            .collect()
+    }
+
+    /// The graph a node with `wariness` sees at `now`.
+    pub fn filtered(&self, wariness: f64, now: i64) -> Graph {
         Graph {
             nodes: self.nodes.clone(),
-            edges: self
-                .edges
-                .iter()
-                .copied()
-                .filter(|(_, to)| !hidden[*to])
-                .collect(),
+            edges: self.visible_edges(wariness, now),
         }
     }
 
     /// Serializes the graph the way `filtered` would, without cloning it.
     pub fn to_json_filtered(&self, wariness: f64, now: i64) -> Vec<u8> {
-        let hidden: Vec<bool> = self
-            .nodes
-            .iter()
-            .map(|n| n.rollout.is_some_and(|r| wariness > r.share(now)))
-            .collect();
         #[derive(Serialize)]
         struct View<'a> {
             nodes: &'a [Node],
@@ -273,12 +280,7 @@ impl Graph {
         }
         let view = View {
             nodes: &self.nodes,
-            edges: self
-                .edges
-                .iter()
-                .copied()
-                .filter(|(_, to)| !hidden[*to])
-                .collect(),
+            edges: self.visible_edges(wariness, now),
         };
         serde_json::to_vec(&view).expect("graph serializes")
     }
