@@ -96,8 +96,8 @@ pub struct Ctx {
     pub stats: Stats,
     /// A fixed clock for tests (`--fake-now`).
     pub fake_now: Option<i64>,
-    /// `Cache-Control: max-age`.
-    pub max_age: u64,
+    /// The `Cache-Control` value of graph answers, made once.
+    pub cache_control: String,
 }
 
 impl Ctx {
@@ -293,7 +293,7 @@ fn graph(ctx: &Ctx, req: &Request<Incoming>, query: &str) -> Response<Full<Bytes
         );
     }
     ctx.metrics.request(stream, arch, 200);
-    let cache = format!("public, max-age={}", ctx.max_age);
+    let cache = ctx.cache_control.as_str();
     if req
         .headers()
         .get(IF_NONE_MATCH)
@@ -397,7 +397,7 @@ fn serve(
         metrics: Metrics::default(),
         stats,
         fake_now,
-        max_age: settings.cache_max_age_secs,
+        cache_control: format!("public, max-age={}", settings.cache_max_age_secs),
     });
     // The first load happens before serving, so the first answer is real.
     state.refresh(source.as_ref(), ctx.now());
