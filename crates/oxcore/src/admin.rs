@@ -293,7 +293,7 @@ pub(crate) fn run_verb(
             writeln!(out, "ostree/deploy/{os} initialized as OSTree root")?;
         }
         AdminVerb::Deploy(a) => {
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             let os = match &a.os {
                 Some(o) => o.clone(),
                 None => only_os(&root)?,
@@ -341,7 +341,7 @@ pub(crate) fn run_verb(
             }
         }
         AdminVerb::FinalizeStaged { force } => {
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             match sr.finalize_staged(force)? {
                 Some(d) => writeln!(out, "Finalized {}", d.name())?,
                 None => writeln!(out, "No staged deployment")?,
@@ -354,14 +354,14 @@ pub(crate) fn run_verb(
             print_status(&sr, json, out)?;
         }
         AdminVerb::Undeploy { index } => {
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             let list = sr.deployments()?;
             let name = list.get(index).map(Deployment::name);
             sr.undeploy(index)?;
             writeln!(out, "Deleted deployment {}", name.unwrap_or_default())?;
         }
         AdminVerb::Pin { indexes, unpin } => {
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             for i in indexes {
                 sr.set_pinned(i, !unpin)?;
                 writeln!(
@@ -372,14 +372,14 @@ pub(crate) fn run_verb(
             }
         }
         AdminVerb::Cleanup => {
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             let r = sr.cleanup()?;
             if r.deleted > 0 {
                 writeln!(out, "Freed objects: {} ({} bytes)", r.deleted, r.freed)?;
             }
         }
         AdminVerb::Rollback => {
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             let (from, to) = sr.rollback()?;
             writeln!(out, "Moving deployment {from} to be the default ({to})")?;
         }
@@ -390,7 +390,7 @@ pub(crate) fn run_verb(
             set,
             index,
         } => {
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             let list = sr.deployments()?;
             let d = list
                 .get(index.unwrap_or(0))
@@ -428,7 +428,7 @@ pub(crate) fn run_verb(
                     "--append, --delete and --replace make a new deployment; they do not go with edit-in-place"
                 );
             }
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             sr.edit_kargs_in_place(|k| {
                 let mut args: Vec<String> = k.split_whitespace().map(str::to_string).collect();
                 for a in &append_if_missing {
@@ -445,7 +445,7 @@ pub(crate) fn run_verb(
             delete,
             replace,
         } => {
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             let d = default_deployment(&sr)?;
             let kargs = sysroot::bls::edit_kargs(&d.kargs, &append, &delete, &replace)
                 .map_err(|e| anyhow!(e))?;
@@ -471,7 +471,7 @@ pub(crate) fn run_verb(
             stage,
             lock_finalization,
         } => {
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             let d = default_deployment(&sr)?;
             let refspec = d
                 .refspec()
@@ -519,7 +519,7 @@ pub(crate) fn run_verb(
             revision,
             lock_finalization,
         } => {
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             let d = default_deployment(&sr)?;
             let commit = match Checksum::from_hex(&revision) {
                 Ok(c) => c,
@@ -538,7 +538,7 @@ pub(crate) fn run_verb(
             writeln!(out, "Deployed {revision}: {}", nd.name())?;
         }
         AdminVerb::Switch { refspec } => {
-            let sr = Sysroot::open(&root)?;
+            let (sr, _lock) = open_locked(&root)?;
             let d = default_deployment(&sr)?;
             let commit = sr.repo().resolve_rev(&refspec)?;
             let mut origin = d.origin.clone();
@@ -548,6 +548,16 @@ pub(crate) fn run_verb(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the sysroot and takes its lock for the whole command, so that what
+/// it reads (indexes, the default deployment) is still true when it writes;
+/// says so (on stdout, as `ostree`) when another process (`ostree`,
+/// rpm-ostree, the agent) holds it.
+fn open_locked(root: &Path) -> Result<(Sysroot, sysroot::SysrootLock)> {
+    let sr = Sysroot::open(root)?;
+    let lock = sr.lock_with(|| println!("Waiting for sysroot lock..."))?;
+    Ok((sr, lock))
 }
 
 /// Deploys now, or stages (optionally locked) for finalization at shutdown.

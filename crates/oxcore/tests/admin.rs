@@ -9,6 +9,7 @@ mod common;
 use common::serve;
 use common::{have_ostree, ok, oxcore};
 use std::collections::BTreeMap;
+use std::io::BufReader;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -764,8 +765,9 @@ fn prepare_root_mounts_the_deployment_as_the_root() {
     assert!(text.starts_with("Prepared "), "{text}");
     assert!(text.contains("NAME=Fedora"), "{text}");
     assert!(text.contains("shared var"), "{text}");
+    // The physical root's ostree/: deploy, the sysroot lock, repo.
     assert!(
-        text.contains("deploy\nrepo"),
+        text.contains("deploy\nlock\nrepo"),
         "the physical root at /sysroot: {text}"
     );
     assert!(text.contains("usr-readonly"), "{text}");
@@ -799,4 +801,246 @@ fn prepare_root_mounts_the_deployment_as_the_root() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Runs `oxcore ostree admin VERB --sysroot=ROOT ARGS` and returns its output
+/// whatever the outcome.
+fn admin_raw(root: &Path, args: &[&str]) -> Output {
+    let s = format!("--sysroot={}", root.display());
+    let mut full = vec!["ostree", "admin", args[0], &s];
+    full.extend(&args[1..]);
+    oxcore().args(&full).output().unwrap()
+}
+
+/// Every file under `root` (deployments, kernels, entries), for "nothing
+/// was deleted" checks.
+fn inventory(root: &Path) -> Vec<PathBuf> {
+    walk(root)
+        .into_iter()
+        .filter(|p| !p.starts_with(root.join("ostree/repo/tmp")) && !p.ends_with("ostree/lock"))
+        .collect()
+}
+
+/// A missing `boot/loader` link reads as boot version 0, as OSTree reads
+/// it; where that leaves deployments without a readable configuration,
+/// every verb refuses and nothing is deleted.
+#[test]
+fn a_missing_loader_link_or_unmounted_boot_never_deletes_deployments() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Two deployments: the second switch wrote loader.0.
+    let (tree, root) = deployed_sysroot(tmp.path(), "kernel 1", &[]);
+    release(&tree, "41.2", "v2", "kernel 2");
+    commit(false, &root, &tree, "41.2", "2026-01-02T00:00:00Z");
+    admin(false, &root, &["deploy", "fcos/stable"]);
+    assert_eq!(
+        std::fs::read_link(root.join("boot/loader")).unwrap(),
+        Path::new("loader.0")
+    );
+    std::fs::remove_file(root.join("boot/loader")).unwrap();
+    // Read as ostree reads it: both deployments, from loader.0.
+    let status = admin(false, &root, &["status"]);
+    assert_eq!(status.matches("fcos ").count(), 2, "{status}");
+    if have_ostree() {
+        assert_eq!(status, admin(true, &root, &["status"]));
+    }
+    admin(false, &root, &["cleanup"]);
+    assert_eq!(deployment_dirs(&root).len(), 2, "cleanup kept both");
+    let entries = std::fs::read_dir(root.join("boot/loader.0/entries")).unwrap();
+    assert_eq!(entries.count(), 2, "cleanup kept loader.0");
+
+    // A third switch writes loader.1; without the link, loader.0 is gone
+    // and the configuration cannot be read: every verb refuses.
+    release(&tree, "41.3", "v3", "kernel 3");
+    commit(false, &root, &tree, "41.3", "2026-01-03T00:00:00Z");
+    admin(false, &root, &["deploy", "--retain", "fcos/stable"]);
+    assert_eq!(
+        std::fs::read_link(root.join("boot/loader")).unwrap(),
+        Path::new("loader.1")
+    );
+    std::fs::remove_file(root.join("boot/loader")).unwrap();
+    let before = inventory(&root);
+    for verb in [
+        &["cleanup"][..],
+        &["status"],
+        &["deploy", "fcos/stable"],
+        &["undeploy", "1"],
+        &["rollback"],
+        &["pin", "0"],
+    ] {
+        let out = admin_raw(&root, verb);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{verb:?} succeeded: {err}");
+        assert!(
+            err.contains("the boot configuration cannot be read"),
+            "{verb:?}: {err}"
+        );
+        assert_eq!(inventory(&root), before, "{verb:?} changed the sysroot");
+    }
+    // Restoring the link restores everything.
+    std::os::unix::fs::symlink("loader.1", root.join("boot/loader")).unwrap();
+    assert_eq!(boot_check(&root).len(), 3);
+
+    // /boot not mounted: an empty boot directory.
+    let away = tmp.path().join("boot-away");
+    std::fs::rename(root.join("boot"), &away).unwrap();
+    std::fs::create_dir(root.join("boot")).unwrap();
+    let before = inventory(&root);
+    for verb in [&["cleanup"][..], &["status"], &["deploy", "fcos/stable"]] {
+        let out = admin_raw(&root, verb);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{verb:?} succeeded with /boot away");
+        assert!(err.contains("3 deployment(s) exist"), "{verb:?}: {err}");
+        assert_eq!(inventory(&root), before, "{verb:?} changed the sysroot");
+    }
+    std::fs::remove_dir(root.join("boot")).unwrap();
+    std::fs::rename(&away, root.join("boot")).unwrap();
+    assert_eq!(boot_check(&root).len(), 3);
+}
+
+/// A switch onto a deployment whose directory is gone (or has lost its
+/// `/usr`) is refused before anything is written.
+#[test]
+fn rollback_onto_a_missing_deployment_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tree, root) = deployed_sysroot(tmp.path(), "kernel 1", &[]);
+    release(&tree, "41.2", "v2", "kernel 2");
+    commit(false, &root, &tree, "41.2", "2026-01-02T00:00:00Z");
+    admin(false, &root, &["deploy", "fcos/stable"]);
+    let old = boot_check(&root);
+    let dirs = deployment_dirs(&root);
+    // The rollback target (41.1) is the older deployment directory.
+    let target = dirs
+        .iter()
+        .find(|d| std::fs::read_to_string(d.join("etc/motd")).unwrap() == "v1")
+        .unwrap()
+        .clone();
+    let _ = Command::new("chattr").arg("-i").arg(&target).status();
+    std::fs::remove_dir_all(&target).unwrap();
+    let loader = std::fs::read_link(root.join("boot/loader")).unwrap();
+    let out = oxcore()
+        .args(["rollback", &format!("--sysroot={}", root.display())])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rollback succeeded: {err}");
+    assert!(err.contains("is missing or incomplete"), "{err}");
+    assert_eq!(
+        std::fs::read_link(root.join("boot/loader")).unwrap(),
+        loader
+    );
+    // The first entry still boots; the broken one stays listed second.
+    assert_eq!(boot_check_first(&root), old[0]);
+}
+
+/// The default entry's title, checked to boot.
+fn boot_check_first(root: &Path) -> String {
+    let loader = std::fs::read_link(root.join("boot/loader")).unwrap();
+    let dir = root.join("boot").join(&loader).join("entries");
+    let n = std::fs::read_dir(&dir).unwrap().count();
+    let text = std::fs::read_to_string(dir.join(format!("ostree-{n}-fcos.conf"))).unwrap();
+    let arg = text
+        .split_whitespace()
+        .find_map(|a| a.strip_prefix("ostree="))
+        .unwrap();
+    assert!(
+        root.join(arg.trim_start_matches('/'))
+            .join("usr/bin/tool")
+            .is_file()
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("title "))
+        .unwrap()
+        .to_string()
+}
+
+/// Two deploys at once, and a deploy racing a rollback: the sysroot lock
+/// serializes them, so no deployment is lost and every entry boots.
+#[test]
+fn concurrent_deploys_and_rollbacks_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tree, root) = deployed_sysroot(tmp.path(), "kernel 1", &[]);
+    let spawn = |args: &[&str]| {
+        let s = format!("--sysroot={}", root.display());
+        let mut full = vec!["ostree", "admin", args[0], &s];
+        full.extend(&args[1..]);
+        oxcore()
+            .args(&full)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut expected = 1;
+    for round in 0..3 {
+        release(
+            &tree,
+            &format!("41.{}", round + 2),
+            "v",
+            &format!("kernel {round}"),
+        );
+        commit(
+            false,
+            &root,
+            &tree,
+            "41.x",
+            &format!("2026-01-0{}T00:00:00Z", round + 2),
+        );
+        let a = spawn(&["deploy", "--retain", "fcos/stable"]);
+        let b = spawn(&["deploy", "--retain", "fcos/stable"]);
+        for c in [a, b] {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        expected += 2;
+        assert_eq!(boot_check(&root).len(), expected, "round {round}");
+        assert_eq!(deployment_dirs(&root).len(), expected, "round {round}");
+    }
+    // A deploy racing a rollback: whatever the order, both happen.
+    let a = spawn(&["deploy", "--retain", "fcos/stable"]);
+    let b = spawn(&["rollback"]);
+    for c in [a, b] {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(boot_check(&root).len(), expected + 1);
+    assert_eq!(deployment_dirs(&root).len(), expected + 1);
+}
+
+/// `ostree admin` waits while oxcore holds the sysroot lock (and so the
+/// agent and a person typing `ostree admin` never interleave).
+#[test]
+fn ostree_waits_for_our_sysroot_lock() {
+    if !have_ostree() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    init_sysroot(&root);
+    let sr = sysroot::Sysroot::open(&root).unwrap();
+    let lock = sr.lock().unwrap();
+    let mut child = Command::new("ostree")
+        .args(["admin", "cleanup", &format!("--sysroot={}", root.display())])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It says it waits (on stdout), and has not finished while the lock
+    // is held.
+    let mut err = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert_eq!(line.trim(), "Waiting for sysroot lock...");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "ostree ran under our lock"
+    );
+    drop(lock);
+    assert!(child.wait().unwrap().success());
 }

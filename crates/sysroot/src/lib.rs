@@ -28,7 +28,10 @@
 
 pub mod bls;
 pub mod etc_merge;
+pub mod lock;
 pub mod prepare;
+
+pub use lock::SysrootLock;
 
 use std::collections::HashSet;
 use std::fs;
@@ -55,6 +58,23 @@ pub enum Error {
     /// From the repository.
     #[error(transparent)]
     Repo(#[from] ostree_store::Error),
+    /// The boot configuration cannot be read while deployments exist (an
+    /// unmounted or damaged `/boot`): nothing may be changed or deleted.
+    #[error("{}: the boot configuration cannot be read: {why}; refusing to treat it as \"nothing is deployed\" (is /boot mounted?)", path.display())]
+    BootConfig {
+        /// The sysroot.
+        path: PathBuf,
+        /// What is missing or inconsistent.
+        why: String,
+    },
+    /// A deployment a boot entry would name is missing or incomplete.
+    #[error("deployment {dir} is missing or incomplete ({why}); refusing to make it bootable")]
+    BrokenDeployment {
+        /// Its directory, relative to the sysroot.
+        dir: String,
+        /// What is wrong.
+        why: String,
+    },
     /// Anything else, in words.
     #[error("{0}")]
     Msg(String),
@@ -286,13 +306,114 @@ impl Sysroot {
         Ok(())
     }
 
-    /// The current boot version (the N of `boot/loader -> loader.N`).
+    /// Takes the sysroot lock (see [`lock`]) until the guard is dropped;
+    /// every change below takes it too, so a command that reads, decides
+    /// and writes holds it across all three.
+    pub fn lock(&self) -> Result<SysrootLock> {
+        lock::lock(&self.path, &mut || {})
+    }
+
+    /// [`Sysroot::lock`], calling `on_wait` if another holder makes it wait.
+    pub fn lock_with(&self, mut on_wait: impl FnMut()) -> Result<SysrootLock> {
+        lock::lock(&self.path, &mut on_wait)
+    }
+
+    /// What `boot/loader` names: `Some(N)` for `loader.N`, `None` when the
+    /// link does not exist. Anything else is an error, as in OSTree.
+    fn loader_link(&self) -> Result<Option<u8>> {
+        let p = self.path.join("boot/loader");
+        match fs::symlink_metadata(&p) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&p, e)),
+            Ok(m) if !m.file_type().is_symlink() => {
+                return Err(msg(format!("Not a symbolic link: {}", p.display())));
+            }
+            Ok(_) => {}
+        }
+        match read_link_name(&p)?.as_deref() {
+            Some("loader.0") => Ok(Some(0)),
+            Some("loader.1") => Ok(Some(1)),
+            Some(t) => Err(msg(format!("Invalid target '{t}' in {}", p.display()))),
+            None => Ok(None),
+        }
+    }
+
+    /// The current boot version (the N of `boot/loader -> loader.N`); 0
+    /// when the link is missing, as OSTree reads it.
     pub fn bootversion(&self) -> Result<u8> {
-        match read_link_name(&self.path.join("boot/loader"))? {
-            Some(t) if t == "loader.0" => Ok(0),
-            Some(t) if t == "loader.1" => Ok(1),
-            Some(t) => Err(msg(format!("boot/loader: unexpected target {t}"))),
-            None => Ok(0),
+        Ok(self.loader_link()?.unwrap_or(0))
+    }
+
+    /// The deployment directories on disk (`<os>/<checksum>.<serial>`),
+    /// whatever the boot configuration says.
+    fn deployment_dirs(&self) -> Result<Vec<String>> {
+        let deploy = self.path.join("ostree/deploy");
+        let mut out = Vec::new();
+        let oses = match fs::read_dir(&deploy) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err(&deploy, e)),
+        };
+        for os in oses {
+            let os = os.map_err(|e| io_err(&deploy, e))?;
+            let dir = os.path().join("deploy");
+            let entries = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&dir, e)),
+            };
+            for e in entries {
+                let name = e.map_err(|e| io_err(&dir, e))?.file_name();
+                let name = name.to_string_lossy();
+                if !name.starts_with('.') && !name.ends_with(".origin") {
+                    out.push(format!("{}/{name}", os.file_name().to_string_lossy()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The boot version whose entries hold the configuration, checked to
+    /// be readable. A missing `boot/loader` reads as version 0, as in
+    /// OSTree; but where that would make existing deployments look
+    /// undeployed (the entries are missing: `/boot` unmounted or damaged)
+    /// or where the link's absence leaves two candidate configurations,
+    /// this is [`Error::BootConfig`], so nothing is changed or deleted on
+    /// the strength of a configuration that could not be read.
+    fn readable_bootversion(&self) -> Result<(u8, bool)> {
+        let link = self.loader_link()?;
+        let bv = link.unwrap_or(0);
+        let refuse = |why: String| Error::BootConfig {
+            path: self.path.clone(),
+            why,
+        };
+        if link.is_none() && self.path.join("boot/loader.1").symlink_metadata().is_ok() {
+            return Err(refuse(
+                "boot/loader is missing and boot/loader.1 exists, so the current boot version \
+                 cannot be told (restore the link: ln -s loader.N boot/loader)"
+                    .into(),
+            ));
+        }
+        let entries = self.path.join(format!("boot/loader.{bv}/entries"));
+        match fs::symlink_metadata(&entries) {
+            Ok(_) => Ok((bv, true)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let dirs = self.deployment_dirs()?;
+                if dirs.is_empty() {
+                    return Ok((bv, false));
+                }
+                let what = if link.is_none() {
+                    "boot/loader is missing and there is no boot/loader.0/entries".to_string()
+                } else {
+                    format!("boot/loader.{bv}/entries is missing")
+                };
+                Err(refuse(format!(
+                    "{what}, but {} deployment(s) exist under ostree/deploy ({})",
+                    dirs.len(),
+                    dirs.join(", ")
+                )))
+            }
+            Err(e) => Err(io_err(&entries, e)),
         }
     }
 
@@ -305,11 +426,11 @@ impl Sysroot {
 
     /// The deployments, default (next boot) first.
     pub fn deployments(&self) -> Result<Vec<Deployment>> {
-        let bv = self.bootversion()?;
-        let entries_dir = self.path.join(format!("boot/loader.{bv}/entries"));
-        if read_link_name(&self.path.join("boot/loader"))?.is_none() {
+        let (bv, configured) = self.readable_bootversion()?;
+        if !configured {
             return Ok(Vec::new());
         }
+        let entries_dir = self.path.join(format!("boot/loader.{bv}/entries"));
         let mut entries = Vec::new();
         for e in fs::read_dir(&entries_dir).map_err(|e| io_err(&entries_dir, e))? {
             let e = e.map_err(|e| io_err(&entries_dir, e))?;
@@ -428,6 +549,7 @@ impl Sysroot {
         kargs: Option<String>,
         merge: Option<&Deployment>,
     ) -> Result<Deployment> {
+        let _lock = self.lock()?;
         let deploy_dir = self.path.join(format!("ostree/deploy/{os}/deploy"));
         if !deploy_dir.is_dir() {
             return Err(msg(format!("No such OS '{os}': run os-init first")));
@@ -624,10 +746,13 @@ impl Sysroot {
     /// other `loader.N` and `boot.N.M` and GC refs, syncs, switches with
     /// one rename, then removes what the old configuration used.
     pub fn write_deployments(&self, list: &[Deployment]) -> Result<()> {
+        let _sysroot_lock = self.lock()?;
         let _lock = self.repo.lock(false)?;
-        let old_bv = self.bootversion()?;
-        let had_loader = read_link_name(&self.path.join("boot/loader"))?.is_some();
-        let new_bv = if had_loader { 1 - old_bv } else { 1 };
+        let (old_bv, _) = self.readable_bootversion()?;
+        for d in list {
+            self.check_whole(d)?;
+        }
+        let new_bv = 1 - old_bv;
         let new_sub = 1 - self.subbootversion(new_bv)?;
         // Leftovers of an interrupted switch to this boot version.
         for stale in [
@@ -725,9 +850,65 @@ impl Sysroot {
         Ok(())
     }
 
+    /// On a sysroot that was never deployed (no `boot/loader`, no
+    /// `boot/loader.N`, nothing under `ostree/deploy`), starts an empty
+    /// configuration `boot/loader -> loader.0` before the first deployment
+    /// is built. A first deploy killed halfway then leaves a readable
+    /// (empty) configuration and an unreferenced directory the next
+    /// operation removes, instead of a deployment with no configuration,
+    /// which reads like an unmounted `/boot`.
+    fn start_boot_config(&self, current: &[Deployment]) -> Result<()> {
+        if !current.is_empty() || self.loader_link()?.is_some() {
+            return Ok(());
+        }
+        let entries = self.path.join("boot/loader.0/entries");
+        if entries.symlink_metadata().is_ok() {
+            return Ok(());
+        }
+        fs::create_dir_all(&entries).map_err(|e| io_err(&entries, e))?;
+        symlink_atomic("loader.0", &self.path.join("boot/loader"))?;
+        sync_path(&self.path)
+    }
+
+    /// Checks that `d` can be booted: its directory with `usr` and `etc`,
+    /// and its kernel under `boot/ostree`.
+    fn check_whole(&self, d: &Deployment) -> Result<()> {
+        let rel = d.rel_dir();
+        let dir = self.path.join(&rel);
+        let broken = |why: String| Error::BrokenDeployment {
+            dir: rel.clone(),
+            why,
+        };
+        for (p, what) in [
+            (dir.clone(), "directory"),
+            (dir.join("usr"), "usr/"),
+            (dir.join("etc"), "etc/"),
+        ] {
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(broken(format!("{what} is not a directory"))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(broken(format!("no {what}")));
+                }
+                Err(e) => return Err(io_err(&p, e)),
+            }
+        }
+        self.kernel_files(d)
+            .map_err(|e| broken(format!("its kernel: {e}")))?;
+        Ok(())
+    }
+
     /// Removes what no current entry uses: the other loader and link farms,
     /// GC refs of other configurations, unreferenced deployments and kernels.
-    pub fn remove_stale(&self, bv: u8, sub: u8) -> Result<()> {
+    fn remove_stale(&self, bv: u8, sub: u8) -> Result<()> {
+        // Nothing is deleted on the strength of a configuration that
+        // cannot be read.
+        let (current, _) = self.readable_bootversion()?;
+        if current != bv {
+            return Err(msg(format!(
+                "boot version changed under us ({bv} expected, {current} found)"
+            )));
+        }
         let other = 1 - bv;
         remove_tree(&self.path.join(format!("boot/loader.{other}")))?;
         let _ = fs::remove_file(self.path.join(format!("ostree/boot.{other}")));
@@ -744,11 +925,7 @@ impl Sysroot {
     }
 
     fn cleanup_deployments(&self) -> Result<()> {
-        let mut current = if read_link_name(&self.path.join("boot/loader"))?.is_some() {
-            self.deployments()?
-        } else {
-            Vec::new()
-        };
+        let mut current = self.deployments()?;
         // A staged deployment is not in the boot configuration yet.
         current.extend(self.staged()?);
         let live: HashSet<String> = current
@@ -796,7 +973,8 @@ impl Sysroot {
     /// `cleanup`: stale boot configuration and deployments, then prune
     /// the repository of commits no ref (refs, GC refs) reaches.
     pub fn cleanup(&self) -> Result<ostree_store::prune::PruneReport> {
-        let bv = self.bootversion()?;
+        let _lock = self.lock()?;
+        let (bv, _) = self.readable_bootversion()?;
         let sub = self.subbootversion(bv)?;
         self.remove_stale(bv, sub)?;
         Ok(ostree_store::prune::prune(
@@ -821,7 +999,9 @@ impl Sysroot {
         kargs: Option<String>,
         opts: &DeployOptions,
     ) -> Result<Deployment> {
+        let _lock = self.lock()?;
         let current = self.deployments()?;
+        self.start_boot_config(&current)?;
         let booted = self.booted_index(&current)?;
         let merge_idx = booted
             .filter(|&b| current[b].os == os)
@@ -858,6 +1038,7 @@ impl Sysroot {
     /// Rewrites every deployment's kernel arguments with `edit` and
     /// switches to the result (`ostree admin kargs edit-in-place`).
     pub fn edit_kargs_in_place(&self, edit: impl Fn(&str) -> String) -> Result<()> {
+        let _lock = self.lock()?;
         let mut list = self.deployments()?;
         for d in &mut list {
             d.kargs = edit(&d.kargs);
@@ -867,6 +1048,7 @@ impl Sysroot {
 
     /// Removes deployment `index` from the boot configuration.
     pub fn undeploy(&self, index: usize) -> Result<()> {
+        let _lock = self.lock()?;
         let mut list = self.deployments()?;
         if index >= list.len() {
             return Err(msg(format!(
@@ -888,6 +1070,7 @@ impl Sysroot {
     /// otherwise the booted one (or the second) moves to the front. Twice
     /// restores the original order.
     pub fn rollback(&self) -> Result<(usize, usize)> {
+        let _lock = self.lock()?;
         let mut list = self.deployments()?;
         if list.len() < 2 {
             return Err(msg("No rollback deployment found"));
@@ -905,6 +1088,7 @@ impl Sysroot {
 
     /// Pins or unpins deployment `index` (a rewrite of its origin file).
     pub fn set_pinned(&self, index: usize, pinned: bool) -> Result<()> {
+        let _lock = self.lock()?;
         let list = self.deployments()?;
         let d = list
             .get(index)
@@ -920,6 +1104,7 @@ impl Sysroot {
 
     /// Replaces deployment `index`'s origin file.
     pub fn write_origin(&self, d: &Deployment, origin: &KeyFile) -> Result<()> {
+        let _lock = self.lock()?;
         let path = self
             .path
             .join(format!("ostree/deploy/{}/deploy/{}.origin", d.os, d.name()));
@@ -947,6 +1132,7 @@ impl Sysroot {
         kargs: Option<String>,
         locked: bool,
     ) -> Result<Deployment> {
+        let _lock = self.lock()?;
         if let Some(old) = self.staged()? {
             // A newer stage replaces the older one.
             self.clear_staged()?;
@@ -954,6 +1140,7 @@ impl Sysroot {
             let _ = fs::remove_file(self.path.join(format!("{}.origin", old.rel_dir())));
         }
         let current = self.deployments()?;
+        self.start_boot_config(&current)?;
         let booted = self.booted_index(&current)?;
         let merge = booted
             .filter(|&b| current[b].os == os)
@@ -1075,6 +1262,7 @@ impl Sysroot {
 
     /// Holds or releases finalization of the staged deployment.
     pub fn set_finalization_locked(&self, locked: bool) -> Result<()> {
+        let _lock = self.lock()?;
         let path = self.path.join(STAGED_LOCK);
         if locked {
             fs::create_dir_all(path.parent().expect("has a parent"))
@@ -1095,6 +1283,7 @@ impl Sysroot {
     /// configuration switches. Returns `None` when nothing is staged; a
     /// locked stage is an error unless `force`.
     pub fn finalize_staged(&self, force: bool) -> Result<Option<Deployment>> {
+        let _lock = self.lock()?;
         let Some(staged) = self.staged()? else {
             self.clear_staged()?;
             return Ok(None);
