@@ -106,6 +106,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// What went wrong, without the URL (for callers that name it).
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Url { msg, .. } | Error::Redirect { msg, .. } | Error::Transport { msg, .. } => {
+                msg.clone()
+            }
+            Error::Tls(m) => m.clone(),
+            Error::Header { name, why, .. } => format!("invalid HTTP header {name:?}: {why}"),
+            Error::Certificate { msg, .. } => format!("certificate refused: {msg}"),
+            Error::Timeout { msg, .. } => format!("timed out ({msg})"),
+            Error::TooLarge { limit, .. } => format!("response body larger than {limit} bytes"),
+        }
+    }
+
     /// Whether trying again may help (a timeout or a broken connection).
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Timeout { .. } | Error::Transport { .. })
@@ -195,6 +209,7 @@ impl ClientBuilder {
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
             .referer(false)
+            .http1_title_case_headers()
             .user_agent(self.user_agent)
             .timeout(self.timeout)
             .connect_timeout(self.timeout)
@@ -308,12 +323,32 @@ fn same_domain(initial: &str, next: &str) -> bool {
     n == i || n.ends_with(&format!(".{i}"))
 }
 
-/// The messages of an error and its sources, each once.
-fn chain(e: &dyn std::error::Error) -> String {
+/// The error an error wraps: its source, or for an `io::Error` the error
+/// inside it (whose own source `io::Error::source` would skip).
+fn cause<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|i| i.get_ref()) {
+        return Some(inner);
+    }
+    e.source()
+}
+
+/// The messages of an error and its causes, each once (a cause whose
+/// text its wrapper already shows is not repeated).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    chain(e)
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        let m = err.to_string();
+        let mut m = err.to_string();
+        // reqwest names the URL, which callers name already (cut short).
+        if let Some(u) = err.downcast_ref::<reqwest::Error>().and_then(|r| r.url()) {
+            m = m.replace(&format!(" for url ({u})"), "");
+        }
         // reqwest's own layer repeats the URL we print anyway.
         let generic = m.starts_with("error sending request")
             || m.starts_with("error decoding response body")
@@ -323,7 +358,7 @@ fn chain(e: &dyn std::error::Error) -> String {
         if !generic && !parts.iter().any(|p| p.contains(&m)) {
             parts.push(m);
         }
-        cur = err.source();
+        cur = cause(err);
     }
     if parts.is_empty() {
         e.to_string()
@@ -334,18 +369,12 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// Sorts a transport error into the kinds callers branch on.
 fn classify(e: &reqwest::Error, url: &str) -> Error {
+    let url = &shorten(url);
     let msg = chain(e);
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        // An io::Error's source() skips the error it wraps (which may be
-        // another io::Error): look inside.
         let io = err.downcast_ref::<std::io::Error>();
-        let mut inner = Some(err);
-        while let Some(i) = inner.and_then(|e| e.downcast_ref::<std::io::Error>()) {
-            inner = i.get_ref().map(|e| e as &dyn std::error::Error);
-        }
-        let tls = inner.and_then(|e| e.downcast_ref::<rustls::Error>());
-        if let Some(rustls::Error::InvalidCertificate(_)) = tls {
+        if let Some(rustls::Error::InvalidCertificate(_)) = err.downcast_ref::<rustls::Error>() {
             return Error::Certificate {
                 url: url.to_string(),
                 msg,
@@ -357,7 +386,13 @@ fn classify(e: &reqwest::Error, url: &str) -> Error {
                 msg,
             };
         }
-        cur = err.source();
+        cur = cause(err);
+    }
+    if e.is_builder() {
+        return Error::Url {
+            url: url.to_string(),
+            msg,
+        };
     }
     if e.is_timeout() {
         Error::Timeout {
@@ -397,7 +432,7 @@ impl Client {
             else {
                 return Ok(Response {
                     status,
-                    url: target.display.clone(),
+                    url: target.full.clone(),
                     inner: resp,
                 });
             };
@@ -436,7 +471,8 @@ impl Client {
                 headers.retain(|(n, _)| !CREDENTIALS.contains(&n.to_ascii_lowercase().as_str()));
             }
             target = Target {
-                display: next.to_string(),
+                display: shorten(next.as_str()),
+                full: next.to_string(),
                 host: next_host,
                 url: next,
                 host_header: None,
@@ -540,7 +576,8 @@ impl Client {
             let host_header = format!("[{ip}]{after}");
             return Ok(Target {
                 url: parsed,
-                display: url.to_string(),
+                display: shorten(url),
+                full: url.to_string(),
                 host: ip.to_string(),
                 host_header: Some(host_header),
             });
@@ -550,7 +587,8 @@ impl Client {
             return Err(bad("no host".into()));
         }
         Ok(Target {
-            display: url.to_string(),
+            display: shorten(url),
+            full: url.to_string(),
             host: parsed.host_str().unwrap_or_default().to_string(),
             url: parsed,
             host_header: None,
@@ -560,8 +598,10 @@ impl Client {
 
 struct Target {
     url: url::Url,
-    /// How to name it in messages (as the caller wrote it).
+    /// How to name it in messages (as the caller wrote it, cut short).
     display: String,
+    /// As the caller wrote it.
+    full: String,
     /// The host credentials belong to.
     host: String,
     /// An explicit `Host` header (zoned IPv6 hosts).
@@ -663,7 +703,7 @@ impl Response {
     /// the server announces).
     pub fn read_to_vec(mut self, limit: u64) -> Result<Vec<u8>, Error> {
         let too_large = |url: &str| Error::TooLarge {
-            url: url.to_string(),
+            url: shorten(url),
             limit,
         };
         if self.content_length().is_some_and(|n| n > limit) {
@@ -685,6 +725,7 @@ impl Response {
 
 /// An error while reading a body, sorted as [`classify`] sorts.
 pub fn io_error(url: &str, e: &std::io::Error) -> Error {
+    let url = &shorten(url);
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
         return classify(inner, url);
     }

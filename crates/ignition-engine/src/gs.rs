@@ -87,7 +87,8 @@ fn object_path(bucket: &str, object: &str) -> String {
     format!("/{}/{}", uri_encode(bucket, true), uri_encode(object, true))
 }
 
-/// Fetches a `gs://` object.
+/// Fetches a `gs://` object into memory (at most
+/// [`crate::http::DEFAULT_LIMIT`] bytes).
 pub fn get(
     url: &str,
     settings: &Settings,
@@ -95,6 +96,20 @@ pub fn get(
     timeouts: &Timeouts,
     cas: &[Vec<u8>],
 ) -> Result<Vec<u8>, String> {
+    let r = open(url, settings, proxy, timeouts, cas)?;
+    let from = r.url().to_string();
+    r.read_to_vec(crate::http::DEFAULT_LIMIT)
+        .map_err(|e| format!("{e} (from {from})"))
+}
+
+/// Opens a `gs://` object for streaming.
+pub fn open(
+    url: &str,
+    settings: &Settings,
+    proxy: &Proxy,
+    timeouts: &Timeouts,
+    cas: &[Vec<u8>],
+) -> Result<http_client::Response, String> {
     let (bucket, object) = parse(url)?;
     let endpoint = settings
         .endpoint
@@ -109,7 +124,11 @@ pub fn get(
         .map(|t| crate::http::header("Authorization", &format!("Bearer {t}")))
         .into_iter()
         .collect();
-    crate::http::get_trusting(&target, &headers, proxy, timeouts, cas)
+    let opts = crate::http::Options {
+        cas,
+        ..Default::default()
+    };
+    crate::http::open_retrying(&target, &headers, proxy, timeouts, &opts)
         .map_err(|e| format!("{e} (from {target})"))
 }
 

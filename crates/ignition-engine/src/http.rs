@@ -1,28 +1,30 @@
-//! A small HTTP/1.1 client for `http://` and `https://` resources, with
-//! upstream's retry
-//! rules: connection errors and 5xx answers are retried with a backoff that
-//! starts at 100 ms and doubles up to 5 s, forever unless
-//! `timeouts.httpTotal` bounds it; other 4xx answers are final. Each try
-//! waits `timeouts.httpResponseHeaders` (default 10 s) for the headers.
-//! Redirects are followed (up to 10); `httpHeaders` are sent; an
-//! `ignition.proxy.httpProxy` (for `http`) or `httpsProxy` (for `https`,
-//! through a `CONNECT` tunnel) is used unless the host is in `noProxy`.
+//! `http://` and `https://` fetches with upstream Ignition's rules, on the
+//! process's shared [`http_client::Client`] (one per trust and proxy
+//! configuration, kept alive and pooled):
 //!
-//! TLS (1.2 and 1.3, rustls) trusts the system's CA bundle (the first of
-//! the files Go looks at that exists) and the config's
-//! `security.tls.certificateAuthorities`, as upstream adds them to the
-//! system pool; the server's name is checked against its certificate.
-//! [`request`] sends other methods (the cloud providers' `PUT`) and
-//! [`request_retrying`] also retries chosen 4xx statuses.
+//! - connection errors and 5xx answers are retried with a backoff that
+//!   starts at 100 ms and doubles up to 5 s, forever unless
+//!   `timeouts.httpTotal` bounds it; other 4xx answers are final; each
+//!   try waits `timeouts.httpResponseHeaders` (default 10 s) for the
+//!   headers, and the body may not stall longer than that either;
+//! - a refused server certificate fails at once (retrying cannot mend it;
+//!   upstream retries until the total timeout);
+//! - every request carries Ignition's `Accept` (the newest spec version it
+//!   speaks) and `Accept-Encoding: identity`, then the config's
+//!   `httpHeaders`; on a redirect no header is sent again, as upstream's
+//!   fetcher clears them (so credentials never follow a redirect);
+//! - an `ignition.proxy.httpProxy` (for `http`) or `httpsProxy` (for
+//!   `https`, through `CONNECT`) is used unless the host is in `noProxy`;
+//! - TLS trusts the system's CA bundle and the config's
+//!   `security.tls.certificateAuthorities`, as upstream adds them to the
+//!   system pool;
+//! - bodies read into memory are bounded ([`Options::limit`]); resources
+//!   written to files are streamed ([`open_retrying`]).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-
+use http_client::{Client, Request, Response};
 use ignition_config::types::{HttpHeader, Proxy, Timeouts};
 
 /// Why an HTTP fetch failed.
@@ -32,12 +34,12 @@ pub enum HttpError {
     Status(u16),
     /// The total time ran out (the last error is kept).
     TimedOut(String),
-    /// The URL is not usable.
+    /// The URL, a header or a redirect is not usable (not retried).
     Url(String),
-    /// The server's certificate was refused (only with
-    /// [`Options::fail_fast_on_certificates`]; otherwise retried as
-    /// upstream Ignition does).
+    /// The server's certificate was refused.
     Certificate(String),
+    /// The body is larger than the caller accepts.
+    TooLarge(String),
 }
 
 impl std::fmt::Display for HttpError {
@@ -45,11 +47,18 @@ impl std::fmt::Display for HttpError {
         match self {
             HttpError::Status(s) => write!(f, "server responded with status {s}"),
             HttpError::TimedOut(last) => write!(f, "timed out (last error: {last})"),
-            HttpError::Url(m) => write!(f, "{m}"),
-            HttpError::Certificate(m) => write!(f, "{m}"),
+            HttpError::Url(m) | HttpError::Certificate(m) | HttpError::TooLarge(m) => {
+                write!(f, "{m}")
+            }
         }
     }
 }
+
+/// The `Accept` header upstream Ignition sends (the newest spec it reads).
+pub const ACCEPT: &str = "application/vnd.coreos.ignition+json;version=3.6.0, */*;q=0.1";
+
+/// The most a body read into memory may hold unless the caller says.
+pub const DEFAULT_LIMIT: u64 = 64 << 20;
 
 /// Decodes `%XX` escapes (as Go's `url.URL.Path` holds a path); a `%`
 /// not followed by two hex digits stays as it is.
@@ -90,108 +99,15 @@ pub(crate) fn uri_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-/// More for [`request_retrying`]: statuses to retry and extra CAs.
+/// More for [`request_retrying`]: statuses to retry, extra CAs, a bound.
 #[derive(Debug, Clone, Default)]
 pub struct Options<'a> {
     /// 4xx statuses retried like 5xx (upstream's `RetryCodes`).
     pub retry_codes: &'a [u16],
     /// PEM certificates trusted besides the system's, for `https`.
     pub cas: &'a [Vec<u8>],
-    /// Fail at once when the server's certificate is refused, as libcurl
-    /// (OSTree's pulls) does, instead of retrying until the total timeout.
-    pub fail_fast_on_certificates: bool,
-}
-
-struct Target {
-    tls: bool,
-    host: String,
-    port: u16,
-    path: String,
-}
-
-fn parse(url: &str) -> Result<Target, HttpError> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else {
-        return Err(HttpError::Url(format!("not an http(s) URL: {url}")));
-    };
-    let default_port = if tls { 443 } else { 80 };
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
-        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-        None => (rest, "/".to_string()),
-    };
-    let path = path.split('#').next().unwrap_or("/").to_string();
-    let authority = authority.rsplit('@').next().unwrap_or(authority);
-    let bad_port = || HttpError::Url(format!("bad port in {url}"));
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, rest) = v6
-            .split_once(']')
-            .ok_or_else(|| HttpError::Url(format!("bad host in {url}")))?;
-        let port = match rest.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| bad_port())?,
-            None => default_port,
-        };
-        (h.to_string(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad_port())?),
-            None => (authority.to_string(), default_port),
-        }
-    };
-    if host.is_empty() {
-        return Err(HttpError::Url(format!("no host in {url}")));
-    }
-    Ok(Target {
-        tls,
-        host,
-        port,
-        path,
-    })
-}
-
-fn no_proxy(host: &str, list: &[String]) -> bool {
-    list.iter().any(|n| {
-        let n = n.trim().trim_start_matches('.');
-        n == "*" || host == n || host.ends_with(&format!(".{n}"))
-    })
-}
-
-/// What one request got.
-enum Answer {
-    Body(Vec<u8>),
-    Redirect(String, u16),
-    Status(u16),
-}
-
-/// The address to connect to. A link-local IPv6 host may carry a zone
-/// (`fe80::1%eth0`, or `%25eth0` as written in URLs), which becomes the
-/// scope of the socket address.
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    if let Some((addr, zone)) = host.split_once('%') {
-        let zone = zone
-            .strip_prefix("25")
-            .filter(|_| zone.len() > 2)
-            .unwrap_or(zone);
-        let ip: Ipv6Addr = addr
-            .parse()
-            .map_err(|_| format!("bad IPv6 address {addr:?}"))?;
-        let scope = match zone.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => std::fs::read_to_string(format!("/sys/class/net/{zone}/ifindex"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| format!("no network interface {zone:?}"))?,
-        };
-        return Ok(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, scope)));
-    }
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("resolving {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("no address for {host}"))
+    /// The most bytes of body accepted ([`DEFAULT_LIMIT`] when `None`).
+    pub limit: Option<u64>,
 }
 
 /// A request header with a value.
@@ -202,305 +118,66 @@ pub(crate) fn header(name: &str, value: &str) -> HttpHeader {
     }
 }
 
-/// The `Host` header this client sends for `url` (what a signature over
-/// the host must cover).
+/// The `Host` header the client sends for `url` (what a signature over
+/// the host must cover): the host, then the port unless it is the
+/// scheme's default.
 pub(crate) fn host_header_of(url: &str) -> Result<String, HttpError> {
-    parse(url).map(|t| host_header(&t))
-}
-
-/// A host as written in a URL: IPv6 addresses in brackets, without their
-/// zone (as Go sends it).
-fn bracketed(host: &str) -> String {
-    if host.contains(':') {
-        format!("[{}]", host.split('%').next().unwrap_or(host))
-    } else {
-        host.to_string()
-    }
-}
-
-/// The `Host` header for a target: the host, then the port unless it is
-/// the scheme's default.
-fn host_header(t: &Target) -> String {
-    let host = bracketed(&t.host);
-    if t.port == if t.tls { 443 } else { 80 } {
-        host
-    } else {
-        format!("{host}:{}", t.port)
-    }
-}
-
-/// The system's CA bundle, read once: the first of the files Go's
-/// `crypto/x509` looks at on Linux that exists.
-fn system_roots() -> &'static [CertificateDer<'static>] {
-    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        [
-            "/etc/ssl/certs/ca-certificates.crt",
-            "/etc/pki/tls/certs/ca-bundle.crt",
-            "/etc/ssl/ca-bundle.pem",
-            "/etc/pki/tls/cacert.pem",
-            "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-            "/etc/ssl/cert.pem",
-        ]
-        .iter()
-        .find_map(|f| std::fs::read(f).ok())
-        .map(|pem| {
-            CertificateDer::pem_slice_iter(&pem)
-                .filter_map(Result::ok)
-                .collect()
-        })
-        .unwrap_or_default()
+    let u = url::Url::parse(url).map_err(|e| HttpError::Url(format!("{url}: {e}")))?;
+    let host = match u.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        Some(h) => h.to_string(),
+        None => return Err(HttpError::Url(format!("{url}: no host"))),
+    };
+    Ok(match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
     })
 }
 
-/// A client configuration trusting the system's CAs and `cas`.
-fn tls_config(cas: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(system_roots().iter().cloned());
-    for (i, pem) in cas.iter().enumerate() {
-        let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("certificate authority {i}: {e}"))?;
-        if certs.is_empty() {
-            return Err(format!(
-                "certificate authority {i}: no PEM certificate found"
-            ));
-        }
-        for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| format!("certificate authority {i}: {e}"))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-/// A connection, plain or through TLS.
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Read for Conn {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.read(buf),
-            Conn::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Conn {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.write(buf),
-            Conn::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.flush(),
-            Conn::Tls(s) => s.flush(),
-        }
-    }
-}
-
-/// Asks an HTTP proxy for a tunnel to `host:port`.
-fn tunnel(s: &mut TcpStream, t: &Target) -> Result<(), String> {
-    let authority = format!("{}:{}", bracketed(&t.host), t.port);
-    s.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
-        .map_err(|e| format!("proxy: {e}"))?;
-    // Read the proxy's answer byte by byte, so that nothing of the tunnel
-    // is taken into a buffer.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            Ok(_) => return Err("proxy: connection closed during CONNECT".into()),
-            Err(e) => return Err(format!("proxy: {e}")),
-        }
-        if head.len() > 16 * 1024 {
-            return Err("proxy: answer to CONNECT too long".into());
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        return Err(format!(
-            "proxy refused CONNECT: {}",
-            head.lines().next().unwrap_or("").trim()
-        ));
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)] // one request's every part; private
-fn once(
-    method: &str,
-    url: &str,
-    headers: &[HttpHeader],
-    body: Option<&[u8]>,
-    proxy: &Proxy,
-    header_timeout: Duration,
-    cas: &[Vec<u8>],
-    response_headers: &mut Vec<(String, String)>,
-) -> Result<Answer, String> {
-    let t = parse(url).map_err(|e| e.to_string())?;
-    let via = if t.tls {
-        &proxy.https_proxy
-    } else {
-        &proxy.http_proxy
-    }
-    .as_deref()
-    .filter(|p| !p.is_empty() && !no_proxy(&t.host, &proxy.no_proxy));
-    let (connect_host, connect_port, request_target) = match via {
-        Some(p) => {
-            let pt = parse(p).map_err(|e| format!("proxy: {e}"))?;
-            if pt.tls {
-                return Err(format!("proxy: https proxies are not supported: {p}"));
-            }
-            // Plain requests go to the proxy whole; TLS ones go through a
-            // tunnel and name only the path.
-            let target = if t.tls {
-                t.path.clone()
-            } else {
-                url.to_string()
-            };
-            (pt.host, pt.port, target)
-        }
-        None => (t.host.clone(), t.port, t.path.clone()),
-    };
-    let addr = resolve(&connect_host, connect_port)?;
-    let mut tcp = TcpStream::connect_timeout(&addr, header_timeout)
-        .map_err(|e| format!("connecting to {addr}: {e}"))?;
-    tcp.set_read_timeout(Some(header_timeout))
-        .map_err(|e| e.to_string())?;
-    let mut s = if t.tls {
-        if via.is_some() {
-            tunnel(&mut tcp, &t)?;
-        }
-        let name = t.host.split('%').next().unwrap_or(&t.host).to_string();
-        let name = ServerName::try_from(name).map_err(|e| format!("TLS server name: {e}"))?;
-        let mut conn = rustls::ClientConnection::new(tls_config(cas)?, name)
-            .map_err(|e| format!("TLS: {e}"))?;
-        while conn.is_handshaking() {
-            conn.complete_io(&mut tcp).map_err(|e| {
-                format!("TLS handshake with {}:{}: {e}", bracketed(&t.host), t.port)
-            })?;
-        }
-        Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
-    } else {
-        Conn::Plain(tcp)
-    };
-    let host_header = host_header(&t);
-    let mut req = format!(
-        "{method} {request_target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: Ignition/oxcore-{}\r\nAccept-Encoding: identity\r\nConnection: close\r\n",
-        env!("CARGO_PKG_VERSION")
+/// The client for a trust and proxy configuration: built once per process
+/// and reused by every later fetch with the same settings.
+fn client(cas: &[Vec<u8>], proxy: &Proxy) -> Result<Client, HttpError> {
+    type Key = (Vec<Vec<u8>>, Option<String>, Option<String>, Vec<String>);
+    static CLIENTS: Mutex<Vec<(Key, Client)>> = Mutex::new(Vec::new());
+    let key: Key = (
+        cas.to_vec(),
+        proxy.http_proxy.clone(),
+        proxy.https_proxy.clone(),
+        proxy.no_proxy.clone(),
     );
-    // Go sends a length for a body, and `Content-Length: 0` for methods
-    // that expect one.
-    match body {
-        Some(b) => req.push_str(&format!("Content-Length: {}\r\n", b.len())),
-        None if matches!(method, "POST" | "PUT" | "PATCH") => req.push_str("Content-Length: 0\r\n"),
-        None => {}
+    let mut clients = CLIENTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, c)) = clients.iter().find(|(k, _)| *k == key) {
+        return Ok(c.clone());
     }
-    for h in headers {
-        if let Some(v) = &h.value {
-            req.push_str(&format!("{}: {v}\r\n", h.name));
-        }
+    let mut b = Client::builder()
+        .user_agent(format!("Ignition/oxcore-{}", env!("CARGO_PKG_VERSION")))
+        .proxy(http_client::Proxy {
+            http: proxy.http_proxy.clone(),
+            https: proxy.https_proxy.clone(),
+            no_proxy: proxy.no_proxy.clone(),
+        });
+    // Errors name an authority by its index, as the config does.
+    for pem in cas {
+        b = b.trust_pem(pem.clone());
     }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body.unwrap_or_default());
-    s.write_all(&bytes)
-        .map_err(|e| format!("sending request: {e}"))?;
-    let mut r = BufReader::new(s);
-    let mut status_line = String::new();
-    r.read_line(&mut status_line)
-        .map_err(|e| format!("reading response: {e}"))?;
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("malformed status line {:?}", status_line.trim()))?;
-    let mut length = None;
-    let mut chunked = false;
-    let mut location = None;
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line)
-            .map_err(|e| format!("reading headers: {e}"))?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            let v = v.trim();
-            response_headers.push((k.trim().to_string(), v.to_string()));
-            match k.to_ascii_lowercase().as_str() {
-                "content-length" => length = v.parse::<usize>().ok(),
-                "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
-                "location" => location = Some(v.to_string()),
-                _ => {}
-            }
-        }
-    }
-    if (300..400).contains(&status)
-        && let Some(l) = location
-    {
-        let next = if l.starts_with("http://") || l.starts_with("https://") {
-            l
-        } else {
-            format!(
-                "{}://{host_header}{}{l}",
-                if t.tls { "https" } else { "http" },
-                if l.starts_with('/') { "" } else { "/" }
-            )
-        };
-        return Ok(Answer::Redirect(next, status));
-    }
-    if !(200..300).contains(&status) {
-        return Ok(Answer::Status(status));
-    }
-    let mut body = Vec::new();
-    if status == 204 || method == "HEAD" {
-        // No body, whatever the headers say.
-    } else if chunked {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)
-                .map_err(|e| format!("reading body: {e}"))?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .map_err(|_| "malformed chunk size".to_string())?;
-            if n == 0 {
-                break;
-            }
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk)
-                .map_err(|e| format!("reading body: {e}"))?;
-            body.extend_from_slice(&chunk[..n]);
-        }
-    } else if let Some(n) = length {
-        body.resize(n, 0);
-        r.read_exact(&mut body)
-            .map_err(|e| format!("reading body: {e}"))?;
-    } else {
-        r.read_to_end(&mut body)
-            .map_err(|e| format!("reading body: {e}"))?;
-    }
-    Ok(Answer::Body(body))
+    let c = b.build().map_err(|e| HttpError::Url(e.to_string()))?;
+    clients.push((key, c.clone()));
+    Ok(c)
 }
 
-/// Sends one `HEAD` request (no retries, no redirects) and returns the
-/// value of the response header `name`, whatever the status: S3 names a
-/// bucket's region in `x-amz-bucket-region` even when it refuses access.
+fn header_timeout(timeouts: &Timeouts) -> Duration {
+    Duration::from_secs(
+        timeouts
+            .http_response_headers
+            .filter(|&t| t > 0)
+            .unwrap_or(10) as u64,
+    )
+}
+
+/// Sends one `HEAD` request (no retries, no redirects followed for
+/// credentials' sake) and returns the value of the response header
+/// `name`, whatever the status: S3 names a bucket's region in
+/// `x-amz-bucket-region` even when it refuses access.
 pub fn head_header(
     url: &str,
     name: &str,
@@ -508,27 +185,10 @@ pub fn head_header(
     timeouts: &Timeouts,
     cas: &[Vec<u8>],
 ) -> Result<Option<String>, String> {
-    let header_timeout = Duration::from_secs(
-        timeouts
-            .http_response_headers
-            .filter(|&t| t > 0)
-            .unwrap_or(10) as u64,
-    );
-    let mut headers = Vec::new();
-    once(
-        "HEAD",
-        url,
-        &[],
-        None,
-        proxy,
-        header_timeout,
-        cas,
-        &mut headers,
-    )?;
-    Ok(headers
-        .into_iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v))
+    let c = client(cas, proxy).map_err(|e| e.to_string())?;
+    let req = Request::new("HEAD", url).timeout(header_timeout(timeouts));
+    let r = c.send(&req).map_err(|e| e.to_string())?;
+    Ok(r.header(name).map(str::to_string))
 }
 
 /// [`get`] that also trusts `cas` (PEM) for `https`, as every resource
@@ -580,8 +240,9 @@ pub fn request(
 }
 
 /// [`request`] that also retries the statuses in `opts.retry_codes`
-/// (upstream's `FetchOptions.RetryCodes`; 5xx are always retried) and
-/// trusts `opts.cas` for `https`.
+/// (upstream's `FetchOptions.RetryCodes`; 5xx are always retried), trusts
+/// `opts.cas` for `https`, and bounds the body by `opts.limit`. A body
+/// that breaks off is fetched again, within the same total time.
 pub fn request_retrying(
     method: &str,
     url: &str,
@@ -591,54 +252,76 @@ pub fn request_retrying(
     timeouts: &Timeouts,
     opts: &Options<'_>,
 ) -> Result<Vec<u8>, HttpError> {
+    let limit = opts.limit.unwrap_or(DEFAULT_LIMIT);
+    retrying(method, url, headers, body, proxy, timeouts, opts, |r| {
+        r.read_to_vec(limit)
+    })
+}
+
+/// Opens a `GET` of `url` with upstream's retries and returns the answer
+/// of a 2xx status for the caller to stream (a resource written to a file
+/// as it arrives).
+pub fn open_retrying(
+    url: &str,
+    headers: &[HttpHeader],
+    proxy: &Proxy,
+    timeouts: &Timeouts,
+    opts: &Options<'_>,
+) -> Result<Response, HttpError> {
+    retrying("GET", url, headers, None, proxy, timeouts, opts, Ok)
+}
+
+#[allow(clippy::too_many_arguments)] // one request's every part; private
+fn retrying<T>(
+    method: &str,
+    url: &str,
+    headers: &[HttpHeader],
+    body: Option<&[u8]>,
+    proxy: &Proxy,
+    timeouts: &Timeouts,
+    opts: &Options<'_>,
+    mut take: impl FnMut(Response) -> Result<T, http_client::Error>,
+) -> Result<T, HttpError> {
+    let c = client(opts.cas, proxy)?;
     let start = Instant::now();
     let total = timeouts
         .http_total
         .filter(|&t| t > 0)
         .map(|t| Duration::from_secs(t as u64));
-    let header_timeout = Duration::from_secs(
-        timeouts
-            .http_response_headers
-            .filter(|&t| t > 0)
-            .unwrap_or(10) as u64,
-    );
+    let mut req = Request::new(method, url)
+        .timeout(header_timeout(timeouts))
+        .header("Accept-Encoding", "identity")
+        .header("Accept", ACCEPT)
+        .drop_headers_on_redirect();
+    for h in headers {
+        if let Some(v) = &h.value {
+            req = req.header(&h.name, v);
+        }
+    }
+    if let Some(b) = body {
+        req = req.body(b.to_vec());
+    }
     let mut delay = Duration::from_millis(100);
-    let mut url = url.to_string();
-    let mut method = method.to_string();
-    let mut body = body;
-    let mut redirects = 0;
     loop {
-        let last = match once(
-            &method,
-            &url,
-            headers,
-            body,
-            proxy,
-            header_timeout,
-            opts.cas,
-            &mut Vec::new(),
-        ) {
-            Ok(Answer::Body(b)) => return Ok(b),
-            Ok(Answer::Redirect(next, status)) if redirects < 10 => {
-                redirects += 1;
-                url = next;
-                // As Go: 301, 302 and 303 turn other methods into a GET
-                // without a body; 307 and 308 repeat the request.
-                if matches!(status, 301..=303) && method != "GET" && method != "HEAD" {
-                    method = "GET".into();
-                    body = None;
-                }
-                continue;
+        let fatal = |e: http_client::Error| match e {
+            e if e.is_certificate() => HttpError::Certificate(e.to_string()),
+            http_client::Error::TooLarge { .. } => HttpError::TooLarge(e.to_string()),
+            e => HttpError::Url(e.to_string()),
+        };
+        let last = match c.send(&req) {
+            Ok(r) if (200..300).contains(&r.status()) => match take(r) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() => e.to_string(),
+                Err(e) => return Err(fatal(e)),
+            },
+            Ok(r)
+                if !(500..600).contains(&r.status()) && !opts.retry_codes.contains(&r.status()) =>
+            {
+                return Err(HttpError::Status(r.status()));
             }
-            Ok(Answer::Redirect(..)) => return Err(HttpError::Url("too many redirects".into())),
-            Ok(Answer::Status(s)) if !(500..600).contains(&s) && !opts.retry_codes.contains(&s) => {
-                return Err(HttpError::Status(s));
-            }
-            Ok(Answer::Status(s)) => format!("status {s}"),
-            Err(e) if opts.fail_fast_on_certificates && e.contains("invalid peer certificate") => {
-                return Err(HttpError::Certificate(e));
-            }
-            Err(e) => e,
+            Ok(r) => format!("status {}", r.status()),
+            Err(e) if e.is_transient() => e.to_string(),
+            Err(e) => return Err(fatal(e)),
         };
         if total.is_some_and(|t| start.elapsed() + delay > t) {
             return Err(HttpError::TimedOut(last));
@@ -653,38 +336,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_and_no_proxy() {
-        let t = parse("http://example.com:8080/a/b?c=d#frag").unwrap();
+    fn host_headers_omit_default_ports() {
         assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("example.com", 8080, "/a/b?c=d")
+            host_header_of("http://example.com/a").unwrap(),
+            "example.com"
         );
-        let t = parse("http://[::1]/x").unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("::1", 80));
-        assert!(parse("ftp://x").is_err());
-        let t = parse("https://h/p").unwrap();
-        assert!(t.tls && t.port == 443 && host_header(&t) == "h");
-        let t = parse("https://h:8443/p").unwrap();
-        assert!(t.port == 8443 && host_header(&t) == "h:8443");
-        assert!(no_proxy("a.example.com", &[".example.com".into()]));
-        assert!(!no_proxy("example.org", &["example.com".into()]));
-    }
-
-    #[test]
-    fn ipv6_hosts_and_zones() {
-        let t = parse("http://[fe80::a9fe:a9fe%lo]/openstack/latest/user_data").unwrap();
-        assert_eq!(t.host, "fe80::a9fe:a9fe%lo");
-        assert_eq!(host_header(&t), "[fe80::a9fe:a9fe]");
-        let t = parse("http://[::1]:8080/").unwrap();
-        assert_eq!(host_header(&t), "[::1]:8080");
-        match resolve("fe80::1%7", 80).unwrap() {
-            SocketAddr::V6(a) => assert_eq!((a.scope_id(), a.port()), (7, 80)),
-            other => panic!("{other}"),
-        }
-        match resolve("fe80::1%25lo", 80).unwrap() {
-            SocketAddr::V6(a) => assert!(a.scope_id() > 0),
-            other => panic!("{other}"),
-        }
-        assert!(resolve("fe80::1%no-such-interface", 80).is_err());
+        assert_eq!(host_header_of("https://h:8443/p").unwrap(), "h:8443");
+        assert_eq!(host_header_of("https://h:443/p").unwrap(), "h");
+        assert_eq!(host_header_of("http://[::1]:8080/").unwrap(), "[::1]:8080");
+        assert!(host_header_of("no url").is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Fetching resources: the contents behind a `source` URL, decompressed and
 //! verified against `verification.hash` before anything uses them.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use ignition_config::types::Resource;
 use sha2::Digest;
@@ -108,15 +108,67 @@ impl Fetcher {
             .map_err(Clone::clone)
     }
 
-    /// Fetches a resource; `None` when it has no source.
+    /// Fetches a resource into memory (decompressed and verified, at most
+    /// [`crate::http::DEFAULT_LIMIT`] bytes: configs, keys, CAs); `None`
+    /// when it has no source. Files are streamed with [`Fetcher::fetch_to`].
     pub fn fetch(&self, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> {
-        fetch_with(self, r)
+        let limit = crate::http::DEFAULT_LIMIT;
+        let mut out = Bounded {
+            buf: Vec::new(),
+            limit,
+        };
+        Ok(fetch_with(self, r, &mut out, Some(limit))?.then_some(out.buf))
+    }
+
+    /// Streams a resource into `out` in one pass: fetched, decompressed,
+    /// hashed and written as it arrives, so memory stays small whatever
+    /// its size. `Ok(false)` when it has no source. The hash is known only
+    /// at the end: on an error, what was written must be thrown away (the
+    /// files stage writes into a temporary file it renames on success).
+    pub fn fetch_to(&self, r: &Resource, out: &mut dyn Write) -> Result<bool, FetchError> {
+        fetch_with(self, r, out, None)
     }
 }
 
-fn fetch_with(f: &Fetcher, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> {
+/// A `Write` into memory that refuses more than `limit` bytes.
+struct Bounded {
+    buf: Vec<u8>,
+    limit: u64,
+}
+
+impl Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if (self.buf.len() + data.len()) as u64 > self.limit {
+            return Err(std::io::Error::other(format!(
+                "contents larger than {} bytes (the most read into memory)",
+                self.limit
+            )));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The digest a `verification.hash` names.
+enum Hasher {
+    None,
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+/// Writes what `r` names into `out`; with `limit`, a server's announced
+/// length beyond it is refused before any of the body is read.
+fn fetch_with(
+    f: &Fetcher,
+    r: &Resource,
+    out: &mut dyn Write,
+    limit: Option<u64>,
+) -> Result<bool, FetchError> {
     let Some(url) = r.source.as_deref() else {
-        return Ok(None);
+        return Ok(false);
     };
     let bad = |reason: String| FetchError::Bad {
         url: url.to_string(),
@@ -126,34 +178,78 @@ fn fetch_with(f: &Fetcher, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> 
         .split_once(':')
         .map(|(s, _)| s.to_ascii_lowercase())
         .unwrap_or_default();
-    let raw = match scheme.as_str() {
-        "data" => ignition_config::url::decode_data_url(url).map_err(bad)?,
+    // What to expect is checked before anything is fetched.
+    let (mut hasher, want) = match r.verification.hash.as_deref() {
+        None => (Hasher::None, ""),
+        Some(hash) => {
+            let (function, want) = hash
+                .split_once('-')
+                .ok_or_else(|| bad("malformed hash specifier".into()))?;
+            match function {
+                "sha512" => (Hasher::Sha512(sha2::Sha512::new()), want),
+                "sha256" => (Hasher::Sha256(sha2::Sha256::new()), want),
+                other => return Err(bad(format!("unrecognized hash function {other:?}"))),
+            }
+        }
+    };
+    if !matches!(r.compression.as_deref(), None | Some("") | Some("gzip")) {
+        return Err(bad(format!(
+            "unsupported compression {:?}",
+            r.compression.as_deref().unwrap_or_default()
+        )));
+    }
+    let http_opts = |cas| crate::http::Options {
+        cas,
+        ..Default::default()
+    };
+    let raw: Box<dyn Read> = match scheme.as_str() {
+        "data" => Box::new(std::io::Cursor::new(
+            ignition_config::url::decode_data_url(url).map_err(bad)?,
+        )),
         "http" | "https" if !f.offline => {
             // For http too: a redirect may lead to https, and upstream's
             // client trusts the config's CAs for every request.
             let cas = f.cas().map_err(bad)?;
-            crate::http::get_trusting(url, &r.http_headers, &f.proxy, &f.timeouts, cas)
-                .map_err(|e| bad(e.to_string()))?
+            let resp = crate::http::open_retrying(
+                url,
+                &r.http_headers,
+                &f.proxy,
+                &f.timeouts,
+                &http_opts(cas),
+            )
+            .map_err(|e| bad(e.to_string()))?;
+            if let (Some(limit), Some(n)) = (limit, resp.content_length())
+                && n > limit
+            {
+                return Err(bad(format!(
+                    "the server announces {n} bytes, more than the {limit} read into memory"
+                )));
+            }
+            Box::new(resp)
         }
-        "s3" | "arn" if !f.offline => crate::s3::get(
-            url,
-            &crate::s3::Settings::from_env(),
-            &f.proxy,
-            &f.timeouts,
-            f.cas().map_err(bad)?,
-        )
-        .map_err(bad)?,
-        "gs" if !f.offline => crate::gs::get(
-            url,
-            &crate::gs::Settings::from_env(),
-            &f.proxy,
-            &f.timeouts,
-            f.cas().map_err(bad)?,
-        )
-        .map_err(bad)?,
-        "tftp" if !f.offline => {
-            crate::tftp::get(url, crate::tftp::TIMEOUT).map_err(|e| bad(e.to_string()))?
-        }
+        "s3" | "arn" if !f.offline => Box::new(
+            crate::s3::open(
+                url,
+                &crate::s3::Settings::from_env(),
+                &f.proxy,
+                &f.timeouts,
+                f.cas().map_err(bad)?,
+            )
+            .map_err(bad)?,
+        ),
+        "gs" if !f.offline => Box::new(
+            crate::gs::open(
+                url,
+                &crate::gs::Settings::from_env(),
+                &f.proxy,
+                &f.timeouts,
+                f.cas().map_err(bad)?,
+            )
+            .map_err(bad)?,
+        ),
+        "tftp" if !f.offline => Box::new(std::io::Cursor::new(
+            crate::tftp::get(url, crate::tftp::TIMEOUT).map_err(|e| bad(e.to_string()))?,
+        )),
         _ => {
             return Err(FetchError::Unsupported {
                 url: url.to_string(),
@@ -161,35 +257,53 @@ fn fetch_with(f: &Fetcher, r: &Resource) -> Result<Option<Vec<u8>>, FetchError> 
             });
         }
     };
-    let data = match r.compression.as_deref() {
-        None | Some("") => raw,
-        Some("gzip") => {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&raw[..])
-                .read_to_end(&mut out)
-                .map_err(|e| bad(format!("gzip: {e}")))?;
-            out
-        }
-        Some(other) => return Err(bad(format!("unsupported compression {other:?}"))),
+    let gzip = r.compression.as_deref() == Some("gzip");
+    // As Go's gzip reader: every member of a multi-member stream.
+    let mut input: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(raw))
+    } else {
+        raw
     };
-    if let Some(hash) = r.verification.hash.as_deref() {
-        let (function, want) = hash
-            .split_once('-')
-            .ok_or_else(|| bad("malformed hash specifier".into()))?;
-        let got = match function {
-            "sha512" => hex(&sha2::Sha512::digest(&data)),
-            "sha256" => hex(&sha2::Sha256::digest(&data)),
-            other => return Err(bad(format!("unrecognized hash function {other:?}"))),
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let corrupt = matches!(
+                    e.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                );
+                let why = if gzip && corrupt {
+                    format!("gzip: {e}")
+                } else {
+                    http_client::error_chain(&e)
+                };
+                return Err(bad(format!("reading: {why}")));
+            }
         };
-        if !got.eq_ignore_ascii_case(want) {
-            return Err(FetchError::HashMismatch {
-                url: url.to_string(),
-                got: format!("{function}-{got}"),
-                want: hash.to_string(),
-            });
+        match &mut hasher {
+            Hasher::None => {}
+            Hasher::Sha256(h) => h.update(&buf[..n]),
+            Hasher::Sha512(h) => h.update(&buf[..n]),
         }
+        out.write_all(&buf[..n])
+            .map_err(|e| bad(format!("writing: {e}")))?;
     }
-    Ok(Some(data))
+    let (function, got) = match hasher {
+        Hasher::None => return Ok(true),
+        Hasher::Sha256(h) => ("sha256", hex(&h.finalize())),
+        Hasher::Sha512(h) => ("sha512", hex(&h.finalize())),
+    };
+    if !got.eq_ignore_ascii_case(want) {
+        return Err(FetchError::HashMismatch {
+            url: url.to_string(),
+            got: format!("{function}-{got}"),
+            want: r.verification.hash.clone().unwrap_or_default(),
+        });
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

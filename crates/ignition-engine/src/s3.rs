@@ -340,6 +340,20 @@ pub fn get(
     timeouts: &ignition_config::types::Timeouts,
     cas: &[Vec<u8>],
 ) -> Result<Vec<u8>, String> {
+    let r = open(url, settings, proxy, timeouts, cas)?;
+    let from = r.url().to_string();
+    r.read_to_vec(crate::http::DEFAULT_LIMIT)
+        .map_err(|e| format!("{e} (from {from})"))
+}
+
+/// [`get`], opened for streaming.
+pub fn open(
+    url: &str,
+    settings: &Settings,
+    proxy: &ignition_config::types::Proxy,
+    timeouts: &ignition_config::types::Timeouts,
+    cas: &[Vec<u8>],
+) -> Result<http_client::Response, String> {
     let o = parse(url)?;
     let mut settings = settings.clone();
     if settings.credentials.is_none()
@@ -411,7 +425,11 @@ pub fn get(
             .map(|(name, value)| crate::http::header(name, value))
             .collect();
     }
-    crate::http::get_trusting(&target, &headers, proxy, timeouts, cas)
+    let opts = crate::http::Options {
+        cas,
+        ..Default::default()
+    };
+    crate::http::open_retrying(&target, &headers, proxy, timeouts, &opts)
         .map_err(|e| format!("{e} (from {target})"))
 }
 

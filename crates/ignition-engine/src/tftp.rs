@@ -46,6 +46,9 @@ pub enum TftpError {
     /// The server sent something that is not TFTP.
     #[error("malformed packet from the server")]
     Malformed,
+    /// The file is larger than a fetch into memory may hold.
+    #[error("file larger than {0} bytes")]
+    TooLarge(u64),
 }
 
 /// Splits `tftp://host[:port]/path` into the server's address and the file
@@ -177,6 +180,10 @@ pub fn get(url: &str, timeout: Duration) -> Result<Vec<u8>, TftpError> {
                             continue;
                         }
                         out.extend_from_slice(&p[4..]);
+                        // Block numbers wrap: only this bounds the size.
+                        if out.len() as u64 > crate::http::DEFAULT_LIMIT {
+                            return Err(TftpError::TooLarge(crate::http::DEFAULT_LIMIT));
+                        }
                         let mut ack = Vec::with_capacity(4);
                         ack.extend_from_slice(&ACK.to_be_bytes());
                         ack.extend_from_slice(&block.to_be_bytes());

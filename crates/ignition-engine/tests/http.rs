@@ -150,7 +150,7 @@ fn unreachable_servers_time_out_under_http_total() {
         &Proxy::default(),
         &t,
     ) {
-        Err(HttpError::TimedOut(last)) => assert!(last.contains("connecting"), "{last}"),
+        Err(HttpError::TimedOut(last)) => assert!(last.contains("Connection refused"), "{last}"),
         other => panic!("{other:?}"),
     }
 }
@@ -229,4 +229,61 @@ fn fetch_offline_defers_to_fetch_for_a_remote_config() {
         stages::cached(&e).unwrap().storage.files[0].path,
         "/etc/remote"
     );
+}
+
+#[test]
+fn ignition_headers_are_sent_and_none_follow_a_redirect() {
+    let s = serve(|path, _| match path {
+        "/moved" => "HTTP/1.1 302 Found\r\nLocation: /plain\r\nContent-Length: 0\r\n\r\n".into(),
+        _ => ok("x"),
+    });
+    let headers = [HttpHeader {
+        name: "X-Token".into(),
+        value: Some("secret".into()),
+    }];
+    get(
+        &format!("{}/moved", s.base),
+        &headers,
+        &Proxy::default(),
+        &quick(),
+    )
+    .unwrap();
+    let seen = s.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[0]
+            .contains("Accept: application/vnd.coreos.ignition+json;version=3.6.0, */*;q=0.1\r\n"),
+        "{}",
+        seen[0]
+    );
+    assert!(seen[0].contains("Accept-Encoding: identity\r\n"));
+    assert!(seen[0].contains("X-Token: secret\r\n"));
+    // As upstream's fetcher: a redirect carries none of them.
+    assert!(!seen[1].contains("X-Token"), "{}", seen[1]);
+}
+
+#[test]
+fn a_hostile_length_neither_aborts_nor_balloons_a_fetch() {
+    let s =
+        serve(|_, _| "HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\nonly this".into());
+    let f = Fetcher {
+        timeouts: quick(),
+        ..Fetcher::default()
+    };
+    let r = Resource {
+        source: Some(format!("{}/huge", s.base)),
+        ..Resource::default()
+    };
+    // Into memory: refused by its size.
+    match f.fetch(&r) {
+        Err(FetchError::Bad { reason, .. }) => {
+            assert!(reason.contains("more than the"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Streamed: the body breaks off after 9 bytes, which is an error, not
+    // an allocation of a terabyte.
+    let mut out = Vec::new();
+    assert!(f.fetch_to(&r, &mut out).is_err());
+    assert!(out.len() <= 9);
 }
