@@ -13,24 +13,111 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use crate::fsck::reachable;
 use crate::keyfile::KeyFile;
 use crate::object::{Checksum, Commit, DirTree, ObjectType};
-use crate::repo::{Repo, RepoMode, Result, Transaction, msg};
+use crate::repo::{MAX_METADATA_SIZE, Repo, RepoMode, Result, Transaction, msg};
 use crate::sign;
 use crate::summary::Summary;
 
 /// Fetches paths of a remote repository.
 pub trait Fetcher: Sync {
-    /// The body of `relpath` (`config`, `objects/ab/cd….dirtree`, …);
-    /// `Ok(None)` when the server says it does not exist (404).
-    fn fetch(&self, relpath: &str) -> std::result::Result<Option<Vec<u8>>, String>;
+    /// Opens `relpath` (`config`, `objects/ab/cd….dirtree`, …) for
+    /// reading; `Ok(None)` when the server says it does not exist (404).
+    fn open(
+        &self,
+        relpath: &str,
+    ) -> std::result::Result<Option<Box<dyn Read + Send + '_>>, FetchError>;
 
     /// How to name `relpath` in messages (the full URL).
     fn describe(&self, relpath: &str) -> String;
+}
+
+/// Why a fetch failed.
+#[derive(Debug, Clone)]
+pub struct FetchError {
+    /// What happened, in words.
+    pub msg: String,
+    /// Whether trying again may help (a timeout, a broken connection);
+    /// a refused certificate or a bad URL is final.
+    pub transient: bool,
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+/// How often an object is fetched again after a network failure (OSTree's
+/// default `n-network-retries`).
+pub const NETWORK_RETRIES: usize = 5;
+
+/// Fetches a remote's paths over HTTP(S), on one pooled client built for
+/// the remote (its `tls-ca-path` trusted besides the system's CAs), or
+/// from a `file://` directory.
+pub struct HttpFetcher {
+    base: String,
+    client: Option<http_client::Client>,
+}
+
+impl HttpFetcher {
+    /// For a remote `url`, trusting the PEM authorities `cas` too.
+    pub fn new(url: &str, cas: &[Vec<u8>]) -> Result<HttpFetcher> {
+        let base = url.trim_end_matches('/').to_string();
+        let client = if base.starts_with("file://") {
+            None
+        } else {
+            let mut b = http_client::Client::builder()
+                .user_agent(format!("libostree/oxcore-{}", env!("CARGO_PKG_VERSION")))
+                // As libcurl under OSTree: a transfer stalled this long fails.
+                .timeout(std::time::Duration::from_secs(30));
+            for pem in cas {
+                b = b.trust_pem(pem.clone());
+            }
+            Some(b.build().map_err(|e| msg(format!("{url}: {e}")))?)
+        };
+        Ok(HttpFetcher { base, client })
+    }
+}
+
+impl Fetcher for HttpFetcher {
+    fn open(
+        &self,
+        rel: &str,
+    ) -> std::result::Result<Option<Box<dyn Read + Send + '_>>, FetchError> {
+        let url = format!("{}/{rel}", self.base);
+        let Some(client) = &self.client else {
+            let dir = self.base.trim_start_matches("file://");
+            return match std::fs::File::open(std::path::Path::new(dir).join(rel)) {
+                Ok(f) => Ok(Some(Box::new(f))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(FetchError {
+                    msg: e.to_string(),
+                    transient: false,
+                }),
+            };
+        };
+        match client.get(&url) {
+            Ok(r) if r.status() == 404 => Ok(None),
+            Ok(r) if (200..300).contains(&r.status()) => Ok(Some(Box::new(r))),
+            Ok(r) => Err(FetchError {
+                msg: format!("Server returned status {}", r.status()),
+                transient: r.status() >= 500,
+            }),
+            Err(e) => Err(FetchError {
+                transient: e.is_transient(),
+                msg: e.reason(),
+            }),
+        }
+    }
+
+    fn describe(&self, rel: &str) -> String {
+        http_client::shorten(&format!("{}/{rel}", self.base))
+    }
 }
 
 /// What to pull and how.
@@ -73,19 +160,105 @@ pub struct PullReport {
     pub bytes: u64,
 }
 
-fn get(fetcher: &dyn Fetcher, stats: &PullStats, rel: &str) -> Result<Option<Vec<u8>>> {
-    let body = fetcher
-        .fetch(rel)
-        .map_err(|e| msg(format!("{}: {e}", fetcher.describe(rel))))?;
-    if let Some(b) = &body {
-        stats.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-    }
-    Ok(body)
+/// A reader that notes whether reading failed, so that a failure of the
+/// network can be told from one of the disk.
+struct Net<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    failed: &'a AtomicBool,
+    stats: &'a PullStats,
 }
 
-fn get_required(fetcher: &dyn Fetcher, stats: &PullStats, rel: &str) -> Result<Vec<u8>> {
-    get(fetcher, stats, rel)?
+impl Read for Net<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(n)
+            }
+            Err(e) => {
+                self.failed.store(true, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Runs `attempt` with `rel` opened, again (up to [`NETWORK_RETRIES`]
+/// times) when the network failed; `Ok(None)` on a 404.
+fn with_retries<T>(
+    fetcher: &dyn Fetcher,
+    stats: &PullStats,
+    rel: &str,
+    mut attempt: impl FnMut(&mut dyn Read) -> Result<T>,
+) -> Result<Option<T>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let failed = AtomicBool::new(false);
+        let last = match fetcher.open(rel) {
+            Ok(None) => return Ok(None),
+            Ok(Some(r)) => {
+                let mut net = Net {
+                    inner: r,
+                    failed: &failed,
+                    stats,
+                };
+                match attempt(&mut net) {
+                    Ok(v) => return Ok(Some(v)),
+                    Err(e) if failed.load(Ordering::Relaxed) => e.to_string(),
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) if e.transient => format!("{}: {e}", fetcher.describe(rel)),
+            Err(e) => return Err(msg(format!("{}: {e}", fetcher.describe(rel)))),
+        };
+        if tries > NETWORK_RETRIES {
+            return Err(msg(format!("{last} (after {tries} attempts)")));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100 << tries.min(5)));
+    }
+}
+
+/// A small file or metadata object, whole (at most `limit` bytes).
+fn get(fetcher: &dyn Fetcher, stats: &PullStats, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+    with_retries(fetcher, stats, rel, |r| {
+        let mut out = Vec::new();
+        r.take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| msg(format!("{}: {e}", fetcher.describe(rel))))?;
+        if out.len() as u64 > limit {
+            return Err(msg(format!(
+                "{}: exceeds the maximum of {limit} bytes",
+                fetcher.describe(rel)
+            )));
+        }
+        Ok(out)
+    })
+}
+
+fn get_required(
+    fetcher: &dyn Fetcher,
+    stats: &PullStats,
+    rel: &str,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    get(fetcher, stats, rel, limit)?
         .ok_or_else(|| msg(format!("Server returned 404 for {}", fetcher.describe(rel))))
+}
+
+/// The most a `summary` may hold (Fedora's, with every ref and its
+/// history, is a few megabytes).
+const MAX_SUMMARY: u64 = 100 << 20;
+
+/// The most a repository's `config` or a ref file may hold.
+const MAX_SMALL: u64 = 1 << 20;
+
+/// The remote's `summary`, if it has one.
+pub fn fetch_summary(fetcher: &dyn Fetcher) -> Result<Option<Summary>> {
+    let stats = PullStats::default();
+    get(fetcher, &stats, "summary", MAX_SUMMARY)?
+        .map(|b| Summary::parse(&b))
+        .transpose()
 }
 
 /// Pulls `opts.refs` into `repo`.
@@ -96,7 +269,7 @@ pub fn pull(
     stats: &PullStats,
     progress: &(dyn Fn(&PullStats) + Sync),
 ) -> Result<PullReport> {
-    let config = get_required(fetcher, stats, "config")?;
+    let config = get_required(fetcher, stats, "config", MAX_SMALL)?;
     let config = KeyFile::parse(&String::from_utf8_lossy(&config))
         .map_err(|e| msg(format!("{}: {e}", fetcher.describe("config"))))?;
     let remote_mode = config.get("core", "mode").unwrap_or("bare");
@@ -106,10 +279,10 @@ pub fn pull(
             fetcher.describe("config")
         )));
     }
-    let summary = match get(fetcher, stats, "summary")? {
+    let summary = match get(fetcher, stats, "summary", MAX_SUMMARY)? {
         Some(bytes) => {
             if let Some(keys) = &opts.verify_keys
-                && let Some(sig) = get(fetcher, stats, "summary.sig")?
+                && let Some(sig) = get(fetcher, stats, "summary.sig", MAX_METADATA_SIZE)?
             {
                 let meta = crate::object::parse_vardict(&sig)
                     .map_err(|e| msg(format!("summary.sig: {e}")))?;
@@ -125,14 +298,25 @@ pub fn pull(
         let c = if let Ok(c) = Checksum::from_hex(r) {
             c
         } else if let Some(s) = &summary {
-            s.lookup(r)
-                .map(|e| e.checksum)
-                .ok_or_else(|| msg(format!("No such branch '{r}' in repository summary")))?
-        } else {
-            let body = get(fetcher, stats, &format!("refs/heads/{r}"))?.ok_or_else(|| {
+            s.lookup(r).map(|e| e.checksum).ok_or_else(|| {
                 msg(format!(
-                    "No such branch '{r}' ({})",
-                    fetcher.describe(&format!("refs/heads/{r}"))
+                    "No such branch '{}' in repository summary",
+                    http_client::shorten(r)
+                ))
+            })?
+        } else {
+            if !crate::repo::valid_ref(r) {
+                return Err(msg(format!(
+                    "Invalid ref name '{}'",
+                    http_client::shorten(r)
+                )));
+            }
+            let rel = format!("refs/heads/{r}");
+            let body = get(fetcher, stats, &rel, MAX_SMALL)?.ok_or_else(|| {
+                msg(format!(
+                    "No such branch '{}' ({})",
+                    http_client::shorten(r),
+                    fetcher.describe(&rel)
                 ))
             })?;
             Checksum::from_hex(String::from_utf8_lossy(&body).trim()).map_err(|e| {
@@ -187,7 +371,7 @@ fn fetch_commit(
         tx.load_meta_bytes(c, ObjectType::Commit)?
     } else {
         let rel = Repo::object_relpath(c, ObjectType::Commit, mode);
-        let b = get_required(fetcher, stats, &rel)?;
+        let b = get_required(fetcher, stats, &rel, MAX_METADATA_SIZE)?;
         if Checksum::of(&b) != *c {
             return Err(msg(format!(
                 "Corrupted commit object; checksum expected='{c}' actual='{}' ({})",
@@ -199,7 +383,7 @@ fn fetch_commit(
         b
     };
     let meta_rel = Repo::object_relpath(c, ObjectType::CommitMeta, mode);
-    let detached = get(fetcher, stats, &meta_rel)?;
+    let detached = get(fetcher, stats, &meta_rel, MAX_METADATA_SIZE)?;
     if let Some(keys) = &opts.verify_keys {
         let meta = match &detached {
             Some(d) => crate::object::parse_vardict(d)
@@ -310,18 +494,23 @@ fn process(
     if tx.has_object(&c, kind) {
         stats.present.fetch_add(1, Ordering::Relaxed);
     } else {
-        let body = get(fetcher, stats, &rel)?.ok_or_else(|| {
+        let missing = || {
             msg(format!(
                 "Remote object {rel} is missing (404 from {})",
                 fetcher.describe(&rel)
             ))
-        })?;
-        let stored = if kind == ObjectType::File {
-            tx.write_filez(&c, &body)
-        } else {
-            tx.write_meta_expect(kind, &c, &body)
         };
-        stored.map_err(|e| msg(format!("{e} (from {})", fetcher.describe(&rel))))?;
+        let from = |e: crate::repo::Error| msg(format!("{e} (from {})", fetcher.describe(&rel)));
+        if kind == ObjectType::File {
+            // Streamed to disk while hashed: never whole in memory.
+            with_retries(fetcher, stats, &rel, |r| {
+                tx.write_filez(&c, r).map_err(from)
+            })?
+            .ok_or_else(missing)?;
+        } else {
+            let body = get(fetcher, stats, &rel, MAX_METADATA_SIZE)?.ok_or_else(missing)?;
+            tx.write_meta_expect(kind, &c, &body).map_err(from)?;
+        }
         stats.fetched.fetch_add(1, Ordering::Relaxed);
         crate::failpoint("object-fetched")?;
     }

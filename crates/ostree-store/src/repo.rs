@@ -1058,9 +1058,28 @@ impl<'r> Transaction<'r> {
         if self.has_object(checksum, ObjectType::File) {
             return Ok(());
         }
+        self.check_mode(meta, checksum)?;
         self.stage(checksum, ObjectType::File, |tmp| {
             self.store_file(tmp, meta, &mut &content[..], content.len() as u64)
         })
+    }
+
+    /// As OSTree: a bare-user-only repository holds no regular file whose
+    /// mode has bits beyond 0775 (setuid, setgid, sticky, writable by
+    /// others), since it cannot record them (`--canonical-permissions`
+    /// makes a tree fit).
+    fn check_mode(&self, meta: &FileMeta, checksum: &Checksum) -> Result<()> {
+        if self.repo.mode != RepoMode::BareUserOnly || meta.is_symlink() {
+            return Ok(());
+        }
+        let invalid = meta.mode & 0o7777 & !0o775;
+        if invalid != 0 {
+            return Err(msg(format!(
+                "Content object {checksum}: invalid mode 0{:04o} with bits 0{invalid:04o}",
+                meta.mode
+            )));
+        }
+        Ok(())
     }
 
     /// Writes a file object by streaming its content, hashing as it goes;
@@ -1095,53 +1114,156 @@ impl<'r> Transaction<'r> {
             let _ = fs::remove_file(&tmp);
             return Ok(checksum);
         }
+        if let Err(e) = self.check_mode(meta, &checksum) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         self.stage(&checksum, ObjectType::File, |staged| {
             fs::rename(&tmp, staged).at(staged)
         })?;
         Ok(checksum)
     }
 
-    /// Stores a fetched `.filez` body as is (archive repositories) after
-    /// checking it decompresses to content named `expected`; otherwise
-    /// unpacks it into this repository's mode.
-    pub fn write_filez(&self, expected: &Checksum, filez: &[u8]) -> Result<()> {
+    /// Stores a fetched `.filez` stream: read once, decompressed and
+    /// hashed as it arrives, written to a temporary file and renamed into
+    /// staging only when its content is named `expected`. Archive
+    /// repositories keep the bytes as received (the header and the
+    /// compressed stream, byte for byte); other modes unpack the content.
+    /// Memory stays small whatever the header claims: the claimed size
+    /// bounds nothing but the check that the content has exactly that
+    /// length. A symlink's `.filez` is a header with no body at all (as
+    /// `ostree` writes it); its target is in the header.
+    pub fn write_filez(&self, expected: &Checksum, filez: &mut dyn Read) -> Result<()> {
         let corrupt = |m: String| Error::Corrupt {
             checksum: *expected,
             kind: ObjectType::File,
             msg: m,
         };
-        let (header, body) =
-            object::split_framed_header(filez).ok_or_else(|| corrupt("truncated header".into()))?;
-        let (meta, size) =
-            FileMeta::from_archive_header(header).map_err(|e| corrupt(e.to_string()))?;
-        let mut content = Vec::with_capacity(size.min(1 << 26) as usize);
-        flate2::read::DeflateDecoder::new(body)
-            .take(size + 1)
-            .read_to_end(&mut content)
-            .map_err(|e| corrupt(format!("decompressing: {e}")))?;
-        if content.len() as u64 != size {
+        let mut frame = [0u8; 8];
+        filez
+            .read_exact(&mut frame)
+            .map_err(|e| corrupt(format!("truncated header: {e}")))?;
+        let hlen = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as u64;
+        if hlen > MAX_METADATA_SIZE {
             return Err(corrupt(format!(
-                "content is {} bytes, header says {size}",
-                content.len()
+                "header of {hlen} bytes exceeds the maximum of {MAX_METADATA_SIZE}"
             )));
         }
-        let actual = object::file_checksum(&meta, &content);
-        if actual != *expected {
+        let mut header = Vec::new();
+        filez
+            .take(hlen)
+            .read_to_end(&mut header)
+            .map_err(|e| corrupt(format!("reading header: {e}")))?;
+        if header.len() as u64 != hlen {
+            return Err(corrupt("truncated header".into()));
+        }
+        let (meta, size) =
+            FileMeta::from_archive_header(&header).map_err(|e| corrupt(e.to_string()))?;
+        let tmp = self.staging.join(format!(".tmp-{}", unique()));
+        let written = self.unpack_filez(&tmp, &frame, &header, &meta, size, filez, &corrupt);
+        let checksum = match written {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        if checksum != *expected {
+            let _ = fs::remove_file(&tmp);
             return Err(corrupt(format!(
-                "Corrupted file object; checksum expected='{expected}' actual='{actual}'"
+                "Corrupted file object; checksum expected='{expected}' actual='{checksum}'"
             )));
         }
         if self.has_object(expected, ObjectType::File) {
+            let _ = fs::remove_file(&tmp);
             return Ok(());
         }
-        if self.repo.mode == RepoMode::Archive {
-            self.stage(expected, ObjectType::File, |tmp| {
-                let mut f = File::create(tmp).at(tmp)?;
-                f.write_all(filez).at(tmp)
-            })
-        } else {
-            self.write_file_trusted(&meta, &content, expected)
+        if let Err(e) = self.check_mode(&meta, expected) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
         }
+        self.stage(expected, ObjectType::File, |staged| {
+            fs::rename(&tmp, staged).at(staged)
+        })
+    }
+
+    /// Writes the object of a `.filez` whose header is read into `tmp` and
+    /// returns the checksum of what it held.
+    #[allow(clippy::too_many_arguments)] // one object's parts; private
+    fn unpack_filez(
+        &self,
+        tmp: &Path,
+        frame: &[u8; 8],
+        header: &[u8],
+        meta: &FileMeta,
+        size: u64,
+        body: &mut dyn Read,
+        corrupt: &dyn Fn(String) -> Error,
+    ) -> Result<Checksum> {
+        let mut hasher = FileHasher::new(meta);
+        if meta.is_symlink() {
+            // No body: the target is the content that counts.
+            if self.repo.mode == RepoMode::Archive {
+                let mut f = File::create(tmp).at(tmp)?;
+                f.write_all(frame).at(tmp)?;
+                f.write_all(header).at(tmp)?;
+            } else {
+                self.store_file(tmp, meta, &mut io::empty(), 0)?;
+            }
+            return Ok(hasher.finish());
+        }
+        // Archive mode keeps the received bytes: they are copied to the
+        // file as the decompressor takes them.
+        let raw_copy = match self.repo.mode {
+            RepoMode::Archive => {
+                let mut f = io::BufWriter::with_capacity(64 * 1024, File::create(tmp).at(tmp)?);
+                f.write_all(frame).at(tmp)?;
+                f.write_all(header).at(tmp)?;
+                Some(f)
+            }
+            _ => None,
+        };
+        let mut tee = TeeReader {
+            inner: body,
+            copy: raw_copy,
+        };
+        let count = {
+            let mut decoder = flate2::read::DeflateDecoder::new(&mut tee);
+            // One byte more than claimed is enough to know it lies.
+            let mut limited = (&mut decoder as &mut dyn Read).take(size.saturating_add(1));
+            let mut hashing = HashingReader {
+                inner: &mut limited,
+                hasher: &mut hasher,
+                count: 0,
+            };
+            let copied = match self.repo.mode {
+                RepoMode::Archive => io::copy(&mut hashing, &mut io::sink())
+                    .map(|_| ())
+                    .map_err(|e| corrupt(format!("decompressing: {e}"))),
+                _ => self.store_file(tmp, meta, &mut hashing, size),
+            };
+            copied?;
+            hashing.count
+        };
+        if count != size {
+            return Err(corrupt(format!(
+                "content is {}{count} bytes, header says {size}",
+                if count > size { "over " } else { "" }
+            )));
+        }
+        if let Some(mut f) = tee.copy.take() {
+            // Whatever follows the compressed stream is kept as received,
+            // within reason.
+            let extra = io::copy(&mut (&mut tee.inner).take(MAX_TRAILING + 1), &mut f)
+                .map_err(|e| corrupt(format!("reading: {e}")))?;
+            if extra > MAX_TRAILING {
+                return Err(corrupt(format!(
+                    "more than {MAX_TRAILING} bytes after the compressed content"
+                )));
+            }
+            f.flush().at(tmp)?;
+        }
+        Ok(hasher.finish())
     }
 
     fn store_file(
@@ -1332,6 +1454,29 @@ fn zero_mtime(f: &File, path: &Path) -> Result<()> {
     )
     .at(path)
 }
+
+/// A reader that copies what it reads to `copy`.
+struct TeeReader<'a> {
+    inner: &'a mut dyn Read,
+    copy: Option<io::BufWriter<File>>,
+}
+
+impl Read for TeeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(c) = &mut self.copy {
+            c.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+}
+
+/// The largest metadata object (and file header) accepted, as OSTree's
+/// `OSTREE_MAX_METADATA_SIZE`.
+pub const MAX_METADATA_SIZE: u64 = 10 << 20;
+
+/// Bytes accepted after a `.filez`'s compressed stream.
+const MAX_TRAILING: u64 = 64 << 10;
 
 struct HashingReader<'a> {
     inner: &'a mut dyn Read,

@@ -21,7 +21,7 @@ use ostree_store::commit::{
 use ostree_store::gvariant::Value;
 use ostree_store::keyfile::KeyFile;
 use ostree_store::object::{Checksum, Commit, ObjectType};
-use ostree_store::pull::{Fetcher, PullOptions, PullStats};
+use ostree_store::pull::{HttpFetcher, PullOptions, PullStats};
 use ostree_store::{Repo, RepoMode, fsck, prune, sign, summary};
 
 /// The OS store: an OSTree-format repository (takes `ostree`'s arguments).
@@ -1426,17 +1426,10 @@ fn remote_cmd(repo_arg: &Option<PathBuf>, v: RemoteVerb, out: &mut dyn Write) ->
             writeln!(out, "{url}")?;
         }
         RemoteVerb::Refs { name } => {
-            let url = cfg
-                .get(&remote_group(&name), "url")
-                .ok_or_else(|| anyhow!("Remote \"{name}\" not found"))?;
-            let f = HttpFetcher::new(url);
-            let stats = PullStats::default();
-            let body = f
-                .fetch("summary")
-                .map_err(|e| anyhow!("{}: {e}", f.describe("summary")))?
+            let f = remote_fetcher(&repo, &name, None)?;
+            let summary = ostree_store::pull::fetch_summary(&f)?
                 .ok_or_else(|| anyhow!("Remote refs not available; server has no summary file"))?;
-            let _ = stats;
-            for r in summary::Summary::parse(&body)?.refs {
+            for r in summary.refs {
                 writeln!(out, "{name}:{}", r.name)?;
             }
         }
@@ -1444,67 +1437,24 @@ fn remote_cmd(repo_arg: &Option<PathBuf>, v: RemoteVerb, out: &mut dyn Write) ->
     Ok(())
 }
 
-/// Fetches repository paths over HTTP(S) (with the Ignition engine's client
-/// and its retries) or from a `file://` directory.
-pub struct HttpFetcher {
-    base: String,
-    /// PEM CAs trusted besides the system's (the remote's `tls-ca-path`).
-    cas: Vec<Vec<u8>>,
-}
-
-impl HttpFetcher {
-    /// For a remote URL.
-    pub fn new(url: &str) -> HttpFetcher {
-        HttpFetcher {
-            base: url.trim_end_matches('/').to_string(),
-            cas: Vec::new(),
-        }
-    }
-
-    /// Also trusting these PEM certificate authorities.
-    pub fn trusting(mut self, cas: Vec<Vec<u8>>) -> HttpFetcher {
-        self.cas = cas;
-        self
-    }
-}
-
-impl Fetcher for HttpFetcher {
-    fn fetch(&self, rel: &str) -> std::result::Result<Option<Vec<u8>>, String> {
-        if let Some(dir) = self.base.strip_prefix("file://") {
-            let p = Path::new(dir).join(rel);
-            return match std::fs::read(&p) {
-                Ok(b) => Ok(Some(b)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e.to_string()),
-            };
-        }
-        let timeouts = ignition_config::types::Timeouts {
-            http_total: Some(120),
-            ..Default::default()
-        };
-        let opts = ignition_engine::http::Options {
-            cas: &self.cas,
-            fail_fast_on_certificates: true,
-            ..Default::default()
-        };
-        match ignition_engine::http::request_retrying(
-            "GET",
-            &self.describe(rel),
-            &[],
-            None,
-            &Default::default(),
-            &timeouts,
-            &opts,
-        ) {
-            Ok(b) => Ok(Some(b)),
-            Err(ignition_engine::http::HttpError::Status(404)) => Ok(None),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    fn describe(&self, rel: &str) -> String {
-        format!("{}/{rel}", self.base)
-    }
+/// The fetcher for a remote: its URL (or `url` given instead) and its
+/// `tls-ca-path`, as ostree reads them.
+fn remote_fetcher(repo: &Repo, remote: &str, url: Option<String>) -> Result<HttpFetcher> {
+    let cfg = repo.config();
+    let g = remote_group(remote);
+    let url = match url {
+        Some(u) => u,
+        None => cfg
+            .get(&g, "url")
+            .ok_or_else(|| anyhow!("Remote \"{remote}\" not found"))?
+            .to_string(),
+    };
+    // As ostree: `tls-ca-path` names a PEM file of CAs for this remote.
+    let cas = match cfg.get(&g, "tls-ca-path") {
+        Some(p) => vec![std::fs::read(p).with_context(|| format!("tls-ca-path {p}"))?],
+        None => Vec::new(),
+    };
+    Ok(HttpFetcher::new(&url, &cas)?)
 }
 
 pub(crate) fn pull_cmd(
@@ -1515,15 +1465,9 @@ pub(crate) fn pull_cmd(
     mirror: bool,
     url: Option<String>,
 ) -> Result<ExitCode> {
+    let fetcher = remote_fetcher(repo, remote, url)?;
     let cfg = repo.config();
     let g = remote_group(remote);
-    let url = match url {
-        Some(u) => u,
-        None => cfg
-            .get(&g, "url")
-            .ok_or_else(|| anyhow!("Remote \"{remote}\" not found"))?
-            .to_string(),
-    };
     let refs = if refs.is_empty() {
         cfg.get(&g, "branches")
             .map(|b| {
@@ -1558,12 +1502,6 @@ pub(crate) fn pull_cmd(
     } else {
         None
     };
-    // As ostree: `tls-ca-path` names a PEM file of CAs for this remote.
-    let cas = match cfg.get(&g, "tls-ca-path") {
-        Some(p) => vec![std::fs::read(p).with_context(|| format!("tls-ca-path {p}"))?],
-        None => Vec::new(),
-    };
-    let fetcher = HttpFetcher::new(&url).trusting(cas);
     let opts = PullOptions {
         remote: remote.to_string(),
         refs,

@@ -1015,3 +1015,219 @@ fn pulls_over_https_trust_the_remotes_ca_and_nothing_else() {
         }
     }
 }
+
+/// Every file under `dir`, relative, with its bytes.
+fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// A repository made by `ostree` holding every object kind (symlinks
+/// absolute, relative and dangling, whose `.filez` has no body at all;
+/// empty files; xattrs; a 5 MB file; directories that are only metadata;
+/// owners and special bits) pulls into every mode: `ostree fsck` passes,
+/// and `ostree` itself checks out the same tree from our repository as
+/// from a repository it pulled itself.
+#[test]
+fn pulls_every_object_kind_ostree_writes_into_every_mode() {
+    if !have_ostree() || !is_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    sample_tree(&tree);
+    let upstream = tmp.path().join("upstream");
+    ok(real(&upstream, &["init", "--mode=archive"]));
+    let dir = format!("--tree=dir={}", tree.display());
+    let c = ok(real(&upstream, &["commit", "-b", "os/main", TS, &dir]))
+        .trim()
+        .to_string();
+    ok(real(&upstream, &["summary", "-u"]));
+    let server = serve(&upstream);
+    let url = format!("http://127.0.0.1:{}", server.1);
+    for mode in ["archive", "bare-user", "bare", "bare-user-only"] {
+        let (ours, theirs) = (
+            tmp.path().join(format!("ours-{mode}")),
+            tmp.path().join(format!("theirs-{mode}")),
+        );
+        let mut refusals = Vec::new();
+        for (repo, real_tool) in [(&ours, false), (&theirs, true)] {
+            let run = |args: &[&str]| {
+                if real_tool {
+                    real(repo, args)
+                } else {
+                    ox(repo, args)
+                }
+            };
+            ok(run(&["init", &format!("--mode={mode}")]));
+            ok(run(&["remote", "add", "--no-gpg-verify", "up", &url]));
+            let out = run(&["pull", "up", "os/main"]);
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                // The setuid and setgid files cannot be held there.
+                let why = err
+                    .split("Content object")
+                    .nth(1)
+                    .unwrap_or(&err)
+                    .trim()
+                    .to_string();
+                refusals.push(why);
+            }
+        }
+        if mode == "bare-user-only" {
+            // As ostree: refused, naming the object and its mode bits.
+            assert_eq!(refusals.len(), 2, "{refusals:?}");
+            // Ours also names the URL it came from.
+            assert_eq!(
+                refusals[0].split(" (from ").next(),
+                Some(refusals[1].as_str())
+            );
+            assert!(refusals[0].contains("invalid mode"), "{refusals:?}");
+            assert!(ok(ox(&ours, &["refs"])).is_empty(), "a ref moved");
+            continue;
+        }
+        assert!(refusals.is_empty(), "{mode}: {refusals:?}");
+        assert_eq!(ok(real(&ours, &["rev-parse", "up:os/main"])).trim(), c);
+        ok(real(&ours, &["fsck"]));
+        ok(ox(&ours, &["fsck"]));
+        // The same listing (modes, owners, sizes, link targets, xattrs).
+        assert_eq!(
+            ok(real(&ours, &["ls", "-R", "-X", &c])),
+            ok(real(&theirs, &["ls", "-R", "-X", &c])),
+            "{mode}: listings differ"
+        );
+        // The same checkout, made by ostree from each repository.
+        let user = if mode == "bare" { vec![] } else { vec!["-U"] };
+        let co = |repo: &Path, name: &str| {
+            let dest = tmp.path().join(format!("co-{mode}-{name}"));
+            let mut args = vec!["checkout"];
+            args.extend(&user);
+            let d = dest.display().to_string();
+            args.extend([c.as_str(), d.as_str()]);
+            ok(real(repo, &args));
+            snapshot(&dest, mode == "bare")
+        };
+        assert_eq!(
+            co(&ours, "ours"),
+            co(&theirs, "theirs"),
+            "{mode}: checkouts differ"
+        );
+        if mode == "archive" {
+            // Archive objects are kept byte for byte as ostree wrote them.
+            let (a, b) = (
+                files_under(&ours.join("objects")),
+                files_under(&upstream.join("objects")),
+            );
+            assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+            assert!(a == b, "archive objects differ from upstream's");
+        }
+    }
+}
+
+/// Serves `repo`'s files, except what `hostile` answers instead.
+fn serve_altered(
+    repo: &Path,
+    hostile: impl Fn(&str) -> Option<test_support::Reply> + Send + Sync + 'static,
+) -> test_support::RawServer {
+    let root = repo.to_path_buf();
+    test_support::RawServer::start(move |req| {
+        let path = req.target().trim_start_matches('/').to_string();
+        if let Some(r) = hostile(&path) {
+            return r;
+        }
+        match std::fs::read(root.join(&path)) {
+            Ok(b) => test_support::Reply::ok(&b),
+            Err(_) => test_support::Reply::head("404 Not Found", &[]),
+        }
+    })
+}
+
+/// A hostile server can neither make a pull hold what it claims nor feed
+/// it without end: content is streamed and checked against the size its
+/// header claims, metadata is capped at 10 MB (as OSTree), names it echoes
+/// are cut short, and no ref moves.
+#[test]
+fn hostile_servers_neither_balloon_nor_corrupt_a_pull() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(tree.join("d")).unwrap();
+    std::fs::write(tree.join("d/file"), "content\n".repeat(1000)).unwrap();
+    let src = tmp.path().join("src");
+    ok(ox(&src, &["init", "--mode=archive"]));
+    let c = commit_tree(&src, &tree, "main", &["--no-bindings"]);
+    let filez = files_under(&src.join("objects"))
+        .into_keys()
+        .find(|k| k.ends_with(".filez"))
+        .unwrap();
+    let pull = |server: &test_support::RawServer, mode: &str, r: &str| {
+        let repo = tmp
+            .path()
+            .join(format!("node-{}-{mode}-{}", server.port, r.len()));
+        ok(ox(&repo, &["init", &format!("--mode={mode}")]));
+        ok(ox(
+            &repo,
+            &["remote", "add", "--no-gpg-verify", "o", &server.url("")],
+        ));
+        let out = ox(&repo, &["pull", "o", r]);
+        let refs = ok(ox(&repo, &["refs"]));
+        (out, refs)
+    };
+    // A .filez whose header claims 2 GiB.
+    let mut lying = std::fs::read(src.join("objects").join(&filez)).unwrap();
+    lying[8..16].copy_from_slice(&(2u64 << 30).to_be_bytes());
+    let want = format!("objects/{filez}");
+    let s = serve_altered(&src, move |p| {
+        (p == want).then(|| test_support::Reply::ok(&lying))
+    });
+    for mode in ["archive", "bare-user"] {
+        let (out, refs) = pull(&s, mode, "main");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("header says 2147483648"), "{mode}: {err}");
+        assert!(refs.is_empty(), "{mode}: a ref moved");
+    }
+    // An endless commit object.
+    let commit_rel = format!("objects/{}/{}.commit", &c[..2], &c[2..]);
+    let s = serve_altered(&src, move |p| {
+        (p == commit_rel).then(|| {
+            test_support::Reply::raw(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 1u64 << 40)
+                    .into_bytes()
+                    .into_iter()
+                    .chain(std::iter::repeat_n(b'x', 11 << 20))
+                    .collect::<Vec<u8>>(),
+            )
+        })
+    });
+    let (out, refs) = pull(&s, "archive", "main");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exceeds the maximum of 10485760 bytes"),
+        "{err}"
+    );
+    assert!(refs.is_empty());
+    // A 100 kB ref name is quoted short, not echoed whole.
+    let long = "r".repeat(100_000);
+    let (out, _) = pull(&s, "archive", &long);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.len() < 2000,
+        "{} bytes of error: {}",
+        err.len(),
+        &err[..300]
+    );
+    assert!(err.contains("… (1000"), "cut short, with its length: {err}");
+}
