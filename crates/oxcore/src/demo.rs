@@ -307,6 +307,7 @@ fn graph(
     let running =
         graph_server::start(settings, source, None, serve).map_err(|e| anyhow::anyhow!(e))?;
     let addr = running.addrs[0];
+    let client = http_client::Client::builder().build()?;
     for (who, wariness) in [
         ("an eager node (wariness 0.1)", "0.100000"),
         ("a wary node (wariness 0.9)", "0.900000"),
@@ -315,8 +316,7 @@ fn graph(
             "http://{addr}/v1/graph?basearch=x86_64&stream=stable&os_version={}&node_uuid=0123456789abcdef0123456789abcdef&platform=qemu&rollout_wariness={wariness}",
             releases[0].1
         );
-        let body = ignition_engine::http::get(&url, &[], &Default::default(), &Default::default())
-            .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let body = client.get(&url)?.read_to_vec(1 << 20)?;
         let g: serde_json::Value = serde_json::from_slice(&body)?;
         let offered = g["edges"].as_array().map_or(0, Vec::len);
         println!(

@@ -51,29 +51,42 @@ struct ServeArgs {
     fake_now: Option<i64>,
 }
 
-/// Metadata over HTTP(S), with the Ignition engine's client and retries.
-struct HttpSource(String);
+/// Metadata over HTTP(S) on one pooled client; each document is bounded
+/// (a server that sends more, or claims to, fails that refresh and the
+/// last good graph stays).
+struct HttpSource {
+    base: String,
+    client: http_client::Client,
+}
+
+/// The most one metadata document may hold.
+const MAX_METADATA: u64 = 64 << 20;
+
+impl HttpSource {
+    fn new(base: &str) -> Result<HttpSource> {
+        let client = http_client::Client::builder()
+            .user_agent(format!("oxcore-graph/{}", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(HttpSource {
+            base: base.trim_end_matches('/').to_string(),
+            client,
+        })
+    }
+}
 
 impl Source for HttpSource {
     fn get(&self, rel: &str) -> Result<Vec<u8>, String> {
-        let timeouts = ignition_config::types::Timeouts {
-            http_total: Some(30),
-            ..Default::default()
-        };
-        ignition_engine::http::request_retrying(
-            "GET",
-            &self.describe(rel),
-            &[],
-            None,
-            &Default::default(),
-            &timeouts,
-            &Default::default(),
-        )
-        .map_err(|e| e.to_string())
+        let url = format!("{}/{rel}", self.base);
+        let r = self.client.get(&url).map_err(|e| e.reason())?;
+        if r.status() != 200 {
+            return Err(format!("server responded with status {}", r.status()));
+        }
+        r.read_to_vec(MAX_METADATA).map_err(|e| e.reason())
     }
 
     fn describe(&self, rel: &str) -> String {
-        format!("{}/{rel}", self.0.trim_end_matches('/'))
+        http_client::shorten(&format!("{}/{rel}", self.base))
     }
 }
 
@@ -113,7 +126,7 @@ pub fn run(cli: GraphCli) -> Result<ExitCode> {
     }
     let source: Arc<dyn Source> =
         if settings.metadata.starts_with("http://") || settings.metadata.starts_with("https://") {
-            Arc::new(HttpSource(settings.metadata.clone()))
+            Arc::new(HttpSource::new(&settings.metadata)?)
         } else {
             Arc::new(DirSource(PathBuf::from(&settings.metadata)))
         };
