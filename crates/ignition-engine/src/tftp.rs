@@ -30,7 +30,7 @@ pub enum TftpError {
     #[error("invalid tftp URL: {0}")]
     Url(String),
     /// A socket operation failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The server answered with an error packet.
     #[error("server error ({code}): {message}")]

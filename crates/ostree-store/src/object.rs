@@ -131,12 +131,12 @@ impl ObjectType {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ObjectError {
     /// Its GVariant does not parse.
-    #[error("corrupt {kind}: {source}")]
+    #[error("corrupt {kind}: {cause}")]
     Variant {
         /// What kind of object.
         kind: &'static str,
-        /// Why.
-        source: crate::gvariant::Error,
+        /// Why (in the message, not a `source`).
+        cause: crate::gvariant::Error,
     },
     /// It parses but a field is wrong.
     #[error("corrupt {kind}: {msg}")]
@@ -251,7 +251,7 @@ impl FileMeta {
         let ty = Type::parse("(uuuusa(ayay))").expect("static type");
         let v = Value::parse(&ty, data).map_err(|source| ObjectError::Variant {
             kind: "file header",
-            source,
+            cause: source,
         })?;
         FileMeta::from_items(v.as_tuple().expect("tuple"), "file header")
     }
@@ -261,7 +261,7 @@ impl FileMeta {
         let ty = Type::parse("(tuuuusa(ayay))").expect("static type");
         let v = Value::parse(&ty, data).map_err(|source| ObjectError::Variant {
             kind: "archive file header",
-            source,
+            cause: source,
         })?;
         let items = v.as_tuple().expect("tuple");
         let size = items[0].as_be64().expect("t");
@@ -380,8 +380,12 @@ impl DirMeta {
     /// Parses a dirmeta object.
     pub fn parse(data: &[u8]) -> Result<DirMeta, ObjectError> {
         let kind = "dirmeta";
-        let v = Value::parse(&Type::parse("(uuua(ayay))").expect("static"), data)
-            .map_err(|source| ObjectError::Variant { kind, source })?;
+        let v = Value::parse(&Type::parse("(uuua(ayay))").expect("static"), data).map_err(
+            |source| ObjectError::Variant {
+                kind,
+                cause: source,
+            },
+        )?;
         let items = v.as_tuple().expect("tuple");
         let meta = DirMeta {
             uid: items[0].as_be32().expect("u"),
@@ -450,8 +454,12 @@ impl DirTree {
     /// Parses a dirtree object, checking names, checksums and order.
     pub fn parse(data: &[u8]) -> Result<DirTree, ObjectError> {
         let kind = "dirtree";
-        let v = Value::parse(&Type::parse("(a(say)a(sayay))").expect("static"), data)
-            .map_err(|source| ObjectError::Variant { kind, source })?;
+        let v = Value::parse(&Type::parse("(a(say)a(sayay))").expect("static"), data).map_err(
+            |source| ObjectError::Variant {
+                kind,
+                cause: source,
+            },
+        )?;
         let items = v.as_tuple().expect("tuple");
         let mut tree = DirTree::default();
         for f in items[0].as_array().unwrap_or_default() {
@@ -570,7 +578,10 @@ impl Commit {
             &Type::parse("(a{sv}aya(say)sstayay)").expect("static"),
             data,
         )
-        .map_err(|source| ObjectError::Variant { kind, source })?;
+        .map_err(|source| ObjectError::Variant {
+            kind,
+            cause: source,
+        })?;
         let items = v.as_tuple().expect("tuple");
         let metadata = items[0]
             .as_vardict()
@@ -622,7 +633,7 @@ pub fn parse_vardict(data: &[u8]) -> Result<Vec<(String, Value)>, ObjectError> {
     let v = Value::parse(&Type::parse("a{sv}").expect("static"), data).map_err(|source| {
         ObjectError::Variant {
             kind: "detached metadata",
-            source,
+            cause: source,
         }
     })?;
     Ok(v.as_vardict()

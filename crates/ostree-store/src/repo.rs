@@ -69,12 +69,13 @@ impl RepoMode {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O error on a path.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// Where.
         path: PathBuf,
-        /// Why.
-        source: io::Error,
+        /// Why (in the message, so not a `source` that `{:#}` would
+        /// print a second time).
+        cause: io::Error,
     },
     /// An object that does not parse, or whose content does not match its name.
     #[error("object {checksum}.{}: {msg}", kind.extension())]
@@ -111,7 +112,7 @@ impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
         self.map_err(|source| Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })
     }
 }
@@ -120,7 +121,7 @@ impl<T> IoContext<T> for rustix::io::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
         self.map_err(|e| Error::Io {
             path: path.to_path_buf(),
-            source: io::Error::from_raw_os_error(e.raw_os_error()),
+            cause: io::Error::from_raw_os_error(e.raw_os_error()),
         })
     }
 }
@@ -284,7 +285,7 @@ impl Repo {
                 checksum: *checksum,
                 kind,
             }),
-            Err(e) => Err(Error::Io { path, source: e }),
+            Err(e) => Err(Error::Io { path, cause: e }),
         }
     }
 
@@ -340,7 +341,7 @@ impl Repo {
             } else {
                 Error::Io {
                     path: path.clone(),
-                    source: e,
+                    cause: e,
                 }
             }
         };
@@ -524,7 +525,7 @@ impl Repo {
                 .map_err(|_| msg(format!("{}: invalid checksum in ref", path.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) if e.raw_os_error() == Some(21) => Ok(None),
-            Err(e) => Err(Error::Io { path, source: e }),
+            Err(e) => Err(Error::Io { path, cause: e }),
         }
     }
 
@@ -544,7 +545,7 @@ impl Repo {
             None => match fs::remove_file(&path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::Io { path, source: e }),
+                Err(e) => Err(Error::Io { path, cause: e }),
             },
         }
     }
@@ -665,7 +666,7 @@ fn walk_refs(dir: &Path, prefix: &str, f: &mut dyn FnMut(&str, Checksum)) -> Res
         Err(e) => {
             return Err(Error::Io {
                 path: dir.to_path_buf(),
-                source: e,
+                cause: e,
             });
         }
     };
@@ -980,7 +981,7 @@ impl<'r> Transaction<'r> {
             }
             Err(e) => Err(Error::Io {
                 path: staged,
-                source: e,
+                cause: e,
             }),
         }
     }
@@ -1412,7 +1413,7 @@ impl<'r> Transaction<'r> {
                     Err(e) => {
                         return Err(Error::Io {
                             path: dir_path,
-                            source: e,
+                            cause: e,
                         });
                     }
                 }

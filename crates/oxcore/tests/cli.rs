@@ -255,3 +255,34 @@ fn ignition_apply_fetches_s3_with_credentials_from_the_environment() {
         assert!(!dir.path().join(what).join("etc/motd").exists(), "{what}");
     }
 }
+
+/// An error's cause is printed once: libraries put the cause in their
+/// message and do not also expose it as a `source` that `{:#}` would print
+/// a second time.
+#[test]
+fn errors_say_their_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f");
+    std::fs::write(&file, "").unwrap();
+    let out = oxcore()
+        .args(["ostree", &format!("--repo={}", file.display()), "init"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: {}/objects: Not a directory (os error 20)",
+            file.display()
+        )
+    );
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink("/nonexistent", root.join("boot")).unwrap();
+    let out = oxcore()
+        .args(["ostree", "admin", "init-fs", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("File exists").count(), 1, "{err}");
+}

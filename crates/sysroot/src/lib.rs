@@ -48,12 +48,13 @@ use crate::bls::BootEntry;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O error on a path.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// Where.
         path: PathBuf,
-        /// Why.
-        source: io::Error,
+        /// Why (in the message, so not a `source` that `{:#}` would
+        /// print a second time).
+        cause: io::Error,
     },
     /// From the repository.
     #[error(transparent)]
@@ -86,7 +87,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub(crate) fn io_err(p: &Path, e: io::Error) -> Error {
     Error::Io {
         path: p.to_path_buf(),
-        source: e,
+        cause: e,
     }
 }
 
