@@ -16,7 +16,8 @@
 set -euo pipefail
 
 oxcore=${1:?usage: firstboot.sh STATIC_OXCORE_BINARY}
-skip() { echo "SKIP vm first-boot test: $*" >&2; exit 0; }
+# Under OXCORE_STRICT (CI) a missing tool fails instead of skipping.
+skip() { echo "SKIP vm first-boot test: $*" >&2; [ -z "${OXCORE_STRICT:-}" ] || exit 1; exit 0; }
 fail() { echo "FAIL vm first-boot test: $*" >&2; exit 1; }
 
 . "$(dirname "$0")/lib.sh"

@@ -49,7 +49,9 @@ fn server(test: &str) -> Option<Server> {
         .args(["-c", "import botocore.auth"])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIP: {test}: needs python3 with botocore (Debian package python3-botocore)");
+        test_support::skip(&format!(
+            "{test}: needs python3 with botocore (Debian package python3-botocore)"
+        ));
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

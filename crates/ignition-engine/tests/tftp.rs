@@ -42,11 +42,13 @@ fn tftpd(test: &str) -> Option<Tftpd> {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
     let Some(binary) = binary else {
-        eprintln!("SKIP: {test}: needs in.tftpd (Debian package tftpd-hpa)");
+        test_support::skip(&format!(
+            "{test}: needs in.tftpd (Debian package tftpd-hpa)"
+        ));
         return None;
     };
     if !is_root() {
-        eprintln!("SKIP: {test}: in.tftpd needs root");
+        test_support::skip(&format!("{test}: in.tftpd needs root"));
         return None;
     }
     let dir = tempfile::tempdir().unwrap();

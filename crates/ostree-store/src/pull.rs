@@ -27,9 +27,12 @@ use crate::summary::Summary;
 pub trait Fetcher: Sync {
     /// Opens `relpath` (`config`, `objects/ab/cd….dirtree`, …) for
     /// reading; `Ok(None)` when the server says it does not exist (404).
+    /// `limit` is the most the caller will read (`None` for content
+    /// streamed to disk): a body announced longer is refused at once.
     fn open(
         &self,
         relpath: &str,
+        limit: Option<u64>,
     ) -> std::result::Result<Option<Box<dyn Read + Send + '_>>, FetchError>;
 
     /// How to name `relpath` in messages (the full URL).
@@ -88,6 +91,7 @@ impl Fetcher for HttpFetcher {
     fn open(
         &self,
         rel: &str,
+        limit: Option<u64>,
     ) -> std::result::Result<Option<Box<dyn Read + Send + '_>>, FetchError> {
         let url = format!("{}/{rel}", self.base);
         let Some(client) = &self.client else {
@@ -103,7 +107,13 @@ impl Fetcher for HttpFetcher {
         };
         match client.get(&url) {
             Ok(r) if r.status() == 404 => Ok(None),
-            Ok(r) if (200..300).contains(&r.status()) => Ok(Some(Box::new(r))),
+            Ok(r) if (200..300).contains(&r.status()) => match (limit, r.content_length()) {
+                (Some(max), Some(n)) if n > max => Err(FetchError {
+                    msg: format!("the server announces {n} bytes, more than the maximum of {max}"),
+                    transient: false,
+                }),
+                _ => Ok(Some(Box::new(r))),
+            },
             Ok(r) => Err(FetchError {
                 msg: format!("Server returned status {}", r.status()),
                 transient: r.status() >= 500,
@@ -189,13 +199,14 @@ fn with_retries<T>(
     fetcher: &dyn Fetcher,
     stats: &PullStats,
     rel: &str,
+    limit: Option<u64>,
     mut attempt: impl FnMut(&mut dyn Read) -> Result<T>,
 ) -> Result<Option<T>> {
     let mut tries = 0;
     loop {
         tries += 1;
         let failed = AtomicBool::new(false);
-        let last = match fetcher.open(rel) {
+        let last = match fetcher.open(rel, limit) {
             Ok(None) => return Ok(None),
             Ok(Some(r)) => {
                 let mut net = Net {
@@ -221,11 +232,15 @@ fn with_retries<T>(
 
 /// A small file or metadata object, whole (at most `limit` bytes).
 fn get(fetcher: &dyn Fetcher, stats: &PullStats, rel: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-    with_retries(fetcher, stats, rel, |r| {
+    with_retries(fetcher, stats, rel, Some(limit), |r| {
         let mut out = Vec::new();
-        r.take(limit + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| msg(format!("{}: {e}", fetcher.describe(rel))))?;
+        r.take(limit + 1).read_to_end(&mut out).map_err(|e| {
+            msg(format!(
+                "{}: {}",
+                fetcher.describe(rel),
+                http_client::error_chain(&e)
+            ))
+        })?;
         if out.len() as u64 > limit {
             return Err(msg(format!(
                 "{}: exceeds the maximum of {limit} bytes",
@@ -503,7 +518,7 @@ fn process(
         let from = |e: crate::repo::Error| msg(format!("{e} (from {})", fetcher.describe(&rel)));
         if kind == ObjectType::File {
             // Streamed to disk while hashed: never whole in memory.
-            with_retries(fetcher, stats, &rel, |r| {
+            with_retries(fetcher, stats, &rel, None, |r| {
                 tx.write_filez(&c, r).map_err(from)
             })?
             .ok_or_else(missing)?;

@@ -1141,9 +1141,12 @@ impl<'r> Transaction<'r> {
             msg: m,
         };
         let mut frame = [0u8; 8];
-        filez
-            .read_exact(&mut frame)
-            .map_err(|e| corrupt(format!("truncated header: {e}")))?;
+        filez.read_exact(&mut frame).map_err(|e| {
+            corrupt(format!(
+                "truncated header: {}",
+                http_client::error_chain(&e)
+            ))
+        })?;
         let hlen = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as u64;
         if hlen > MAX_METADATA_SIZE {
             return Err(corrupt(format!(
@@ -1154,7 +1157,7 @@ impl<'r> Transaction<'r> {
         filez
             .take(hlen)
             .read_to_end(&mut header)
-            .map_err(|e| corrupt(format!("reading header: {e}")))?;
+            .map_err(|e| corrupt(format!("reading header: {}", http_client::error_chain(&e))))?;
         if header.len() as u64 != hlen {
             return Err(corrupt("truncated header".into()));
         }
@@ -1237,12 +1240,15 @@ impl<'r> Transaction<'r> {
                 hasher: &mut hasher,
                 count: 0,
             };
-            let copied = match self.repo.mode {
-                RepoMode::Archive => io::copy(&mut hashing, &mut io::sink())
-                    .map(|_| ())
-                    .map_err(|e| corrupt(format!("decompressing: {e}"))),
-                _ => self.store_file(tmp, meta, &mut hashing, size),
-            };
+            let copied =
+                match self.repo.mode {
+                    RepoMode::Archive => io::copy(&mut hashing, &mut io::sink())
+                        .map(|_| ())
+                        .map_err(|e| {
+                            corrupt(format!("decompressing: {}", http_client::error_chain(&e)))
+                        }),
+                    _ => self.store_file(tmp, meta, &mut hashing, size),
+                };
             copied?;
             hashing.count
         };
@@ -1256,7 +1262,7 @@ impl<'r> Transaction<'r> {
             // Whatever follows the compressed stream is kept as received,
             // within reason.
             let extra = io::copy(&mut (&mut tee.inner).take(MAX_TRAILING + 1), &mut f)
-                .map_err(|e| corrupt(format!("reading: {e}")))?;
+                .map_err(|e| corrupt(format!("reading: {}", http_client::error_chain(&e))))?;
             if extra > MAX_TRAILING {
                 return Err(corrupt(format!(
                     "more than {MAX_TRAILING} bytes after the compressed content"

@@ -732,7 +732,7 @@ fn prepare_root_mounts_the_deployment_as_the_root() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !root_user || !unshare {
-        eprintln!("SKIP: prepare-root needs root and unshare(1) for a private mount namespace");
+        test_support::skip("prepare-root needs root and unshare(1) for a private mount namespace");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -185,7 +185,7 @@ fn ignition_apply_fetches_s3_with_credentials_from_the_environment() {
         .args(["-c", "import botocore.auth"])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIP: s3 apply test: needs python3 with botocore (python3-botocore)");
+        test_support::skip("s3 apply test: needs python3 with botocore (python3-botocore)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -35,8 +35,8 @@ fn get(addr: &str, path: &str) {
 #[test]
 fn dashboard_renders_in_headless_chromium() {
     let Some(browser) = chromium() else {
-        eprintln!(
-            "SKIP: chromium is not installed (apt-get install chromium); dashboard not rendered"
+        test_support::skip(
+            "chromium is not installed (apt-get install chromium); dashboard not rendered",
         );
         return;
     };

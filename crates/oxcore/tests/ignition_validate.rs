@@ -231,9 +231,9 @@ fn sort_unused_runs(lines: &mut [String]) {
 fn oracle_debian_ignition_validate() {
     let oracle = Path::new("/usr/bin/ignition-validate");
     if !oracle.exists() {
-        eprintln!(
-            "SKIP oracle_debian_ignition_validate: /usr/bin/ignition-validate is missing \
-             (Debian package `ignition`; ./test.sh installs it)"
+        test_support::skip(
+            "oracle_debian_ignition_validate: /usr/bin/ignition-validate is missing \
+             (Debian package `ignition`; ./test.sh installs it)",
         );
         return;
     }

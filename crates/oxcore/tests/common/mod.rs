@@ -19,8 +19,8 @@ pub fn have_ostree() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!(
-            "SKIP: the `ostree` command is not installed (apt-get install ostree); oracle test not run"
+        test_support::skip(
+            "the `ostree` command is not installed (apt-get install ostree); oracle test not run",
         );
     }
     ok
@@ -30,7 +30,7 @@ pub fn have_ostree() -> bool {
 pub fn failpoints_built() -> bool {
     let on = cfg!(feature = "failpoints");
     if !on {
-        eprintln!("SKIP: built without the `failpoints` feature (./test.sh enables it)");
+        test_support::skip("built without the `failpoints` feature (./test.sh enables it)");
     }
     on
 }
