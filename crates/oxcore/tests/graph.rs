@@ -282,6 +282,31 @@ fn serves_the_graph_a_node_should_see() {
             "duplicate_parameter",
             "stream",
         ),
+        // As upstream: empty is missing, oci is exactly true or false.
+        (
+            "/v1/graph?basearch=x86_64&stream=",
+            400,
+            "missing_parameter",
+            "stream",
+        ),
+        (
+            "/v1/graph?basearch=&stream=stable",
+            400,
+            "missing_parameter",
+            "basearch",
+        ),
+        (
+            "/v1/graph?basearch=x86_64&stream=stable&oci=1",
+            400,
+            "invalid_parameter",
+            "oci",
+        ),
+        (
+            "/v1/graph?basearch=x86_64&stream=stable&oci=",
+            400,
+            "invalid_parameter",
+            "oci",
+        ),
         (
             "/v1/graph?basearch=x86_64&stream=nope",
             404,
@@ -436,6 +461,42 @@ fn fleet_statistics_count_distinct_nodes_and_survive_a_restart() {
     let (_, _, html) = server.get("/", "");
     assert!(html.contains("Nodes by version, per week"));
     assert!(html.contains("metal"));
+
+    // Sketches merge: the same server's twice still counts 3 nodes.
+    let (_, _, with) = server.get("/v1/stats?sketches=true", "");
+    let (a, b, plain) = (
+        tmp.path().join("a.json"),
+        tmp.path().join("b.json"),
+        tmp.path().join("plain.json"),
+    );
+    std::fs::write(&a, &with).unwrap();
+    std::fs::write(&b, &with).unwrap();
+    std::fs::write(&plain, &body).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oxcore"))
+        .args(["graph", "merge-stats"])
+        .args([&a, &b])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(merged["weeks"][0]["nodes"], 3, "{merged}");
+    assert_eq!(merged["weeks"][0]["by_platform"]["metal"], 1, "{merged}");
+    // A document without sketches is refused, naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_oxcore"))
+        .args(["graph", "merge-stats"])
+        .args([&a, &plain])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plain.json") && err.contains("no sketches"),
+        "{err}"
+    );
     server.stop();
 }
 
