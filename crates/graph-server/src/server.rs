@@ -35,6 +35,9 @@ use crate::{Ctx, Settings, is_quick, respond};
 /// Slow requests (dashboard, metrics, status, statistics) handled at once.
 pub const SLOW_AT_ONCE: usize = 2;
 
+/// Weeks of statistics in memory (what the dashboard shows).
+const WEEKS_IN_MEMORY: i64 = 12;
+
 /// Longest pause after failed accepts.
 const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
@@ -143,8 +146,18 @@ fn serve(
         settings.streams.clone(),
         settings.architectures.clone(),
     ));
-    let stats = Stats::open(settings.stats_db.as_deref(), settings.stats_salt.as_deref())
-        .map_err(|e| fail(e.to_string()))?;
+    let now = fake_now.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
+    // Memory holds the weeks the dashboard shows; the store keeps all.
+    let stats = Stats::open_since(
+        settings.stats_db.as_deref(),
+        settings.stats_salt.as_deref(),
+        crate::stats::week_of(now) - WEEKS_IN_MEMORY + 1,
+    )
+    .map_err(|e| fail(e.to_string()))?;
     let ctx = Arc::new(Ctx {
         state: state.clone(),
         metrics: Metrics::default(),
@@ -206,8 +219,7 @@ fn serve(
                     let c = ctx.clone();
                     let written = tokio::task::spawn_blocking(move || {
                         let r = c.stats.flush();
-                        // The dashboard shows 12 weeks; older ones stay on disk.
-                        c.stats.forget_old_weeks(c.now(), 12);
+                        c.stats.forget_old_weeks(c.now(), WEEKS_IN_MEMORY);
                         r
                     })
                     .await;

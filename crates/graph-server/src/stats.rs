@@ -291,6 +291,16 @@ impl Stats {
     /// one). A store that cannot be read is an error, never taken as
     /// empty.
     pub fn open(path: Option<&Path>, salt: Option<&str>) -> Result<Stats, StatsError> {
+        Stats::open_since(path, salt, i64::MIN)
+    }
+
+    /// [`Stats::open`], reading only the weeks from `oldest_week` on into
+    /// memory (the store keeps the others).
+    pub fn open_since(
+        path: Option<&Path>,
+        salt: Option<&str>,
+        oldest_week: i64,
+    ) -> Result<Stats, StatsError> {
         let Some(path) = path else {
             return Ok(Stats {
                 db: None,
@@ -335,7 +345,7 @@ impl Stats {
             let read = db.begin_read().map_err(|e| err(&e))?;
             let t = read.open_table(SKETCHES).map_err(|e| err(&e))?;
             let mut weeks = lock(&stats.weeks);
-            for item in t.iter().map_err(|e| err(&e))? {
+            for item in t.range((oldest_week, 0u8, "", "")..).map_err(|e| err(&e))? {
                 let (k, v) = item.map_err(|e| err(&e))?;
                 let (week, code, group, name) = k.value();
                 let bad = |message: String| StatsError::Sketch {
@@ -760,6 +770,10 @@ mod tests {
             assert!(s.flush().unwrap() > 0);
             assert_eq!(s.flush().unwrap(), 0, "nothing changed since");
         }
+        // Only the weeks asked for are read.
+        let later = Stats::open_since(Some(&path), None, week_of(now) + 1).unwrap();
+        assert_eq!(later.summary().len(), 1);
+        drop(later);
         let s = Stats::open(Some(&path), None).unwrap();
         let sum = s.summary();
         assert_eq!(sum.len(), 2);
