@@ -283,7 +283,7 @@ fn chart_data(weekly: &[WeekSummary]) -> (Vec<String>, Vec<Bar>) {
         .enumerate()
         .map(|(i, v)| (v.as_str(), i))
         .collect();
-    let bars = weeks
+    let mut bars: Vec<Bar> = weeks
         .iter()
         .map(|w| {
             // One slot per top version, then "other".
@@ -296,7 +296,13 @@ fn chart_data(weekly: &[WeekSummary]) -> (Vec<String>, Vec<Bar>) {
             (w.week, w.nodes, counts)
         })
         .collect();
-    top.push(OTHER.to_string());
+    if bars.iter().any(|b| b.2.last().is_some_and(|&n| n > 0)) {
+        top.push(OTHER.to_string());
+    } else {
+        for b in &mut bars {
+            b.2.pop();
+        }
+    }
     (top, bars)
 }
 
@@ -319,7 +325,7 @@ fn weekly_svg(weekly: &[WeekSummary]) -> String {
         chart_h + 50.0
     );
     let color = |vi: usize| {
-        if vi + 1 == versions.len() {
+        if versions[vi] == OTHER {
             "#bbb"
         } else {
             PALETTE[vi % PALETTE.len()]
