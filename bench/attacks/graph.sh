@@ -55,8 +55,11 @@ json.dump({"stream": "stable", "releases": [
     {"version": versions[i], "metadata": {"barrier": {"reason": "r"}}} for i in range(3, 150, 7)]},
     open(f"{meta}/updates/stable.json", "w"))
 
+running = []
+
 class Server:
     def __init__(self, name, nofile=None, extra=""):
+        running.append(self)
         self.db = f"{WORK}/{name}.redb"
         conf = f"{WORK}/{name}.toml"
         open(conf, "w").write(f'metadata = "{meta}"\nlisten = ["127.0.0.1:0"]\nstreams = ["stable"]\n'
@@ -179,156 +182,177 @@ class Timer(threading.Thread):
         t = sorted(self.times)
         return (t[len(t) // 2], t[-1], len(t)) if t else (float("inf"),) * 2 + (0,)
 
-print("1. 32,000 distinct os_version values, then the dashboard")
-srv = Server("versions")
-n = load(srv.addr, [f"{G}&node_uuid={i:032x}&os_version=41.{i}.3.0&platform=metal" for i in range(32000)])
-timer = Timer(srv.addr); timer.start(); time.sleep(0.3)
-dash = [request(srv.addr, "/") for _ in range(5)]
-med, worst, count = timer.stop()
-check(n == 32000, f"{n:,} of 32,000 requests answered")
-dmax = max(d[2] for d in dash)
-check(all(d[0] == 200 for d in dash) and dmax < 2, f"dashboard: {dmax * 1000:.0f} ms at most over 5, {max(len(d[1]) for d in dash) // 1024} KiB")
-check(worst < 0.5, f"/v1/graph meanwhile: median {med * 1000:.1f} ms, worst {worst * 1000:.1f} ms over {count}")
-srv.stop()
+def attack_1():
+    print("1. 32,000 distinct os_version values, then the dashboard")
+    srv = Server("versions")
+    n = load(srv.addr, [f"{G}&node_uuid={i:032x}&os_version=41.{i}.3.0&platform=metal" for i in range(32000)])
+    timer = Timer(srv.addr); timer.start(); time.sleep(0.3)
+    dash = [request(srv.addr, "/") for _ in range(5)]
+    med, worst, count = timer.stop()
+    check(n == 32000, f"{n:,} of 32,000 requests answered")
+    dmax = max(d[2] for d in dash)
+    check(all(d[0] == 200 for d in dash) and dmax < 2, f"dashboard: {dmax * 1000:.0f} ms at most over 5, {max(len(d[1]) for d in dash) // 1024} KiB")
+    check(worst < 0.5, f"/v1/graph meanwhile: median {med * 1000:.1f} ms, worst {worst * 1000:.1f} ms over {count}")
+    srv.stop()
 
-print(f"2. {UUIDS:,} distinct node_uuid values")
-srv = Server("uuids")
-request(srv.addr, f"{G}&node_uuid=0&os_version={versions[-1]}&platform=metal")
-time.sleep(6)  # the first statistics write
-rss0, store0 = srv.rss_kb(), srv.store_kb()
-t = time.monotonic()
-done = 0
-for start in range(0, UUIDS, 100_000):
-    end = min(UUIDS, start + 100_000)
-    done += load(srv.addr, [f"{G}&node_uuid={i:032x}&os_version={versions[i % 150]}&platform={('metal', 'aws', 'qemu')[i % 3]}"
-                            for i in range(start, end)])
-    if end % 200_000 == 0 or end == UUIDS:
-        print(f"  after {end:>9,}: RSS {srv.rss_kb():,} kB, store {srv.store_kb():,} KiB", flush=True)
-elapsed = time.monotonic() - t
-time.sleep(6)
-rss1, store1 = srv.rss_kb(), srv.store_kb()
-_, body, _ = request(srv.addr, "/v1/stats")
-est = json.loads(body)["weeks"][-1]["nodes"]
-print(f"  {done:,} requests in {elapsed:.1f} s ({done / elapsed:,.0f}/s); estimated nodes {est:,}")
-check(done == UUIDS, f"{done:,} answered")
-check(abs(est - UUIDS) / UUIDS < 0.05, f"estimate {est:,} within 5% of {UUIDS:,}")
-check(rss1 - rss0 < 16384 and rss1 < RSS_CAP_KB, f"RSS {rss0:,} kB before, {rss1:,} kB after")
-check(store1 < 10240, f"store {store0:,} KiB before, {store1:,} KiB after")
-srv.stop()
+def attack_2():
+    print(f"2. {UUIDS:,} distinct node_uuid values")
+    srv = Server("uuids")
+    request(srv.addr, f"{G}&node_uuid=0&os_version={versions[-1]}&platform=metal")
+    time.sleep(6)  # the first statistics write
+    rss0, store0 = srv.rss_kb(), srv.store_kb()
+    t = time.monotonic()
+    done = 0
+    for start in range(0, UUIDS, 100_000):
+        end = min(UUIDS, start + 100_000)
+        done += load(srv.addr, [f"{G}&node_uuid={i:032x}&os_version={versions[i % 150]}&platform={('metal', 'aws', 'qemu')[i % 3]}"
+                                for i in range(start, end)])
+        if end % 200_000 == 0 or end == UUIDS:
+            print(f"  after {end:>9,}: RSS {srv.rss_kb():,} kB, store {srv.store_kb():,} KiB", flush=True)
+    elapsed = time.monotonic() - t
+    time.sleep(6)
+    rss1, store1 = srv.rss_kb(), srv.store_kb()
+    _, body, _ = request(srv.addr, "/v1/stats")
+    est = json.loads(body)["weeks"][-1]["nodes"]
+    print(f"  {done:,} requests in {elapsed:.1f} s ({done / elapsed:,.0f}/s); estimated nodes {est:,}")
+    check(done == UUIDS, f"{done:,} answered")
+    check(abs(est - UUIDS) / UUIDS < 0.05, f"estimate {est:,} within 5% of {UUIDS:,}")
+    check(rss1 - rss0 < 16384 and rss1 < RSS_CAP_KB, f"RSS {rss0:,} kB before, {rss1:,} kB after")
+    check(store1 < 10240, f"store {store0:,} KiB before, {store1:,} KiB after")
+    srv.stop()
 
-print("3. huge os_version values")
-srv = Server("huge")
-request(srv.addr, f"{G}&node_uuid=0&os_version=x")
-time.sleep(6)
-rss0, store0 = srv.rss_kb(), srv.store_kb()
-t = time.monotonic()
-n = load(srv.addr, [f"{G}&node_uuid={i:032x}&os_version={i:08d}{'9' * 30000}" for i in range(3000)], clients=2)
-st60, _, _ = request(srv.addr, f"{G}&node_uuid=1&os_version={'9' * 60000}")
-time.sleep(6)
-rss1, store1 = srv.rss_kb(), srv.store_kb()
-check(n == 3000, f"3,000 requests of 30 KB in {time.monotonic() - t:.1f} s")
-check(st60 == 431, f"a 60 KB os_version is refused: {st60}")
-check(rss1 - rss0 < 16384, f"RSS {rss0:,} kB before, {rss1:,} kB after")
-check(store1 - store0 < 1024, f"store {store0:,} KiB before, {store1:,} KiB after")
+def attack_3():
+    print("3. huge os_version values")
+    srv = Server("huge")
+    request(srv.addr, f"{G}&node_uuid=0&os_version=x")
+    time.sleep(6)
+    rss0, store0 = srv.rss_kb(), srv.store_kb()
+    t = time.monotonic()
+    n = load(srv.addr, [f"{G}&node_uuid={i:032x}&os_version={i:08d}{'9' * 30000}" for i in range(3000)], clients=2)
+    st60, _, _ = request(srv.addr, f"{G}&node_uuid=1&os_version={'9' * 60000}")
+    time.sleep(6)
+    rss1, store1 = srv.rss_kb(), srv.store_kb()
+    check(n == 3000, f"3,000 requests of 30 KB in {time.monotonic() - t:.1f} s")
+    check(st60 == 431, f"a 60 KB os_version is refused: {st60}")
+    check(rss1 - rss0 < 16384, f"RSS {rss0:,} kB before, {rss1:,} kB after")
+    check(store1 - store0 < 1024, f"store {store0:,} KiB before, {store1:,} KiB after")
+    srv.stop()
 
-print("4. a tab-injected os_version, after a restart")
-request(srv.addr, f"{G}&node_uuid=2&os_version=evil%09injected%09stream&platform=metal%09x")
-srv.stop()
-srv = Server("huge")
-_, body, _ = request(srv.addr, "/v1/stats")
-week = json.loads(body)["weeks"][-1]
-check(list(week["by_stream"]) == ["stable"] and "injected" not in body.decode(),
-      f"streams {list(week['by_stream'])}, versions {list(week['by_version']['stable'])[:3]}")
-srv.stop()
+def attack_4():
+    print("4. a tab-injected os_version, after a restart")
+    srv = Server("tab")
+    request(srv.addr, f"{G}&node_uuid=2&os_version=evil%09injected%09stream&platform=metal%09x")
+    srv.stop()
+    srv = Server("tab")
+    _, body, _ = request(srv.addr, "/v1/stats")
+    text = body.decode()
+    check("injected" not in text and "\\t" not in text, f"read back: {text[:160]}")
+    srv.stop()
 
-print("5. 60 slowloris and 60 silent connections")
-srv = Server("slowloris")
-conns = []
-for i in range(60):
-    s = socket.create_connection(srv.addr)
-    s.sendall(f"GET {G} HTTP/1.1\r\nHost: x\r\nX-Slow-{i}: ".encode())
-    conns.append(s)
-conns += [socket.create_connection(srv.addr) for _ in range(60)]
-t = time.monotonic()
-closed = 0
-for s in conns:
-    try:
-        while True:
-            s.settimeout(max(0.1, 30 - (time.monotonic() - t)))
-            b = s.recv(4096)
-            if not b:
-                closed += 1
-                break
-    except ConnectionResetError:
-        closed += 1
-    except socket.timeout:
-        pass
-    s.close()
-check(closed == 120, f"{closed} of 120 closed, the last after {time.monotonic() - t:.1f} s (header timeout 10 s)")
-st, _, dt = request(srv.addr, G)
-check(st == 200, f"served afterwards in {dt * 1000:.1f} ms")
-srv.stop()
-
-print("6. 12,000-parameter queries at 4/s")
-srv = Server("params")
-big = G + "&" + "&".join(f"p{i}=v" for i in range(12000))
-timer = Timer(srv.addr); timer.start()
-answers, times = [], []
-for _ in range(40):
-    st, _, dt = request(srv.addr, big)
-    answers.append(st); times.append(dt)
-    time.sleep(0.25)
-small = G + "&" + "a=&" * 5000
-st_small, _, dt_small = request(srv.addr, small)
-med, worst, count = timer.stop()
-check(set(answers) == {431}, f"{len(big):,}-byte query answered {sorted(set(answers))}, {max(times) * 1000:.1f} ms at most")
-check(st_small == 400, f"5,000 parameters in {len(small):,} bytes answered {st_small} in {dt_small * 1000:.1f} ms")
-check(worst < 0.5, f"/v1/graph meanwhile: median {med * 1000:.1f} ms, worst {worst * 1000:.1f} ms over {count}")
-srv.stop()
-
-print("7. SIGTERM during dashboard requests")
-srv = Server("sigterm")
-load(srv.addr, [f"{G}&node_uuid={i:032x}&os_version={versions[i % 150]}" for i in range(20000)])
-stop = threading.Event()
-def dashboards():
-    while not stop.is_set():
+def attack_5():
+    print("5. 60 slowloris and 60 silent connections")
+    srv = Server("slowloris")
+    conns = []
+    for i in range(60):
+        s = socket.create_connection(srv.addr)
+        s.sendall(f"GET {G} HTTP/1.1\r\nHost: x\r\nX-Slow-{i}: ".encode())
+        conns.append(s)
+    conns += [socket.create_connection(srv.addr) for _ in range(60)]
+    t = time.monotonic()
+    closed = 0
+    for s in conns:
         try:
-            request(srv.addr, "/", timeout=5)
-        except OSError:
-            return
-ts = [threading.Thread(target=dashboards) for _ in range(4)]
-[t.start() for t in ts]
-time.sleep(1)
-took = srv.stop(timeout=30)
-stop.set(); [t.join() for t in ts]
-check(took is not None and took < 5, f"exited {took if took is None else round(took, 2)} s after SIGTERM")
-srv = Server("sigterm")
-_, body, _ = request(srv.addr, "/v1/stats")
-est = json.loads(body)["weeks"][-1]["nodes"]
-check(abs(est - 20000) / 20000 < 0.05, f"statistics kept: {est:,} nodes of 20,000")
-srv.stop()
+            while True:
+                s.settimeout(max(0.1, 30 - (time.monotonic() - t)))
+                b = s.recv(4096)
+                if not b:
+                    closed += 1
+                    break
+        except ConnectionResetError:
+            closed += 1
+        except socket.timeout:
+            pass
+        s.close()
+    check(closed == 120, f"{closed} of 120 closed, the last after {time.monotonic() - t:.1f} s (header timeout 10 s)")
+    st, _, dt = request(srv.addr, G)
+    check(st == 200, f"served afterwards in {dt * 1000:.1f} ms")
+    srv.stop()
 
-print("8. descriptors exhausted (ulimit -n 64, 300 connections)")
-srv = Server("emfile", nofile=64, extra="max_connections = 1000\nheader_read_timeout_secs = 30\n")
-held = [socket.create_connection(srv.addr) for _ in range(300)]
-time.sleep(0.5)
-cpu0 = srv.cpu_s(); time.sleep(5); cpu1 = srv.cpu_s()
-check(cpu1 - cpu0 < 1.0, f"{cpu1 - cpu0:.2f} s of CPU in 5 s while accepts fail")
-for s in held:
-    s.close()
-ok = False
-for _ in range(50):
+def attack_6():
+    print("6. 12,000-parameter queries at 4/s")
+    srv = Server("params")
+    big = G + "&" + "&".join(f"p{i}=v" for i in range(12000))
+    timer = Timer(srv.addr); timer.start()
+    answers, times = [], []
+    for _ in range(40):
+        st, _, dt = request(srv.addr, big)
+        answers.append(st); times.append(dt)
+        time.sleep(0.25)
+    small = G + "&" + "a=&" * 5000
+    st_small, _, dt_small = request(srv.addr, small)
+    med, worst, count = timer.stop()
+    check(set(answers) == {431}, f"{len(big):,}-byte query answered {sorted(set(answers))}, {max(times) * 1000:.1f} ms at most")
+    check(st_small == 400, f"5,000 parameters in {len(small):,} bytes answered {st_small} in {dt_small * 1000:.1f} ms")
+    check(worst < 0.5, f"/v1/graph meanwhile: median {med * 1000:.1f} ms, worst {worst * 1000:.1f} ms over {count}")
+    srv.stop()
+
+def attack_7():
+    print("7. SIGTERM during dashboard requests")
+    srv = Server("sigterm")
+    load(srv.addr, [f"{G}&node_uuid={i:032x}&os_version={versions[i % 150]}" for i in range(20000)])
+    stop = threading.Event()
+    def dashboards():
+        while not stop.is_set():
+            try:
+                request(srv.addr, "/", timeout=5)
+            except OSError:
+                return
+    ts = [threading.Thread(target=dashboards) for _ in range(4)]
+    [t.start() for t in ts]
+    time.sleep(1)
+    took = srv.stop(timeout=30)
+    stop.set(); [t.join() for t in ts]
+    check(took is not None and took < 5, f"exited {took if took is None else round(took, 2)} s after SIGTERM")
+    srv = Server("sigterm")
+    _, body, _ = request(srv.addr, "/v1/stats")
+    est = json.loads(body)["weeks"][-1]["nodes"]
+    check(abs(est - 20000) / 20000 < 0.05, f"statistics kept: {est:,} nodes of 20,000")
+    srv.stop()
+
+def attack_8():
+    print("8. descriptors exhausted (ulimit -n 64, 300 connections)")
+    srv = Server("emfile", nofile=64, extra="max_connections = 1000\nheader_read_timeout_secs = 30\n")
+    held = [socket.create_connection(srv.addr) for _ in range(300)]
+    time.sleep(0.5)
+    cpu0 = srv.cpu_s(); time.sleep(5); cpu1 = srv.cpu_s()
+    check(cpu1 - cpu0 < 1.0, f"{cpu1 - cpu0:.2f} s of CPU in 5 s while accepts fail")
+    for s in held:
+        s.close()
+    ok = False
+    for _ in range(50):
+        try:
+            st, body, _ = request(srv.addr, "/metrics", timeout=5)
+            if st == 200:
+                ok = True
+                break
+        except OSError:
+            pass
+        time.sleep(0.2)
+    errors = next((l.split()[-1] for l in body.decode().splitlines() if l.startswith("oxcore_graph_accept_errors_total ")), "?") if ok else "?"
+    check(ok, f"served again after the connections closed ({errors} failed accepts counted)")
+    srv.stop()
+
+for attack in [attack_1, attack_2, attack_3, attack_4, attack_5, attack_6, attack_7, attack_8]:
     try:
-        st, body, _ = request(srv.addr, "/metrics", timeout=5)
-        if st == 200:
-            ok = True
-            break
-    except OSError:
-        pass
-    time.sleep(0.2)
-errors = next((l.split()[-1] for l in body.decode().splitlines() if l.startswith("oxcore_graph_accept_errors_total ")), "?") if ok else "?"
-check(ok, f"served again after the connections closed ({errors} failed accepts counted)")
-srv.stop()
+        attack()
+    except Exception as e:
+        check(False, f"{attack.__name__} stopped: {type(e).__name__}: {e}")
+    finally:
+        for srv in running:
+            if srv.p.poll() is None:
+                srv.p.kill()
+                srv.p.wait()
+        running.clear()
 
 print()
 if failures:
