@@ -3,6 +3,11 @@
 //! (the share of the fleet that may take each rollout now); then charts of
 //! nodes by version per week and tables by stream, architecture and
 //! platform.
+//!
+//! Rendering is linear in the releases, edges and statistics shown, and
+//! what it shows is bounded: the chart and the version table show the
+//! versions with the most nodes ([`TOP_VERSIONS`]) and add the rest up as
+//! "other", whatever the statistics hold.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -10,7 +15,14 @@ use std::fmt::Write;
 use release::graph::{Scheme, keys};
 
 use crate::state::Snapshot;
-use crate::stats::{Report, week_start};
+use crate::stats::{OTHER, WeekSummary, week_start};
+
+/// Versions shown by name in the chart; the rest are added up as "other".
+pub const TOP_VERSIONS: usize = 7;
+/// Versions listed by name in the table of the latest week.
+pub const TOP_VERSIONS_TABLE: usize = 20;
+/// Weeks in the chart.
+pub const WEEKS: usize = 12;
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
@@ -33,12 +45,7 @@ const PALETTE: [&str; 8] = [
 ];
 
 /// Renders the page.
-pub fn render(
-    snap: &Snapshot,
-    arch: &str,
-    weekly: &BTreeMap<i64, BTreeMap<Report, u64>>,
-    now: i64,
-) -> String {
+pub fn render(snap: &Snapshot, arch: &str, weekly: &[WeekSummary], now: i64) -> String {
     let mut h = String::new();
     h.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>oxcore update graph</title><style>");
     h.push_str("body{font-family:sans-serif;margin:1.5em;color:#222}h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}");
@@ -98,7 +105,14 @@ pub fn render(
             }
             h.push_str("</table>");
         }
-        // Releases, newest first.
+        // Releases, newest first, with where updates to each come from
+        // (one pass over the edges).
+        let mut incoming: Vec<Vec<usize>> = vec![Vec::new(); graph.nodes.len()];
+        for &(from, to) in &graph.edges {
+            if let Some(v) = incoming.get_mut(to) {
+                v.push(from);
+            }
+        }
         h.push_str("<h3>Releases</h3><table><tr><th>version</th><th>payload</th><th>rules</th><th>updates to it from</th></tr>");
         for (i, n) in graph.nodes.iter().enumerate().rev() {
             let mut tags = String::new();
@@ -111,11 +125,9 @@ pub fn render(
                     let _ = write!(tags, "<span class=\"tag {class}\">{label}</span> ");
                 }
             }
-            let from: Vec<String> = graph
-                .edges
+            let from: Vec<String> = incoming[i]
                 .iter()
-                .filter(|e| e.1 == i)
-                .map(|e| esc(&graph.nodes[e.0].version))
+                .map(|&f| esc(&graph.nodes[f].version))
                 .collect();
             let _ = write!(
                 h,
@@ -138,28 +150,29 @@ pub fn render(
     } else {
         h.push_str("<h3>Nodes by version, per week</h3>");
         h.push_str(&weekly_svg(weekly));
-        if let Some((week, reports)) = weekly.iter().next_back() {
-            let _ = write!(h, "<h3>Week of {}</h3>", week_start(*week));
-            for (title, pick) in [
-                (
-                    "stream",
-                    (|r: &Report| r.stream.clone()) as fn(&Report) -> String,
-                ),
-                ("architecture", |r: &Report| r.arch.clone()),
-                ("platform", |r: &Report| r.platform.clone()),
-                ("version", |r: &Report| r.version.clone()),
-            ] {
-                let mut by: BTreeMap<String, u64> = BTreeMap::new();
-                for (r, n) in reports {
-                    *by.entry(pick(r)).or_default() += n;
+        if let Some(last) = weekly.last() {
+            let _ = write!(
+                h,
+                "<h3>Week of {}</h3><p>{} nodes (estimated, ±{:.1}%)</p>",
+                week_start(last.week),
+                last.nodes,
+                crate::stats::RELATIVE_STANDARD_ERROR * 100.0
+            );
+            let mut by_version: BTreeMap<&str, u64> = BTreeMap::new();
+            for versions in last.by_version.values() {
+                for (v, n) in versions {
+                    *by_version.entry(v.as_str()).or_default() += n;
                 }
+            }
+            for (title, by) in [
+                ("stream", count_rows(&last.by_stream, usize::MAX)),
+                ("architecture", count_rows(&last.by_basearch, usize::MAX)),
+                ("platform", count_rows(&last.by_platform, usize::MAX)),
+                ("version", count_rows(&by_version, TOP_VERSIONS_TABLE)),
+            ] {
                 let _ = write!(h, "<table><tr><th>{title}</th><th>nodes</th></tr>");
                 for (k, n) in by {
-                    let _ = write!(
-                        h,
-                        "<tr><td>{}</td><td>{n}</td></tr>",
-                        esc(if k.is_empty() { "(unknown)" } else { &k })
-                    );
+                    let _ = write!(h, "<tr><td>{}</td><td>{n}</td></tr>", esc(&k));
                 }
                 h.push_str("</table>");
             }
@@ -224,27 +237,82 @@ pub fn graph_svg(graph: &release::graph::Graph) -> String {
     s
 }
 
-fn weekly_svg(weekly: &BTreeMap<i64, BTreeMap<Report, u64>>) -> String {
-    let weeks: Vec<_> = weekly
-        .iter()
-        .rev()
-        .take(12)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    let mut versions: Vec<String> = Vec::new();
-    for (_, reports) in &weeks {
-        for r in reports.keys() {
-            if !versions.contains(&r.version) {
-                versions.push(r.version.clone());
+/// Rows of a count table, largest first, at most `top` by name and the
+/// rest added up as "other".
+fn count_rows<K: AsRef<str>>(by: &BTreeMap<K, u64>, top: usize) -> Vec<(String, u64)> {
+    let mut rows: Vec<(&str, u64)> = by.iter().map(|(k, n)| (k.as_ref(), *n)).collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut out: Vec<(String, u64)> = Vec::new();
+    let mut other = 0;
+    for (k, n) in rows {
+        if k == OTHER || out.len() >= top {
+            other += n;
+        } else {
+            out.push((k.to_string(), n));
+        }
+    }
+    if other > 0 {
+        out.push((OTHER.to_string(), other));
+    }
+    out
+}
+
+/// Per week shown: nodes per version (all streams), the top versions by
+/// name and the rest as "other".
+/// A bar of the chart: the week, its nodes, the count per version shown.
+type Bar = (i64, u64, Vec<u64>);
+
+fn chart_data(weekly: &[WeekSummary]) -> (Vec<String>, Vec<Bar>) {
+    let weeks = &weekly[weekly.len().saturating_sub(WEEKS)..];
+    let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+    for w in weeks {
+        for versions in w.by_version.values() {
+            for (v, n) in versions {
+                *totals.entry(v.as_str()).or_default() += n;
             }
         }
     }
-    versions.sort();
+    let mut top: Vec<String> = count_rows(&totals, TOP_VERSIONS)
+        .into_iter()
+        .map(|(v, _)| v)
+        .filter(|v| v != OTHER)
+        .collect();
+    top.sort();
+    let index: BTreeMap<&str, usize> = top
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.as_str(), i))
+        .collect();
+    let mut bars: Vec<Bar> = weeks
+        .iter()
+        .map(|w| {
+            // One slot per top version, then "other".
+            let mut counts = vec![0u64; top.len() + 1];
+            for versions in w.by_version.values() {
+                for (v, n) in versions {
+                    counts[index.get(v.as_str()).copied().unwrap_or(top.len())] += n;
+                }
+            }
+            (w.week, w.nodes, counts)
+        })
+        .collect();
+    if bars.iter().any(|b| b.2.last().is_some_and(|&n| n > 0)) {
+        top.push(OTHER.to_string());
+    } else {
+        for b in &mut bars {
+            b.2.pop();
+        }
+    }
+    (top, bars)
+}
+
+fn weekly_svg(weekly: &[WeekSummary]) -> String {
+    let (versions, weeks) = chart_data(weekly);
+    // Bars stack version counts: a node that changed version during a
+    // week is in two of them, so scale by the stacks, not by `nodes`.
     let max: u64 = weeks
         .iter()
-        .map(|(_, r)| r.values().sum::<u64>())
+        .map(|(_, _, c)| c.iter().sum::<u64>())
         .max()
         .unwrap_or(1)
         .max(1);
@@ -256,15 +324,17 @@ fn weekly_svg(weekly: &BTreeMap<i64, BTreeMap<Report, u64>>) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{:.0}\" role=\"img\" aria-label=\"nodes by version per week\">",
         chart_h + 50.0
     );
-    for (wi, (week, reports)) in weeks.iter().enumerate() {
+    let color = |vi: usize| {
+        if versions[vi] == OTHER {
+            "#bbb"
+        } else {
+            PALETTE[vi % PALETTE.len()]
+        }
+    };
+    for (wi, (week, total, counts)) in weeks.iter().enumerate() {
         let x = 10.0 + wi as f64 * (bar_w + gap);
         let mut y = chart_h + 10.0;
-        for (vi, v) in versions.iter().enumerate() {
-            let count: u64 = reports
-                .iter()
-                .filter(|(r, _)| &r.version == v)
-                .map(|(_, n)| n)
-                .sum();
+        for (vi, &count) in counts.iter().enumerate() {
             if count == 0 {
                 continue;
             }
@@ -273,17 +343,16 @@ fn weekly_svg(weekly: &BTreeMap<i64, BTreeMap<Report, u64>>) -> String {
             let _ = write!(
                 s,
                 "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bar_w}\" height=\"{hgt:.1}\" fill=\"{}\"><title>{} — {count} nodes</title></rect>",
-                PALETTE[vi % PALETTE.len()],
-                esc(v)
+                color(vi),
+                esc(&versions[vi])
             );
         }
-        let total: u64 = reports.values().sum();
         let _ = write!(
             s,
             "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\">{}</text>",
             x,
             chart_h + 24.0,
-            week_start(**week)
+            week_start(*week)
         );
         let _ = write!(
             s,
@@ -299,7 +368,7 @@ fn weekly_svg(weekly: &BTreeMap<i64, BTreeMap<Report, u64>>) -> String {
             s,
             "<rect x=\"{lx:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{}</text>",
             y - 9.0,
-            PALETTE[vi % PALETTE.len()],
+            color(vi),
             lx + 14.0,
             y,
             esc(v)
@@ -307,4 +376,53 @@ fn weekly_svg(weekly: &BTreeMap<i64, BTreeMap<Report, u64>>) -> String {
     }
     s.push_str("</svg>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn week(w: i64, versions: &[(&str, u64)]) -> WeekSummary {
+        let mut s = WeekSummary {
+            week: w,
+            ..Default::default()
+        };
+        for (v, n) in versions {
+            s.by_version
+                .entry("stable".into())
+                .or_default()
+                .insert(v.to_string(), *n);
+            s.nodes += n;
+        }
+        s.by_stream.insert("stable".into(), s.nodes);
+        s
+    }
+
+    #[test]
+    fn shows_the_top_versions_and_the_rest_as_other() {
+        let many: Vec<(String, u64)> = (0..5000).map(|i| (format!("41.{i}"), 1 + i % 3)).collect();
+        let many: Vec<(&str, u64)> = many.iter().map(|(v, n)| (v.as_str(), *n)).collect();
+        let mut weekly: Vec<WeekSummary> = (0..20).map(|w| week(w, &many[..100])).collect();
+        weekly.push(week(20, &many));
+        let html = render(&Snapshot::default(), "x86_64", &weekly, 0);
+        let chart = html
+            .split("aria-label=\"nodes by version per week\"")
+            .nth(1)
+            .unwrap();
+        let chart = chart.split("</svg>").next().unwrap();
+        // 12 weeks, each at most TOP_VERSIONS + 1 rectangles, and a legend.
+        assert_eq!(
+            chart.matches(">1970-").count(),
+            WEEKS,
+            "a label per week shown"
+        );
+        assert!(chart.matches("<rect").count() <= WEEKS * (TOP_VERSIONS + 1) + TOP_VERSIONS + 1);
+        assert!(chart.contains(">other</text>"));
+        // The version table: 20 by name, then other.
+        let table = html.split("<th>version</th>").nth(1).unwrap();
+        let table = table.split("</table>").next().unwrap();
+        assert_eq!(table.matches("<tr>").count(), TOP_VERSIONS_TABLE + 1);
+        assert!(table.contains("<td>other</td>"));
+        assert!(html.len() < 40_000, "{} bytes", html.len());
+    }
 }

@@ -7,30 +7,38 @@
 //! Metadata (release index and update rules per stream) is read from a
 //! directory or URL in upstream's layout and refreshed periodically; a
 //! refresh that fails keeps the last good graph.
+//!
+//! Graph requests are answered on the runtime's thread from prepared
+//! bodies; everything slower (the dashboard, metrics, status, statistics,
+//! refreshes, store writes) runs on blocking threads, so no request waits
+//! behind it. Connections are bounded in number, in the time a client has
+//! to send a request head and in how long they may make no progress.
 
 pub mod dashboard;
+mod locks;
 pub mod metrics;
+pub mod query;
+mod server;
 pub mod state;
 pub mod stats;
 
-use std::convert::Infallible;
+use std::collections::HashSet;
 use std::hash::Hasher;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use hyper::{Method, Request, Response, StatusCode};
 use release::graph::{Scheme, SipHash13, wariness};
 use serde::Deserialize;
 
 use crate::metrics::Metrics;
-use crate::state::{Source, State};
-use crate::stats::{Report, Stats};
+pub use crate::query::{GraphQuery, QueryError};
+pub use crate::server::{Running, run, start};
+use crate::state::{Snapshot, State};
+use crate::stats::{OTHER, Report, Stats};
 
 /// Server settings (TOML file, then flags).
 #[derive(Debug, Clone, Deserialize)]
@@ -53,9 +61,28 @@ pub struct Settings {
     /// Where fleet statistics are kept (`redb`); none keeps them in memory.
     #[serde(default)]
     pub stats_db: Option<PathBuf>,
+    /// Salt of node hashes in the statistics; servers whose statistics
+    /// are merged share one. None: made once and kept in the store.
+    #[serde(default)]
+    pub stats_salt: Option<String>,
+    /// Platforms counted by name in the statistics (others as `other`).
+    #[serde(default = "default_platforms")]
+    pub platforms: Vec<String>,
     /// `Cache-Control: max-age` of graph answers.
     #[serde(default = "default_max_age")]
     pub cache_max_age_secs: u64,
+    /// Most client connections open at once; more wait in the kernel's
+    /// backlog. Keep it below the descriptor limit (`ulimit -n`).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head, the first one or
+    /// the next one on a kept-alive connection.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may go without reading or writing a byte
+    /// (a client that stops reading its answer).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
 }
 
 fn default_listen() -> Vec<String> {
@@ -78,11 +105,70 @@ fn default_refresh() -> u64 {
 fn default_max_age() -> u64 {
     60
 }
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
+
+/// The `ignition.platform.id` values of Fedora CoreOS.
+pub const PLATFORMS: &[&str] = &[
+    "akamai",
+    "aliyun",
+    "applehv",
+    "aws",
+    "azure",
+    "azurestack",
+    "cloudstack",
+    "digitalocean",
+    "exoscale",
+    "gcp",
+    "hetzner",
+    "hyperv",
+    "ibmcloud",
+    "kubevirt",
+    "metal",
+    "nutanix",
+    "openstack",
+    "oraclecloud",
+    "packet",
+    "powervs",
+    "proxmoxve",
+    "qemu",
+    "scaleway",
+    "upcloud",
+    "virtualbox",
+    "vmware",
+    "vultr",
+    "zvm",
+];
+
+fn default_platforms() -> Vec<String> {
+    PLATFORMS.iter().map(|p| p.to_string()).collect()
+}
 
 impl Settings {
     /// Parses a TOML settings file's text.
     pub fn from_toml(text: &str) -> Result<Settings, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks values that would make the server useless.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("max_connections", self.max_connections as u64),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -98,6 +184,8 @@ pub struct Ctx {
     pub fake_now: Option<i64>,
     /// The `Cache-Control` value of graph answers, made once.
     pub cache_control: String,
+    /// Platforms counted by name.
+    pub platforms: HashSet<String>,
 }
 
 impl Ctx {
@@ -110,29 +198,27 @@ impl Ctx {
                 .unwrap_or(0)
         })
     }
-}
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .is_some() =>
-            {
-                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).expect("checked"));
-                i += 3;
-                continue;
-            }
-            c => out.push(c),
+    /// What a node reported, each value known or [`OTHER`]: the version
+    /// must be in the stream's index, the platform in the settings.
+    fn report(&self, snap: &Snapshot, stream: &str, arch: &str, q: &GraphQuery) -> Report {
+        let version = q
+            .os_version
+            .as_deref()
+            .filter(|v| snap.versions.get(stream).is_some_and(|vs| vs.contains(*v)))
+            .unwrap_or(OTHER);
+        let platform = q
+            .platform
+            .as_deref()
+            .filter(|p| self.platforms.contains(*p))
+            .unwrap_or(OTHER);
+        Report {
+            version: version.to_string(),
+            stream: stream.to_string(),
+            arch: arch.to_string(),
+            platform: platform.to_string(),
         }
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A protocol error: `{"kind": …, "value": …}` with its status.
@@ -153,8 +239,34 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
         .expect("response")
 }
 
+/// Whether a request is answered on the runtime's thread (graph requests
+/// and errors) rather than on a blocking thread.
+pub fn is_quick<B>(req: &Request<B>) -> bool {
+    let get = req.method() == Method::GET || req.method() == Method::HEAD;
+    !get || !matches!(req.uri().path(), "/" | "/metrics" | "/status" | "/v1/stats")
+}
+
+/// Answers one request; a handler that panics answers 500
+/// `internal_error` (and is counted) instead of taking the server down.
+pub fn respond<B>(ctx: &Ctx, req: &Request<B>) -> Response<Full<Bytes>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(ctx, req))) {
+        Ok(r) => r,
+        Err(_) => {
+            ctx.metrics
+                .panics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(path = %req.uri().path(), "request handler panicked");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                req.uri().path(),
+            )
+        }
+    }
+}
+
 /// Answers one request.
-pub fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+pub fn handle<B>(ctx: &Ctx, req: &Request<B>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -180,76 +292,37 @@ pub fn handle(ctx: &Ctx, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             reply(StatusCode::OK, "application/json", body.to_string())
         }
         "/v1/stats" => {
-            let weekly = ctx.stats.weekly();
-            let weeks: Vec<_> = weekly
-                .iter()
-                .map(|(w, reports)| {
-                    serde_json::json!({
-                        "week": stats::week_start(*w),
-                        "nodes": reports.values().sum::<u64>(),
-                        "by": reports.iter().map(|(r, n)| serde_json::json!({
-                            "version": r.version, "stream": r.stream, "basearch": r.arch,
-                            "platform": r.platform, "nodes": n,
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
+            let sketches = query::first(query, "sketches").as_deref() == Some("true");
             reply(
                 StatusCode::OK,
                 "application/json",
-                serde_json::json!({ "weeks": weeks }).to_string(),
+                ctx.stats.to_json(sketches).to_string(),
             )
         }
         "/" => {
-            let arch = params(query)
-                .ok()
-                .and_then(|p| {
-                    p.iter()
-                        .find(|(k, _)| k == "basearch")
-                        .map(|(_, v)| v.clone())
-                })
+            let arch = query::first(query, "basearch")
                 .filter(|a| ctx.state.architectures.contains(a))
                 .unwrap_or_else(|| ctx.state.architectures.first().cloned().unwrap_or_default());
             let html =
-                dashboard::render(&ctx.state.current(), &arch, &ctx.stats.weekly(), ctx.now());
+                dashboard::render(&ctx.state.current(), &arch, &ctx.stats.summary(), ctx.now());
             reply(StatusCode::OK, "text/html; charset=utf-8", html)
         }
         other => error(StatusCode::NOT_FOUND, "not_found", other),
     }
 }
 
-/// Query parameters, percent-decoded; a repeated one is an error naming
-/// it.
-pub fn params(query: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (k, v) = (percent_decode(k), percent_decode(v));
-        if out.iter().any(|(x, _)| *x == k) {
-            return Err(k);
-        }
-        out.push((k, v));
-    }
-    Ok(out)
-}
-
-fn graph(ctx: &Ctx, req: &Request<Incoming>, query: &str) -> Response<Full<Bytes>> {
-    let params = match params(query) {
-        Ok(p) => p,
-        Err(dup) => {
-            ctx.metrics.request("", "", 400);
-            return error(StatusCode::BAD_REQUEST, "duplicate_parameter", &dup);
-        }
-    };
-    let get = |k: &str| params.iter().find(|(x, _)| x == k).map(|(_, v)| v.as_str());
-    let (Some(arch), Some(stream)) = (get("basearch"), get("stream")) else {
+fn graph<B>(ctx: &Ctx, req: &Request<B>, query: &str) -> Response<Full<Bytes>> {
+    let bad = |e: QueryError| {
         ctx.metrics.request("", "", 400);
-        let missing = if get("basearch").is_none() {
-            "basearch"
-        } else {
-            "stream"
-        };
-        return error(StatusCode::BAD_REQUEST, "missing_parameter", missing);
+        error(StatusCode::BAD_REQUEST, e.kind(), &e.value())
+    };
+    let q = match GraphQuery::parse(query) {
+        Ok(q) => q,
+        Err(e) => return bad(e),
+    };
+    let (arch, stream) = match q.scope() {
+        Ok(s) => s,
+        Err(e) => return bad(e),
     };
     if !ctx.state.streams.iter().any(|s| s == stream) {
         ctx.metrics.request("", "", 404);
@@ -259,12 +332,17 @@ fn graph(ctx: &Ctx, req: &Request<Incoming>, query: &str) -> Response<Full<Bytes
         ctx.metrics.request("", "", 404);
         return error(StatusCode::NOT_FOUND, "unknown_basearch", arch);
     }
-    let scheme = if get("oci") == Some("true") {
+    let scheme = if q.oci == Some(true) {
         Scheme::Oci
     } else {
         Scheme::Checksum
     };
     let snap = ctx.state.current();
+    let now = ctx.now();
+    if let Some(uuid) = q.node_uuid.as_deref() {
+        ctx.stats
+            .record(uuid, &ctx.report(&snap, stream, arch, &q), now);
+    }
     let Some(prepared) = snap
         .graphs
         .get(&(stream.to_string(), arch.to_string(), scheme))
@@ -277,21 +355,8 @@ fn graph(ctx: &Ctx, req: &Request<Incoming>, query: &str) -> Response<Full<Bytes
             r#"{"nodes":[],"edges":[]}"#,
         );
     };
-    let now = ctx.now();
-    let w = wariness(get("rollout_wariness"), get("node_uuid"));
+    let w = wariness(q.rollout_wariness.as_deref(), q.node_uuid.as_deref());
     let (body, etag) = prepared.body(w, now);
-    if let Some(uuid) = get("node_uuid") {
-        ctx.stats.record(
-            uuid,
-            Report {
-                version: get("os_version").unwrap_or("").to_string(),
-                stream: stream.to_string(),
-                arch: arch.to_string(),
-                platform: get("platform").unwrap_or("").to_string(),
-            },
-            now,
-        );
-    }
     ctx.metrics.request(stream, arch, 200);
     let cache = ctx.cache_control.as_str();
     if req
@@ -322,184 +387,93 @@ pub fn etag_of(body: &[u8]) -> String {
     format!("\"{:016x}-{:x}\"", h.finish(), body.len())
 }
 
-/// A server running in a background thread.
-pub struct Running {
-    /// The addresses it listens on.
-    pub addrs: Vec<SocketAddr>,
-    thread: std::thread::JoinHandle<Result<(), String>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Running {
-    /// Waits for the server (it runs until the process ends).
-    pub fn join(self) -> Result<(), String> {
-        self.thread
-            .join()
-            .map_err(|_| "the server thread panicked".to_string())?
+    fn ctx() -> Ctx {
+        Ctx {
+            state: Arc::new(State::new(vec!["stable".into()], vec!["x86_64".into()])),
+            metrics: Metrics::default(),
+            stats: Stats::open(None, Some("t")).unwrap(),
+            fake_now: Some(1_800_000_000),
+            cache_control: "public, max-age=60".into(),
+            platforms: default_platforms().into_iter().collect(),
+        }
     }
-}
 
-/// Runs the server until killed: binds every listen address (printing
-/// `listening on ADDR`), loads the metadata, refreshes it periodically,
-/// flushes statistics every few seconds and on SIGINT/SIGTERM.
-pub fn run(
-    settings: Settings,
-    source: Arc<dyn Source>,
-    fake_now: Option<i64>,
-) -> Result<(), String> {
-    let running = start(settings, source, fake_now, true)?;
-    for a in &running.addrs {
-        println!("listening on {a}");
+    fn get(ctx: &Ctx, uri: &str) -> Response<Full<Bytes>> {
+        respond(ctx, &Request::get(uri).body(()).unwrap())
     }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    running.join()
-}
 
-/// Starts the server in a background thread and returns once it listens.
-/// With `signals`, SIGINT/SIGTERM flush statistics and end the process.
-pub fn start(
-    settings: Settings,
-    source: Arc<dyn Source>,
-    fake_now: Option<i64>,
-    signals: bool,
-) -> Result<Running, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || serve(settings, source, fake_now, signals, tx));
-    match rx.recv() {
-        Ok(Ok(addrs)) => Ok(Running { addrs, thread }),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(thread
-            .join()
-            .map_err(|_| "the server thread panicked".to_string())?
-            .err()
-            .unwrap_or_default()),
+    #[test]
+    fn a_panic_under_a_lock_does_not_break_later_requests() {
+        let ctx = Arc::new(ctx());
+        let c = ctx.clone();
+        // A handler panicking while it holds the snapshot lock poisons it.
+        let _ = std::thread::spawn(move || {
+            let _w = c.state.snapshot.write();
+            panic!("boom");
+        })
+        .join();
+        assert!(ctx.state.snapshot.is_poisoned());
+        for uri in [
+            "/v1/graph?basearch=x86_64&stream=stable&node_uuid=00",
+            "/",
+            "/status",
+            "/metrics",
+            "/v1/stats",
+        ] {
+            assert_eq!(get(&ctx, uri).status(), StatusCode::OK, "{uri}");
+        }
     }
-}
 
-fn serve(
-    settings: Settings,
-    source: Arc<dyn Source>,
-    fake_now: Option<i64>,
-    signals: bool,
-    ready: std::sync::mpsc::Sender<Result<Vec<SocketAddr>, String>>,
-) -> Result<(), String> {
-    let fail = |e: String| {
-        let _ = ready.send(Err(e.clone()));
-        e
-    };
-    let state = Arc::new(State::new(
-        settings.streams.clone(),
-        settings.architectures.clone(),
-    ));
-    let stats = Stats::open(settings.stats_db.as_deref()).map_err(fail)?;
-    let ctx = Arc::new(Ctx {
-        state: state.clone(),
-        metrics: Metrics::default(),
-        stats,
-        fake_now,
-        cache_control: format!("public, max-age={}", settings.cache_max_age_secs),
-    });
-    // The first load happens before serving, so the first answer is real.
-    state.refresh(source.as_ref(), ctx.now());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(format!("starting the runtime: {e}")))?;
-    let listeners = rt.block_on(async {
-        let mut listeners = Vec::new();
-        let mut addrs = Vec::new();
-        for addr in &settings.listen {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| fail(format!("listening on {addr}: {e}")))?;
-            addrs.push(l.local_addr().map_err(|e| fail(e.to_string()))?);
-            listeners.push(l);
+    #[test]
+    fn upstream_status_codes() {
+        let ctx = ctx();
+        for (uri, status) in [
+            ("/v1/graph?basearch=x86_64&stream=stable", 200),
+            ("/v1/graph?basearch=x86_64&stream=stable&oci=false", 200),
+            ("/v1/graph?basearch=x86_64&stream=stable&oci=true", 200),
+            ("/v1/graph?basearch=x86_64&stream=stable&oci=1", 400),
+            ("/v1/graph?basearch=x86_64&stream=stable&oci=TRUE", 400),
+            ("/v1/graph?basearch=x86_64&stream=stable&oci=yes", 400),
+            ("/v1/graph?basearch=x86_64&stream=stable&oci=", 400),
+            ("/v1/graph?basearch=x86_64&stream=", 400),
+            ("/v1/graph?basearch=&stream=stable", 400),
+            ("/v1/graph?basearch=x86_64&stream=nope", 404),
+            // Repeats of what upstream does not read are ignored, as there.
+            (
+                "/v1/graph?basearch=x86_64&stream=stable&group=a&group=b",
+                200,
+            ),
+        ] {
+            assert_eq!(get(&ctx, uri).status().as_u16(), status, "{uri}");
         }
-        for a in &addrs {
-            tracing::info!(address = %a, streams = ?settings.streams, architectures = ?settings.architectures, "graph server listening");
-        }
-        let _ = ready.send(Ok(addrs));
-        Ok::<_, String>(listeners)
-    })?;
-    rt.block_on(async move {
-        // Refresh.
-        {
-            let (state, source, ctx) = (state.clone(), source.clone(), ctx.clone());
-            let every = Duration::from_secs(settings.refresh_secs.max(1));
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let (st, src, now) = (state.clone(), source.clone(), ctx.now());
-                    let _ =
-                        tokio::task::spawn_blocking(move || st.refresh(src.as_ref(), now)).await;
-                }
-            });
-        }
-        // Statistics.
-        {
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    let c = ctx.clone();
-                    // The dashboard shows 12 weeks; older ones stay on disk.
-                    c.stats.forget_old_weeks(c.now(), 12);
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || c.stats.flush()).await {
-                        tracing::error!(error = %e, "writing fleet statistics failed");
-                    }
-                }
-            });
-        }
-        if signals {
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                let mut term =
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(s) => s,
-                        Err(_) => return,
-                    };
-                let mut int =
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                    {
-                        Ok(s) => s,
-                        Err(_) => return,
-                    };
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                if let Err(e) = ctx.stats.flush() {
-                    tracing::error!(error = %e, "writing fleet statistics failed");
-                }
-                std::process::exit(0);
-            });
-        }
-        let mut tasks = Vec::new();
-        for l in listeners {
-            let ctx = ctx.clone();
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let Ok((stream, _)) = l.accept().await else {
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let ctx = ctx.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                            let ctx = ctx.clone();
-                            async move { Ok::<_, Infallible>(handle(&ctx, &req)) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            }));
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-        Ok::<(), String>(())
-    })
+    }
+
+    #[test]
+    fn statistics_count_only_known_values() {
+        let ctx = ctx();
+        let q = |v: &str, p: &str| {
+            format!(
+                "/v1/graph?basearch=x86_64&stream=stable&node_uuid=00&os_version={v}&platform={p}"
+            )
+        };
+        // The stream has not loaded: no version is known.
+        assert_eq!(get(&ctx, &q("41.1", "qemu")).status(), StatusCode::OK);
+        assert_eq!(
+            get(&ctx, &q("evil%09injected%09stream", "nowhere")).status(),
+            StatusCode::OK
+        );
+        let s = &ctx.stats.summary()[0];
+        assert_eq!(
+            s.by_version["stable"].keys().collect::<Vec<_>>(),
+            vec![OTHER]
+        );
+        assert_eq!(
+            s.by_platform.keys().collect::<Vec<_>>(),
+            vec![OTHER, "qemu"]
+        );
+    }
 }

@@ -5,6 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::locks::lock;
 
 use crate::state::Snapshot;
 
@@ -12,12 +15,18 @@ use crate::state::Snapshot;
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// Failed `accept` calls (descriptors exhausted, …).
+    pub accept_errors: AtomicU64,
+    /// Connections open now.
+    pub connections: AtomicI64,
+    /// Requests whose handler panicked (answered 500).
+    pub panics: AtomicU64,
 }
 
 impl Metrics {
     /// Counts one `/v1/graph` answer.
     pub fn request(&self, stream: &str, arch: &str, status: u16) {
-        let mut m = self.requests.lock().expect("lock");
+        let mut m = lock(&self.requests);
         // Label values come from requests: keep unknown ones in one bucket
         // so a client cannot grow the map without bound.
         let key = if status == 200 {
@@ -33,7 +42,7 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP oxcore_graph_requests_total Graph requests by stream, architecture and HTTP status.\n");
         out.push_str("# TYPE oxcore_graph_requests_total counter\n");
-        for ((s, a, st), n) in self.requests.lock().expect("lock").iter() {
+        for ((s, a, st), n) in lock(&self.requests).iter() {
             let _ = writeln!(
                 out,
                 "oxcore_graph_requests_total{{stream=\"{s}\",basearch=\"{a}\",status=\"{st}\"}} {n}"
@@ -93,6 +102,21 @@ impl Metrics {
                 u8::from(st.error.is_none())
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP oxcore_graph_accept_errors_total Failed accepts (each followed by a pause).\n# TYPE oxcore_graph_accept_errors_total counter\noxcore_graph_accept_errors_total {}",
+            self.accept_errors.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP oxcore_graph_connections Open client connections.\n# TYPE oxcore_graph_connections gauge\noxcore_graph_connections {}",
+            self.connections.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP oxcore_graph_handler_panics_total Requests whose handler panicked (answered 500).\n# TYPE oxcore_graph_handler_panics_total counter\noxcore_graph_handler_panics_total {}",
+            self.panics.load(Ordering::Relaxed)
+        );
         out
     }
 }

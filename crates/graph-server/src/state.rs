@@ -6,8 +6,10 @@
 //! response body per set of hidden rollouts: applying the rollout policy
 //! costs a few comparisons and a lookup, not a serialization.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
+
+use crate::locks::{lock, read, write};
 
 use bytes::Bytes;
 use release::graph::{Graph, Scheme};
@@ -79,7 +81,7 @@ impl Prepared {
         }
         // More than 64 rollouts cannot share a cache key; build directly.
         let cacheable = self.rollouts.len() <= 64;
-        if cacheable && let Some(b) = self.bodies.lock().expect("lock").get(&mask) {
+        if cacheable && let Some(b) = lock(&self.bodies).get(&mask) {
             return b.clone();
         }
         let mut body =
@@ -102,7 +104,7 @@ impl Prepared {
         let bytes = Bytes::from(body);
         let etag: Arc<str> = crate::etag_of(&bytes).into();
         if cacheable {
-            let mut cache = self.bodies.lock().expect("lock");
+            let mut cache = lock(&self.bodies);
             // Bounded: the masks that occur are few (rollouts open in order).
             if cache.len() < 1024 {
                 cache.insert(mask, (bytes.clone(), etag.clone()));
@@ -136,6 +138,9 @@ pub struct Snapshot {
     pub indexes: BTreeMap<String, ReleaseIndex>,
     /// Refresh status per stream.
     pub status: BTreeMap<String, StreamStatus>,
+    /// The versions of each stream's index (what the statistics count by
+    /// name).
+    pub versions: HashMap<String, HashSet<String>>,
 }
 
 /// The server's shared state.
@@ -160,7 +165,7 @@ impl State {
 
     /// The current snapshot.
     pub fn current(&self) -> Arc<Snapshot> {
-        self.snapshot.read().expect("lock").clone()
+        read(&self.snapshot).clone()
     }
 
     /// Rebuilds every stream from `source`; a stream that fails keeps its
@@ -190,6 +195,10 @@ impl State {
                             );
                         }
                     }
+                    next.versions.insert(
+                        stream.clone(),
+                        index.releases.iter().map(|r| r.version.clone()).collect(),
+                    );
                     next.indexes.insert(stream.clone(), index);
                 }
                 Err(e) => {
@@ -203,6 +212,9 @@ impl State {
                     }
                     if let Some(i) = old.indexes.get(stream) {
                         next.indexes.insert(stream.clone(), i.clone());
+                    }
+                    if let Some(v) = old.versions.get(stream) {
+                        next.versions.insert(stream.clone(), v.clone());
                     }
                 }
             }
@@ -219,7 +231,7 @@ impl State {
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "graphs refreshed"
         );
-        *self.snapshot.write().expect("lock") = Arc::new(next);
+        *write(&self.snapshot) = Arc::new(next);
     }
 }
 

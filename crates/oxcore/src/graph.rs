@@ -20,12 +20,23 @@ pub struct GraphCli {
 enum GraphVerb {
     /// Serve the Cincinnati graph API, metrics, status and the dashboard.
     Serve(ServeArgs),
+    /// Merge the fleet statistics of several servers (files saved from
+    /// /v1/stats?sketches=true) into one, printed as JSON.
+    MergeStats(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// Statistics documents, one per server.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Settings file (TOML: metadata, listen, streams, architectures,
-    /// refresh_secs, stats_db, cache_max_age_secs).
+    /// refresh_secs, stats_db, stats_salt, platforms, cache_max_age_secs,
+    /// max_connections, header_read_timeout_secs, idle_timeout_secs).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Metadata base: a directory or an http(s) URL in upstream's layout.
@@ -46,6 +57,9 @@ struct ServeArgs {
     /// Fleet statistics database (redb).
     #[arg(long, value_name = "PATH")]
     stats_db: Option<PathBuf>,
+    /// Most client connections at once (default 4096).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Fix the clock (epoch seconds), for reproducible tests.
     #[arg(long, hide = true)]
     fake_now: Option<i64>,
@@ -92,7 +106,10 @@ impl Source for HttpSource {
 
 /// Runs `oxcore graph`.
 pub fn run(cli: GraphCli) -> Result<ExitCode> {
-    let GraphVerb::Serve(a) = cli.verb;
+    let a = match cli.verb {
+        GraphVerb::Serve(a) => a,
+        GraphVerb::MergeStats(m) => return merge_stats(&m),
+    };
     let mut settings = match &a.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
@@ -124,6 +141,10 @@ pub fn run(cli: GraphCli) -> Result<ExitCode> {
     if a.stats_db.is_some() {
         settings.stats_db = a.stats_db;
     }
+    if let Some(n) = a.max_connections {
+        settings.max_connections = n;
+    }
+    settings.validate().map_err(|e| anyhow!(e))?;
     let source: Arc<dyn Source> =
         if settings.metadata.starts_with("http://") || settings.metadata.starts_with("https://") {
             Arc::new(HttpSource::new(&settings.metadata)?)
@@ -143,5 +164,18 @@ pub fn run(cli: GraphCli) -> Result<ExitCode> {
         .with_ansi(false)
         .try_init();
     graph_server::run(settings, source, a.fake_now).map_err(|e| anyhow!(e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge_stats(m: &MergeArgs) -> Result<ExitCode> {
+    let mut docs = Vec::new();
+    for f in &m.files {
+        let text = std::fs::read(f).with_context(|| f.display().to_string())?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&text).with_context(|| f.display().to_string())?;
+        docs.push((f.display().to_string(), doc));
+    }
+    let merged = graph_server::stats::merge(&docs)?;
+    println!("{}", serde_json::to_string_pretty(&merged)?);
     Ok(ExitCode::SUCCESS)
 }

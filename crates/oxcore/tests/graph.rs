@@ -282,6 +282,31 @@ fn serves_the_graph_a_node_should_see() {
             "duplicate_parameter",
             "stream",
         ),
+        // As upstream: empty is missing, oci is exactly true or false.
+        (
+            "/v1/graph?basearch=x86_64&stream=",
+            400,
+            "missing_parameter",
+            "stream",
+        ),
+        (
+            "/v1/graph?basearch=&stream=stable",
+            400,
+            "missing_parameter",
+            "basearch",
+        ),
+        (
+            "/v1/graph?basearch=x86_64&stream=stable&oci=1",
+            400,
+            "invalid_parameter",
+            "oci",
+        ),
+        (
+            "/v1/graph?basearch=x86_64&stream=stable&oci=",
+            400,
+            "invalid_parameter",
+            "oci",
+        ),
         (
             "/v1/graph?basearch=x86_64&stream=nope",
             404,
@@ -423,16 +448,141 @@ fn fleet_statistics_count_distinct_nodes_and_survive_a_restart() {
     let (_, _, body) = server.get("/v1/stats", "");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["weeks"][0]["nodes"], 3, "{v}");
-    let by = v["weeks"][0]["by"].as_array().unwrap();
-    let on = |ver: &str| {
-        by.iter()
-            .filter(|b| b["version"] == ver)
-            .map(|b| b["nodes"].as_u64().unwrap())
-            .sum::<u64>()
-    };
-    assert_eq!((on("41.20260115.3.0"), on("42.20260301.3.0")), (1, 2));
+    let by = &v["weeks"][0]["by_version"]["stable"];
+    // Node 2 moved from 41… to 42… this week: counted once in all, and in
+    // each version it ran.
+    assert_eq!(
+        (&by["41.20260115.3.0"], &by["42.20260301.3.0"]),
+        (&2.into(), &2.into()),
+        "{v}"
+    );
+    assert_eq!(v["weeks"][0]["by_platform"]["qemu"], 1, "{v}");
+    assert_eq!(v["weeks"][0]["by_basearch"]["x86_64"], 3, "{v}");
     let (_, _, html) = server.get("/", "");
     assert!(html.contains("Nodes by version, per week"));
     assert!(html.contains("metal"));
+
+    // Sketches merge: the same server's twice still counts 3 nodes.
+    let (_, _, with) = server.get("/v1/stats?sketches=true", "");
+    let (a, b, plain) = (
+        tmp.path().join("a.json"),
+        tmp.path().join("b.json"),
+        tmp.path().join("plain.json"),
+    );
+    std::fs::write(&a, &with).unwrap();
+    std::fs::write(&b, &with).unwrap();
+    std::fs::write(&plain, &body).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_oxcore"))
+        .args(["graph", "merge-stats"])
+        .args([&a, &b])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(merged["weeks"][0]["nodes"], 3, "{merged}");
+    assert_eq!(merged["weeks"][0]["by_platform"]["metal"], 1, "{merged}");
+    // A document without sketches is refused, naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_oxcore"))
+        .args(["graph", "merge-stats"])
+        .args([&a, &plain])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plain.json") && err.contains("no sketches"),
+        "{err}"
+    );
+    server.stop();
+}
+
+/// With descriptors exhausted (EMFILE) the server pauses its accepts
+/// instead of spinning on them, and serves again once connections close.
+#[test]
+fn descriptor_exhaustion_pauses_accepts_and_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let meta = tmp.path().join("meta");
+    write_metadata(&meta);
+    let config = tmp.path().join("graph.toml");
+    // More connections allowed than descriptors, and held for a minute.
+    std::fs::write(
+        &config,
+        format!(
+            "metadata = {:?}\nlisten = [\"127.0.0.1:0\"]\nstreams = [\"stable\"]\narchitectures = [\"x86_64\"]\nmax_connections = 1000\nheader_read_timeout_secs = 60\n",
+            meta.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 48 && exec \"$0\" graph serve --config {}",
+            config.display()
+        ))
+        .arg(env!("CARGO_BIN_EXE_oxcore"))
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(tmp.path().join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let server = Server {
+        child,
+        addr,
+        log: tmp.path().join("log"),
+    };
+    // 80 connections: the server runs out of descriptors (48) on the way.
+    let held: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(&server.addr).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(
+        log.contains("accepting a connection failed; pausing"),
+        "{log}"
+    );
+    drop(held);
+    // Served again (the backlog drains first; retry for a while).
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        if let Ok(mut s) = TcpStream::connect(&server.addr) {
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let _ = write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut raw = String::new();
+            if s.read_to_string(&mut raw).is_ok() && raw.starts_with("HTTP/1.1 200") {
+                metrics = raw;
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let errors: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("oxcore_graph_accept_errors_total "))
+        .unwrap_or_else(|| panic!("not served again: {metrics:?}"))
+        .parse()
+        .unwrap();
+    // Paused 10 ms doubling to 1 s over ~3 s: a dozen failures. A loop
+    // retrying at once fails hundreds of thousands of times.
+    assert!((1..1000).contains(&errors), "{errors} failed accepts");
+    // And a graph request works.
+    assert_eq!(
+        server.get("/v1/graph?basearch=x86_64&stream=stable", "").0,
+        200
+    );
     server.stop();
 }

@@ -141,6 +141,9 @@ impl Graph {
         let mut notes = BuildNotes::default();
         let mut nodes: Vec<Node> = Vec::new();
         for (age, rel) in index.releases.iter().enumerate() {
+            // As upstream: the last entry for the architecture with a
+            // non-empty checksum or digest-ref; none, and the release is
+            // not in this graph.
             let payload = match scheme {
                 Scheme::Checksum => rel
                     .commits
@@ -150,7 +153,7 @@ impl Graph {
                 Scheme::Oci => rel
                     .oci_images
                     .iter()
-                    .find(|i| i.architecture == arch)
+                    .rfind(|i| i.architecture == arch && !i.digest_ref.is_empty())
                     .map(|i| i.digest_ref.clone()),
             };
             let Some(payload) = payload else { continue };

@@ -319,3 +319,35 @@ fn wariness_from_parameters_and_uuid() {
         assert_eq!(ours.finish(), std_h.finish(), "{s:?}");
     }
 }
+
+#[test]
+fn an_empty_oci_digest_ref_does_not_count() {
+    // Upstream skips an `oci-images` entry whose `digest-ref` is empty, as it
+    // skips an empty commit checksum; among several entries for an
+    // architecture the last non-empty one is the payload.
+    let mut idx = index(&V[..3]);
+    idx.releases[0].oci_images[0].digest_ref.clear();
+    idx.releases[2].oci_images.push(OciImage {
+        architecture: "x86_64".into(),
+        image: "quay.io/fedora/fedora-coreos".into(),
+        digest_ref: String::new(),
+    });
+    idx.releases[1].oci_images.push(OciImage {
+        architecture: "x86_64".into(),
+        image: "quay.io/fedora/fedora-coreos".into(),
+        digest_ref: "quay.io/fedora/fedora-coreos@sha256:later".into(),
+    });
+    let (g, _) = Graph::build(&idx, &UpdatesDoc::default(), "x86_64", Scheme::Oci);
+    let payloads: Vec<&str> = g.nodes.iter().map(|n| n.payload.as_str()).collect();
+    assert_eq!(
+        payloads,
+        vec![
+            "quay.io/fedora/fedora-coreos@sha256:later",
+            "quay.io/fedora/fedora-coreos@sha256:02"
+        ]
+    );
+    assert_eq!(g.nodes[0].metadata[keys::AGE_INDEX], "1");
+    // The checksum graph still has all three.
+    let (g, _) = Graph::build(&idx, &UpdatesDoc::default(), "x86_64", Scheme::Checksum);
+    assert_eq!(g.nodes.len(), 3);
+}
