@@ -629,11 +629,7 @@ fn disks(c: &Config, env: &Env) -> Result<(), StageError> {
         }
     }
     wait(
-        s.filesystems
-            .iter()
-            .filter(|f| f.format.is_some())
-            .map(|f| f.device.as_str())
-            .collect(),
+        s.filesystems.iter().map(|f| f.device.as_str()).collect(),
         "filesystems",
     )?;
     for (i, f) in s.filesystems.iter().enumerate() {
