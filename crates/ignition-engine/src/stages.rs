@@ -702,6 +702,33 @@ fn kargs(c: &Config, env: &Env) -> Result<(), StageError> {
     Ok(())
 }
 
+/// Refuses a mount path with a component in the root that exists and is
+/// not a directory (a symlink above all), in upstream's words.
+fn non_directories(env: &Env, path: &str) -> Result<(), StageError> {
+    let root =
+        crate::root::Root::open(&env.root).map_err(|e| StageError::Command(e.to_string()))?;
+    let clean = ignition_config::validate::clean_path(path);
+    let mut prefix = String::new();
+    for c in clean.split('/').filter(|c| !c.is_empty()) {
+        prefix = format!("{prefix}/{c}");
+        match root
+            .kind(&prefix)
+            .map_err(|e| StageError::Command(e.to_string()))?
+        {
+            None => return Ok(()),
+            Some(crate::root::NodeKind::Dir) => {}
+            Some(_) => {
+                return Err(StageError::Command(format!(
+                    "mount path {} contains non-directory component {}",
+                    ignition_config::go_quote(path),
+                    ignition_config::go_quote(&prefix)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Mounts (or unmounts) the filesystems that have a path, under the root.
 fn mount(c: &Config, env: &Env, mount: bool) -> Result<(), StageError> {
     let mut fss: Vec<&ignition_config::types::Filesystem> = c
@@ -729,6 +756,10 @@ fn mount(c: &Config, env: &Env, mount: bool) -> Result<(), StageError> {
     for fs in fss {
         let path = fs.path.as_deref().unwrap_or("/");
         let target = env.root.join(path.trim_start_matches('/'));
+        // `mount` follows symlinks on the host: a link in the root (`/mnt
+        // -> /`) would put the filesystem over the host's own directory.
+        // As upstream, a mount path must be directories only.
+        non_directories(env, path)?;
         let mut cmd = vec![if mount { "mount" } else { "umount" }.to_string()];
         if mount {
             // The root is opened afresh for each mount point, so a mount
