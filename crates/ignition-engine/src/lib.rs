@@ -62,7 +62,15 @@ pub struct Options {
     /// enabled in the root; `None`: there is none, and the root's
     /// enablement links are looked at instead (see [`units`]).
     pub systemctl: Option<std::path::PathBuf>,
+    /// Appended to the shadow tools' names (`useradd`, `usermod`,
+    /// `userdel`, `groupadd`, `groupmod`, `groupdel`): `-stub` runs the
+    /// stand-ins of upstream's blackbox suite, as upstream's own binary is
+    /// built for it. From [`SHADOW_TOOL_SUFFIX_ENV`]; empty normally.
+    pub shadow_tool_suffix: String,
 }
+
+/// Environment variable with [`Options::shadow_tool_suffix`].
+pub const SHADOW_TOOL_SUFFIX_ENV: &str = "OXCORE_IGNITION_SHADOW_TOOL_SUFFIX";
 
 impl Default for Options {
     fn default() -> Self {
@@ -70,7 +78,15 @@ impl Default for Options {
             authorized_keys_fragment: true,
             notated_directories: Vec::new(),
             systemctl: find_tool("systemctl"),
+            shadow_tool_suffix: String::new(),
         }
+    }
+}
+
+impl Options {
+    /// The name of a shadow tool, with [`Options::shadow_tool_suffix`].
+    pub(crate) fn tool(&self, name: &str) -> String {
+        format!("{name}{}", self.shadow_tool_suffix)
     }
 }
 
@@ -93,7 +109,10 @@ impl Options {
     /// upstream reads it (`true`/`1`, `false`/`0`; empty or unset is the
     /// default; anything else is refused).
     pub fn from_env() -> Result<Options, ApplyError> {
-        let mut o = Options::default();
+        let mut o = Options {
+            shadow_tool_suffix: std::env::var(SHADOW_TOOL_SUFFIX_ENV).unwrap_or_default(),
+            ..Options::default()
+        };
         match std::env::var(AUTHORIZED_KEYS_FRAGMENT_ENV).as_deref() {
             Err(_) | Ok("") => {}
             Ok("true" | "1") => o.authorized_keys_fragment = true,

@@ -65,14 +65,20 @@ fn root_arg(root: &Root) -> Vec<String> {
     vec!["--root".into(), root.path().display().to_string()]
 }
 
-fn group(g: &PasswdGroup, i: usize, root: &Root, ids: &Ids) -> Result<(), PasswdError> {
+fn group(
+    g: &PasswdGroup,
+    i: usize,
+    root: &Root,
+    ids: &Ids,
+    opts: &crate::Options,
+) -> Result<(), PasswdError> {
     let at = format!("$.passwd.groups.{i}");
     let exists = ids.group(&g.name).is_some();
     if g.should_exist == Some(false) {
         if exists {
             let mut args = root_arg(root);
             args.push(g.name.clone());
-            run(&at, "groupdel", &args, None)?;
+            run(&at, &opts.tool("groupdel"), &args, None)?;
         }
         return Ok(());
     }
@@ -90,23 +96,29 @@ fn group(g: &PasswdGroup, i: usize, root: &Root, ids: &Ids) -> Result<(), Passwd
     }
     if exists {
         args.push(g.name.clone());
-        return run(&at, "groupmod", &args, secret.as_deref());
+        return run(&at, &opts.tool("groupmod"), &args, secret.as_deref());
     }
     if g.system == Some(true) {
         args.push("--system".into());
     }
     args.push(g.name.clone());
-    run(&at, "groupadd", &args, secret.as_deref())
+    run(&at, &opts.tool("groupadd"), &args, secret.as_deref())
 }
 
-fn user(u: &PasswdUser, i: usize, root: &Root, ids: &Ids) -> Result<(), PasswdError> {
+fn user(
+    u: &PasswdUser,
+    i: usize,
+    root: &Root,
+    ids: &Ids,
+    opts: &crate::Options,
+) -> Result<(), PasswdError> {
     let at = format!("$.passwd.users.{i}");
     let exists = ids.user(&u.name).is_some();
     if u.should_exist == Some(false) {
         if exists {
             let mut args = root_arg(root);
             args.extend(["--remove".into(), u.name.clone()]);
-            run(&at, "userdel", &args, None)?;
+            run(&at, &opts.tool("userdel"), &args, None)?;
         }
         return Ok(());
     }
@@ -168,7 +180,7 @@ fn user(u: &PasswdUser, i: usize, root: &Root, ids: &Ids) -> Result<(), PasswdEr
     args.push(u.name.clone());
     let tool = if exists { "usermod" } else { "useradd" };
     // usermod with nothing to change is still valid.
-    run(&at, tool, &args, hash.as_deref())
+    run(&at, &opts.tool(tool), &args, hash.as_deref())
 }
 
 /// Writes the SSH keys of a user to `~/.ssh/authorized_keys.d/ignition`,
@@ -247,11 +259,11 @@ pub fn apply(config: &Config, root: &Root, opts: &crate::Options) -> Result<usiz
     }
     let ids = Ids::load(root);
     for (i, g) in p.groups.iter().enumerate() {
-        group(g, i, root, &ids)?;
+        group(g, i, root, &ids, opts)?;
     }
     let ids = Ids::load(root);
     for (i, u) in p.users.iter().enumerate() {
-        user(u, i, root, &ids)?;
+        user(u, i, root, &ids, opts)?;
         home_mount_points(u, i, root, opts)?;
         keys(u, i, root, opts)?;
     }

@@ -510,3 +510,56 @@ fn a_tool_that_never_returns_fails_the_stage_naming_it() {
         "{stderr}"
     );
 }
+
+/// `OXCORE_IGNITION_SHADOW_TOOL_SUFFIX` names other shadow tools (upstream's
+/// blackbox suite has `groupadd-stub` and friends); they get upstream's
+/// arguments: no `--password` for a group without a hash.
+#[test]
+fn shadow_tools_can_be_stand_ins_and_get_upstreams_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let tool = bin.join("groupadd-rec");
+    std::fs::write(
+        &tool,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", d.join("args").display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &tool,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    let root = d.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        d.join("c.ign"),
+        r#"{"ignition":{"version":"3.4.0"},"passwd":{"groups":[
+            {"name":"research","gid":5100},{"name":"ops","system":true,"passwordHash":"$6$x$y"}]}}"#,
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = oxcore()
+        .args(["ignition", "apply", "--offline", "--root"])
+        .arg(&root)
+        .arg(d.join("c.ign"))
+        .env("PATH", path)
+        .env("OXCORE_IGNITION_SHADOW_TOOL_SUFFIX", "-rec")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = root.display();
+    assert_eq!(
+        std::fs::read_to_string(d.join("args")).unwrap(),
+        format!("--root {r} --gid 5100 research\n--root {r} --password $6$x$y --system ops\n")
+    );
+}
