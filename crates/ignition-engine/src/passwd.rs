@@ -241,6 +241,14 @@ fn home_mount_points(
     let home = home.trim_end_matches('/');
     for dir in &opts.notated_directories {
         if dir == home || dir.starts_with(&format!("{home}/")) {
+            // Only what is still a directory: chmod would follow a link.
+            let kind = root.kind(dir).map_err(|e| PasswdError {
+                at: at.clone(),
+                message: e.to_string(),
+            })?;
+            if kind != Some(crate::root::NodeKind::Dir) {
+                continue;
+            }
             root.set_attrs(dir, Some(0o700), Some((uid, gid)))
                 .map_err(|e| PasswdError {
                     at: at.clone(),
