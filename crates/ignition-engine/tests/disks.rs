@@ -1343,12 +1343,16 @@ fn disks_stage_names_every_device_that_never_comes() {
     );
 }
 
+/// The tests that start a udev daemon take turns.
+static UDEV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A udev daemon that died leaves /run/udev/control behind; the stage
 /// must notice (by asking the daemon) instead of waiting forever in
 /// `udevadm trigger --settle`.
 #[test]
 fn a_dead_udev_daemon_does_not_hang_the_disks_stage() {
     let test = "a_dead_udev_daemon_does_not_hang_the_disks_stage";
+    let _turn = UDEV.lock().unwrap_or_else(|e| e.into_inner());
     let udevd = Path::new("/lib/systemd/systemd-udevd");
     if !udevd.exists() {
         skip(&format!(
@@ -1395,9 +1399,106 @@ fn a_dead_udev_daemon_does_not_hang_the_disks_stage() {
     let result = rx.recv_timeout(std::time::Duration::from_secs(120));
     let _ = std::fs::remove_file(control);
     if made_run_udev {
-        let _ = std::fs::remove_dir("/run/udev");
+        let _ = std::fs::remove_dir_all("/run/udev");
     }
+    remove_dangling_disk_links();
     let result = result.expect("the disks stage hung on the dead udev daemon");
     result.unwrap();
     assert!(Path::new(&l.part(1)).exists());
+}
+
+/// Removes the links a udev daemon made under /dev/disk that now lead
+/// nowhere (the daemon died before it saw the devices go).
+fn remove_dangling_disk_links() {
+    let Ok(dirs) = std::fs::read_dir("/dev/disk") else {
+        return;
+    };
+    for dir in dirs.filter_map(Result::ok) {
+        let Ok(links) = std::fs::read_dir(dir.path()) else {
+            continue;
+        };
+        for l in links.filter_map(Result::ok) {
+            let p = l.path();
+            if p.symlink_metadata().is_ok() && !p.exists() {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+}
+
+/// With a live udev daemon, a `/dev/disk/by-partlabel/` link that udev
+/// makes for a partition appearing 3 s after the stage started is waited
+/// for (the udev half of waiting for devices).
+#[test]
+fn disks_stage_waits_for_a_link_udev_makes_later() {
+    use ignition_engine::stages::{self, Stage};
+    let test = "disks_stage_waits_for_a_link_udev_makes_later";
+    let _turn = UDEV.lock().unwrap_or_else(|e| e.into_inner());
+    let udevd = Path::new("/lib/systemd/systemd-udevd");
+    if !udevd.exists() {
+        skip(&format!(
+            "{test}: needs systemd-udevd (Debian package udev)"
+        ));
+        return;
+    }
+    if Path::new("/run/udev/control").exists() {
+        skip(&format!("{test}: a udev daemon runs here already"));
+        return;
+    }
+    let l = setup!(test, SGDISK, PARTX, BLKID, WIPEFS, MKFS[0]);
+    let label = format!("oxtest-late-{}", std::process::id());
+    run(&[
+        "sgdisk",
+        "--new=1:2048:+65536",
+        &format!("--change-name=1:{label}"),
+        &l.dev,
+    ]);
+    let _ = Command::new("partx").args(["-d", &l.dev]).output();
+    let made_run_udev = !Path::new("/run/udev").exists();
+    let mut daemon = Command::new(udevd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stop = |daemon: &mut std::process::Child| {
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        let _ = std::fs::remove_file("/run/udev/control");
+        if made_run_udev {
+            let _ = std::fs::remove_dir_all("/run/udev");
+        }
+    };
+    let start = std::time::Instant::now();
+    while !Path::new("/run/udev/control").exists()
+        && start.elapsed() < std::time::Duration::from_secs(20)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if !Path::new("/run/udev/control").exists() {
+        stop(&mut daemon);
+        skip(&format!("{test}: systemd-udevd did not start here"));
+        return;
+    }
+    let link = format!("/dev/disk/by-partlabel/{label}");
+    let dir = tempfile::tempdir().unwrap();
+    let env = stage_env(
+        dir.path(),
+        &format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"filesystems":[
+                {{"device":"{link}","format":"ext4","label":"bylabel","wipeFilesystem":true}}]}}}}"#
+        ),
+    );
+    let dev = l.dev.clone();
+    let attach = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        run(&["partx", "-a", &dev]);
+    });
+    let result = stages::run(Stage::Disks, &env);
+    attach.join().unwrap();
+    let made_by_udev = Path::new(&link).exists();
+    let _ = Command::new("partx").args(["-d", &l.dev]).output();
+    stop(&mut daemon);
+    remove_dangling_disk_links();
+    result.unwrap();
+    assert!(made_by_udev, "udev made {link}");
 }
