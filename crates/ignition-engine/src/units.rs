@@ -56,7 +56,7 @@ fn instance(name: &str) -> Option<(String, String)> {
     ))
 }
 
-/// How enablement is asked about.
+/// Runs `systemctl --root ROOT VERB UNIT` with the tools' deadline.
 fn systemctl(
     tool: &std::path::Path,
     root: &Root,
