@@ -17,11 +17,13 @@ missing_piece() {
 #   ignition: upstream's ignition-validate, the oracle for spec 3.0.0-3.3.0
 #   gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs
 #   cryptsetup-bin: the disks stage, tested on loop devices
+#   udev: a real systemd-udevd, killed to test the disks stage with a dead one
+#   systemd: systemctl --root decides whether enabled: false disables a unit
 #   tftpd-hpa: a real TFTP server for tftp:// resources
 #   openssl python3: certificates and an HTTPS server for https:// resources
 #   python3-botocore: the AWS SDK's signer checks our S3 signatures
 packages=(ignition ostree attr gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin
-          tftpd-hpa openssl python3 python3-botocore)
+          udev systemd tftpd-hpa openssl python3 python3-botocore)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

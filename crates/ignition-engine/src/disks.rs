@@ -25,13 +25,13 @@
 //! lines are built, see [`luks_commands`]), IBM CEX keys, and waiting on
 //! systemd device units.
 
+use crate::cmd::Output;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::os::unix::fs::{FileExt as _, FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ignition_config::types::{Disk, Filesystem, Luks, Raid};
@@ -150,43 +150,19 @@ impl Ctx<'_> {
     }
 }
 
-/// Quotes `argv` for a shell, for messages.
-fn command_line(argv: &[String]) -> String {
-    let mut out = String::new();
-    for (i, arg) in argv.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        let plain = !arg.is_empty()
-            && arg
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-./=:,+@%".contains(&b));
-        if plain {
-            out.push_str(arg);
-        } else {
-            out.push('\'');
-            out.push_str(&arg.replace('\'', r"'\''"));
-            out.push('\'');
-        }
-    }
-    out
-}
+use crate::cmd::command_line;
 
-/// Runs `argv[0]` with the rest as arguments and no stdin (so that tools
-/// never wait for a confirmation), and fails unless it exits with 0.
+/// Runs `argv[0]` with the rest as arguments, no stdin (so that tools
+/// never wait for a confirmation) and the tools' deadline
+/// ([`crate::cmd::timeout`]), and fails unless it exits with 0.
 fn run_command(argv: &[String]) -> Result<Output, CommandFailure> {
-    let (tool, args) = argv.split_first().expect("a command line names its tool");
     let failure = |status: String, stderr: String| CommandFailure {
         what: String::new(),
         command: command_line(argv),
         status,
         stderr,
     };
-    let out = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| failure(format!("could not be run ({e})"), String::new()))?;
+    let out = crate::cmd::run(argv, None).map_err(|e| failure(e.status(), String::new()))?;
     if out.status.success() {
         Ok(out)
     } else {
@@ -728,9 +704,9 @@ fn kernel_partitions(disk: &Path) -> io::Result<BTreeMap<i64, (i64, i64)>> {
     Ok(parts)
 }
 
-/// Whether a udev daemon is running to be waited for.
+/// Whether a udev daemon is running and answering, to be waited for.
 fn udev_running() -> bool {
-    Path::new("/run/udev/control").exists()
+    crate::devices::udev_running()
 }
 
 /// Lets udev catch up with changes to `dev`, the way upstream does
@@ -1031,11 +1007,7 @@ pub fn filesystem_info(device: &str) -> Result<FilesystemInfo, String> {
     File::open(device)
         .map_err(|e| format!("failed to open {}: {e}", ignition_config::go_quote(device)))?;
     let args = argv(["blkid", "-p", "-o", "export", device]);
-    let out = Command::new("blkid")
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("`{}` could not be run: {e}", command_line(&args)))?;
+    let out = crate::cmd::run(&args, None).map_err(|e| e.to_string())?;
     let mut info = FilesystemInfo::default();
     match out.status.code() {
         Some(0) => {
@@ -1427,18 +1399,14 @@ fn is_luks(ctx: Ctx<'_>, device: &str, luks2: bool) -> Result<bool, DiskError> {
     if luks2 {
         args.extend(argv(["--type", "luks2"]));
     }
-    match Command::new("cryptsetup")
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-    {
+    match crate::cmd::run(&args, None) {
         Ok(out) => Ok(out.status.success()),
         Err(e) => Err(ctx.command(
             "checking for a LUKS header",
             CommandFailure {
                 what: String::new(),
                 command: command_line(&args),
-                status: format!("could not be run ({e})"),
+                status: e.status(),
                 stderr: String::new(),
             },
         )),

@@ -177,6 +177,7 @@ pub fn apply(
             .filter(|(_, l)| l.hard == Some(true))
             .map(|(i, _)| (usize::MAX, 2, i)),
     );
+    conflicts(config, root)?;
     let mut summary = Summary::default();
     for (_, kind, i) in order {
         match kind {
@@ -187,6 +188,57 @@ pub fn apply(
         summary.nodes += 1;
     }
     Ok(summary)
+}
+
+/// Refuses two entries that name one node through symlinks already in
+/// the root (`/foo/bar` and `/bar` when `/foo` links to `/`), as upstream
+/// does, instead of letting the last one win. Directories, then files,
+/// then links, in upstream's order and words.
+fn conflicts(config: &Config, root: &Root) -> Result<(), FilesError> {
+    let s = &config.storage;
+    let entries = s
+        .directories
+        .iter()
+        .enumerate()
+        .map(|(i, d)| ("directory", format!("$.storage.directories.{i}"), &d.path))
+        .chain(
+            s.files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| ("file", format!("$.storage.files.{i}"), &f.path)),
+        )
+        .chain(
+            s.links
+                .iter()
+                .enumerate()
+                .map(|(i, l)| ("link", format!("$.storage.links.{i}"), &l.path)),
+        );
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for (what, at, path) in entries {
+        let resolved = root.resolve_parent(path).map_err(rooterr(&at))?;
+        if let Some(existing) = seen.get(&resolved) {
+            return Err(FilesError::Conflict {
+                at,
+                message: format!(
+                    "{what} at {path} resolved to {resolved} after symlink chasing, but another entry with path {existing} also resolves there"
+                ),
+            });
+        }
+        seen.insert(resolved, path);
+    }
+    Ok(())
+}
+
+/// Fetches a resource; an empty `source` is an empty file, as upstream
+/// (a URL without a scheme fetches nothing).
+fn fetch(
+    fetcher: &resource::Fetcher,
+    r: &ignition_config::types::Resource,
+) -> Result<Option<Vec<u8>>, resource::FetchError> {
+    if r.source.as_deref() == Some("") {
+        return Ok(Some(Vec::new()));
+    }
+    fetcher.fetch(r)
 }
 
 /// What was written.
@@ -248,15 +300,13 @@ fn file(
     let at = format!("$.storage.files.{i}");
     let wanted = owner(ids, &at, &f.user, &f.group)?;
     // Everything is fetched and verified before the root is touched.
-    let contents = fetcher
-        .fetch(&f.contents)
-        .map_err(|error| FilesError::Fetch {
-            at: format!("{at}.contents"),
-            error,
-        })?;
+    let contents = fetch(fetcher, &f.contents).map_err(|error| FilesError::Fetch {
+        at: format!("{at}.contents"),
+        error,
+    })?;
     let mut appends = Vec::with_capacity(f.append.len());
     for (j, a) in f.append.iter().enumerate() {
-        let data = fetcher.fetch(a).map_err(|error| FilesError::Fetch {
+        let data = fetch(fetcher, a).map_err(|error| FilesError::Fetch {
             at: format!("{at}.append.{j}"),
             error,
         })?;
@@ -330,23 +380,46 @@ fn link(
     } else {
         format!("/{target}")
     };
+    let overwrite = l.overwrite == Some(true);
+    let conflict = |message: String| FilesError::Conflict {
+        at: at.clone(),
+        message,
+    };
     match root.kind(&l.path).map_err(rooterr(&at))? {
         None => {}
-        // The same symbolic link is already there: nothing to do.
-        Some(NodeKind::Link)
-            if !hard && root.read_link(&l.path).map_err(rooterr(&at))? == target =>
-        {
+        // With overwrite, whatever is there goes, and the link is made
+        // anew with its owner.
+        Some(_) if overwrite => root.remove_all(&l.path).map_err(rooterr(&at))?,
+        // Without it, a link that is already what the config asks for is
+        // left alone, as upstream ("already exists, doing nothing").
+        Some(_) if hard => {
+            if !root
+                .same_file(&l.path, &hard_target)
+                .map_err(rooterr(&at))?
+            {
+                return Err(conflict(format!(
+                    "error creating hard link {}: a file already exists at that path but is not the target and overwrite is false",
+                    l.path
+                )));
+            }
             return Ok(());
         }
-        Some(_) if l.overwrite == Some(true) => root.remove_all(&l.path).map_err(rooterr(&at))?,
-        Some(_) => {
-            return Err(FilesError::Conflict {
-                at,
-                message: format!(
-                    "error creating link {:?}: A file exists there already and overwrite is false",
+        Some(NodeKind::Link) => {
+            let existing = root.read_link(&l.path).map_err(rooterr(&at))?;
+            let clean = ignition_config::validate::clean_path;
+            if clean(&existing) != clean(&target) {
+                return Err(conflict(format!(
+                    "error creating symlink {}: a symlink exists at that path but points to {existing}, not {target} and overwrite is false",
                     l.path
-                ),
-            });
+                )));
+            }
+            return Ok(());
+        }
+        Some(_) => {
+            return Err(conflict(format!(
+                "error creating symlink {}: a non-symlink already exists at that path and overwrite is false",
+                l.path
+            )));
         }
     }
     if hard {

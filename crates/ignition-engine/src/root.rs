@@ -422,6 +422,77 @@ impl Root {
         }
     }
 
+    /// Where `path` leads inside the root with its directories' symlinks
+    /// followed (as if the root were `/`) and the last component not
+    /// followed: the node an entry with this path writes. Dangling links
+    /// are followed too, to where they would lead.
+    pub fn resolve_parent(&self, path: &str) -> Result<String, RootError> {
+        let clean = ignition_config::validate::clean_path(path);
+        let mut pending: std::collections::VecDeque<String> = clean
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(str::to_string)
+            .collect();
+        let Some(last) = pending.pop_back() else {
+            return Ok("/".into());
+        };
+        let join = |dir: &str, name: &str| format!("{}/{name}", dir.trim_end_matches('/'));
+        let parent_of = |dir: &str| match dir.rfind('/') {
+            Some(0) | None => "/".to_string(),
+            Some(i) => dir[..i].to_string(),
+        };
+        let mut real = "/".to_string();
+        let mut hops = 0;
+        while let Some(c) = pending.pop_front() {
+            match c.as_str() {
+                "." => continue,
+                ".." => {
+                    real = parent_of(&real);
+                    continue;
+                }
+                _ => {}
+            }
+            let next = join(&real, &c);
+            if self.kind(&next)? != Some(NodeKind::Link) {
+                real = next;
+                continue;
+            }
+            hops += 1;
+            if hops > 40 {
+                return Err(err("resolve", path, Errno::LOOP));
+            }
+            let target = self.read_link(&next)?;
+            for t in target.split('/').filter(|t| !t.is_empty()).rev() {
+                pending.push_front(t.to_string());
+            }
+            if target.starts_with('/') {
+                real = "/".into();
+            }
+        }
+        Ok(join(&real, &last))
+    }
+
+    /// Whether `a` and `b` are the same inode (final links not followed).
+    pub fn same_file(&self, a: &str, b: &str) -> Result<bool, RootError> {
+        let ino = |p: &str| -> Result<Option<(u64, u64)>, RootError> {
+            let (parent, name) = split(p)?;
+            let dir = match self.open_in(&parent, OFlags::DIRECTORY | OFlags::RDONLY) {
+                Ok(d) => d,
+                Err(Errno::NOENT) => return Ok(None),
+                Err(e) => return Err(err("open directory", &parent, e)),
+            };
+            match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Ok(Some((st.st_dev, st.st_ino))),
+                Err(Errno::NOENT) => Ok(None),
+                Err(e) => Err(err("stat", p, e)),
+            }
+        };
+        Ok(match (ino(a)?, ino(b)?) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        })
+    }
+
     /// The fd of the root, for callers that need it.
     pub fn fd(&self) -> impl AsFd + '_ {
         &self.fd

@@ -93,6 +93,13 @@ pub struct Env {
     /// (OpenStack's `config-2`, Azure's OVF CD), instead of finding and
     /// mounting the device.
     pub config_drive: Option<PathBuf>,
+    /// How long a cloud provider's metadata requests may take in all
+    /// (upstream's `-fetch-timeout`, 2 minutes by default).
+    pub fetch_timeout_secs: i64,
+    /// How long the disks stage waits for the devices the config names
+    /// ([`crate::devices::timeout`]: `OXCORE_IGNITION_DEVICE_TIMEOUT`, else
+    /// 90 s).
+    pub device_timeout: std::time::Duration,
 }
 
 impl Env {
@@ -114,6 +121,8 @@ impl Env {
             qemu_fw_cfg: "/sys/firmware/qemu_fw_cfg/by_name/opt/com.coreos/config/raw".into(),
             metadata_base: None,
             config_drive: None,
+            fetch_timeout_secs: crate::providers::FETCH_TIMEOUT_SECS,
+            device_timeout: crate::devices::timeout(),
         }
     }
 }
@@ -152,6 +161,9 @@ pub enum StageError {
     /// A command failed.
     #[error("{0}")]
     Command(String),
+    /// Devices the config names did not appear in time.
+    #[error("{0}")]
+    Devices(crate::devices::WaitError),
 }
 
 /// What the fetch stages decided.
@@ -172,11 +184,28 @@ fn io(path: &Path, e: impl std::fmt::Display) -> StageError {
 
 /// Writes a file on the host through a temporary name and a rename.
 fn write_host(path: &Path, data: &[u8]) -> Result<(), StageError> {
+    write_host_mode(path, data, 0o644)
+}
+
+/// [`write_host`] with the file's mode.
+fn write_host_mode(path: &Path, data: &[u8], mode: u32) -> Result<(), StageError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     }
     let tmp = path.with_extension("tmp-oxcore");
-    std::fs::write(&tmp, data).map_err(|e| io(&tmp, e))?;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(&tmp, e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| io(path, e))
 }
 
@@ -222,29 +251,59 @@ fn fetch_config(
     }
 }
 
-/// Renders `ignition.config.replace` and `merge`, recursively.
-fn render(mut c: Config, offline: bool, depth: usize) -> Result<Config, Option<StageError>> {
+/// Why rendering stopped.
+enum Stop {
+    /// This referenced config (its JSON path and URL) needs the network.
+    NeedNet(String, String),
+    /// Anything else.
+    Failed(StageError),
+}
+
+/// Renders `ignition.config.replace` and `merge`, recursively; `at` is
+/// the JSON path of the config being rendered.
+fn render_at(mut c: Config, offline: bool, at: &str, depth: usize) -> Result<Config, Stop> {
     // A config's own proxy and timeouts apply to the configs it references.
     let fetcher = resource::Fetcher::for_config(&c, offline);
     if depth > 10 {
-        return Err(Some(StageError::Config {
+        return Err(Stop::Failed(StageError::Config {
             source_name: "ignition.config".into(),
             message: "configs referenced too deeply".into(),
         }));
     }
+    let fetch = |r: &ignition_config::types::Resource, child_at: &str| {
+        fetch_config(r, &fetcher).map_err(|e| match e {
+            None => Stop::NeedNet(child_at.to_string(), r.source.clone().unwrap_or_default()),
+            Some(e) => Stop::Failed(e),
+        })
+    };
     if c.ignition.config.replace.source.is_some() {
-        let data = fetch_config(&c.ignition.config.replace, &fetcher)?.unwrap_or_default();
-        let child = parse_any(&data, "ignition.config.replace").map_err(Some)?;
-        return render(child, offline, depth + 1);
+        let child_at = format!("{at}.ignition.config.replace");
+        let data = fetch(&c.ignition.config.replace, &child_at)?.unwrap_or_default();
+        let child = parse_any(&data, "ignition.config.replace").map_err(Stop::Failed)?;
+        return render_at(child, offline, &child_at, depth + 1);
     }
     let merges = std::mem::take(&mut c.ignition.config.merge);
-    for m in &merges {
-        let data = fetch_config(m, &fetcher)?.unwrap_or_default();
-        let child = parse_any(&data, "ignition.config.merge").map_err(Some)?;
-        let child = render(child, offline, depth + 1)?;
+    for (i, m) in merges.iter().enumerate() {
+        let child_at = format!("{at}.ignition.config.merge.{i}");
+        let data = fetch(m, &child_at)?.unwrap_or_default();
+        let child = parse_any(&data, "ignition.config.merge").map_err(Stop::Failed)?;
+        let child = render_at(child, offline, &child_at, depth + 1)?;
         c = ignition_config::merge(&c, &child);
     }
     Ok(c)
+}
+
+/// Renders `ignition.config.replace` and `merge` as the fetch stages do
+/// (the children's own references included). `offline` reads only
+/// `data:` children; another one is an error naming it.
+pub fn render(c: Config, offline: bool) -> Result<Config, StageError> {
+    render_at(c, offline, "$", 0).map_err(|s| match s {
+        Stop::NeedNet(at, url) => StageError::Config {
+            source_name: at,
+            message: format!("{url} needs the network; offline, only data: URLs are read"),
+        },
+        Stop::Failed(e) => e,
+    })
 }
 
 fn read_dir_configs(dir: &Path) -> Vec<PathBuf> {
@@ -302,7 +361,7 @@ fn user_config(env: &Env, offline: bool) -> Result<Option<(Vec<u8>, String)>, Op
             let fetcher = resource::Fetcher {
                 offline,
                 timeouts: ignition_config::types::Timeouts {
-                    http_total: Some(providers::FETCH_TIMEOUT_SECS),
+                    http_total: Some(env.fetch_timeout_secs),
                     http_response_headers: None,
                 },
                 ..resource::Fetcher::default()
@@ -376,10 +435,10 @@ pub fn fetch(env: &Env, offline: bool) -> Result<Fetched, StageError> {
             eprintln!("{name}: not a config (empty): ignoring user-provided config");
         } else {
             let c = parse_any(&data, &name)?;
-            let c = match render(c, offline, 0) {
+            let c = match render_at(c, offline, "$", 0) {
                 Ok(c) => c,
-                Err(None) => return need_net(env),
-                Err(Some(e)) => return Err(e),
+                Err(Stop::NeedNet(..)) => return need_net(env),
+                Err(Stop::Failed(e)) => return Err(e),
             };
             full = ignition_config::merge(&full, &c);
             sources.push(("user", name));
@@ -389,22 +448,57 @@ pub fn fetch(env: &Env, offline: bool) -> Result<Fetched, StageError> {
         &env.config_cache,
         ignition_config::to_json(&full).as_bytes(),
     )?;
-    let state = sources
-        .iter()
-        .map(|(k, s)| {
-            format!(
-                "{{\"kind\":{},\"source\":{},\"referenced\":false}}",
-                json_str(k),
-                json_str(s)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    write_host(
-        &env.state_file,
-        format!("{{\"fetchedConfigs\":[{state}]}}\n").as_bytes(),
-    )?;
+    let mut state = load_state(env)?;
+    state.insert(
+        "fetchedConfigs".into(),
+        serde_json::Value::Array(
+            sources
+                .iter()
+                .map(|(k, s)| serde_json::json!({"kind": k, "source": s, "referenced": false}))
+                .collect(),
+        ),
+    );
+    save_state(env, &state)?;
     Ok(Fetched::Cached)
+}
+
+/// The state the stages share (upstream's `internal/state`): a JSON
+/// object; a missing file is the empty state, an unreadable or malformed
+/// one is an error.
+fn load_state(env: &Env) -> Result<serde_json::Map<String, serde_json::Value>, StageError> {
+    let data = match std::fs::read(&env.state_file) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(io(&env.state_file, e)),
+    };
+    match serde_json::from_slice(&data) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(io(&env.state_file, "parsing state file: not a JSON object")),
+        Err(e) => Err(io(&env.state_file, format!("parsing state file: {e}"))),
+    }
+}
+
+/// Writes the state (mode 0600, through a temporary file).
+fn save_state(
+    env: &Env,
+    state: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), StageError> {
+    let mut data = serde_json::to_vec(state).map_err(|e| io(&env.state_file, e))?;
+    data.push(b'\n');
+    write_host_mode(&env.state_file, &data, 0o600)
+}
+
+/// The directories the mount stage created, from the state.
+fn notated_directories(env: &Env) -> Result<Vec<String>, StageError> {
+    Ok(load_state(env)?
+        .get("notatedDirectories")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 fn json_str(s: &str) -> String {
@@ -423,8 +517,14 @@ pub fn cached(env: &Env) -> Result<Config, StageError> {
 }
 
 /// Whether the fetched configs included a user config.
-fn user_config_provided(env: &Env) -> bool {
-    std::fs::read_to_string(&env.state_file).is_ok_and(|s| s.contains("\"kind\":\"user\""))
+fn user_config_provided(env: &Env) -> Result<bool, StageError> {
+    Ok(load_state(env)?
+        .get("fetchedConfigs")
+        .and_then(|v| v.as_array())
+        .is_some_and(|a| {
+            a.iter()
+                .any(|c| c.get("kind").and_then(|k| k.as_str()) == Some("user"))
+        }))
 }
 
 /// Runs one stage.
@@ -440,7 +540,10 @@ pub fn run(stage: Stage, env: &Env) -> Result<(), StageError> {
         Stage::Kargs => kargs(&cached(env)?, env),
         Stage::Files => {
             let c = cached(env)?;
-            crate::apply(&c, &env.root)?;
+            let mut opts = crate::Options::from_env()?;
+            opts.notated_directories = notated_directories(env)?;
+            let fetcher = resource::Fetcher::for_config(&c, false);
+            crate::apply_opts(&c, &env.root, &fetcher, &opts)?;
             result_file(env)
         }
         Stage::Disks => disks(&cached(env)?, env),
@@ -455,9 +558,22 @@ fn disks(c: &Config, env: &Env) -> Result<(), StageError> {
     use crate::disks;
     let s = &c.storage;
     let e = |e: disks::DiskError| StageError::Command(e.to_string());
+    // Each step first waits for every device it names, as upstream, so a
+    // disk or link that udev makes a little later is not a failure.
+    let wait = |devs: Vec<&str>, what: &str| {
+        crate::devices::wait_for_with(&devs, what, env.device_timeout).map_err(StageError::Devices)
+    };
+    wait(s.disks.iter().map(|d| d.device.as_str()).collect(), "disks")?;
     for (i, d) in s.disks.iter().enumerate() {
         disks::partition(d, &format!("$.storage.disks.{i}")).map_err(e)?;
     }
+    wait(
+        s.raid
+            .iter()
+            .flat_map(|r| r.devices.iter().map(String::as_str))
+            .collect(),
+        "raids",
+    )?;
     for (i, r) in s.raid.iter().enumerate() {
         disks::create_raid(r, &format!("$.storage.raid.{i}")).map_err(e)?;
     }
@@ -466,6 +582,10 @@ fn disks(c: &Config, env: &Env) -> Result<(), StageError> {
         .parent()
         .unwrap_or(Path::new("/run/ignition"))
         .join("luks-keyfiles");
+    wait(
+        s.luks.iter().filter_map(|l| l.device.as_deref()).collect(),
+        "luks",
+    )?;
     for (i, l) in s.luks.iter().enumerate() {
         let at = format!("$.storage.luks.{i}");
         std::fs::create_dir_all(&key_dir).map_err(|err| io(&key_dir, err))?;
@@ -496,10 +616,8 @@ fn disks(c: &Config, env: &Env) -> Result<(), StageError> {
             steps.extend(cmds.remove_key);
         }
         for argv in steps {
-            let out = std::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .output()
-                .map_err(|err| StageError::Command(format!("{at}: {}: {err}", argv.join(" "))))?;
+            let out = crate::cmd::run(&argv, None)
+                .map_err(|err| StageError::Command(format!("{at}: {err}")))?;
             if !out.status.success() {
                 return Err(StageError::Command(format!(
                     "{at}: `{}` failed ({}): {}",
@@ -510,6 +628,10 @@ fn disks(c: &Config, env: &Env) -> Result<(), StageError> {
             }
         }
     }
+    wait(
+        s.filesystems.iter().map(|f| f.device.as_str()).collect(),
+        "filesystems",
+    )?;
     for (i, f) in s.filesystems.iter().enumerate() {
         disks::make_filesystem(f, &format!("$.storage.filesystems.{i}")).map_err(e)?;
     }
@@ -519,17 +641,20 @@ fn disks(c: &Config, env: &Env) -> Result<(), StageError> {
 /// `/etc/.ignition-result.json` in the root, as upstream writes it.
 fn result_file(env: &Env) -> Result<(), StageError> {
     let boot_id = std::fs::read_to_string(&env.boot_id).unwrap_or_default();
-    let now = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
-        .output();
-    let date = now
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let t = civil_time::utc(secs);
+    let date = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    );
     let text = format!(
         "{{\n  \"provisioningBootID\": {},\n  \"provisioningDate\": {},\n  \"userConfigProvided\": {}\n}}\n",
         json_str(boot_id.trim()),
         json_str(&date),
-        user_config_provided(env)
+        user_config_provided(env)?
     );
     let root =
         crate::root::Root::open(&env.root).map_err(|e| StageError::Command(e.to_string()))?;
@@ -577,6 +702,33 @@ fn kargs(c: &Config, env: &Env) -> Result<(), StageError> {
     Ok(())
 }
 
+/// Refuses a mount path with a component in the root that exists and is
+/// not a directory (a symlink above all), in upstream's words.
+fn non_directories(env: &Env, path: &str) -> Result<(), StageError> {
+    let root =
+        crate::root::Root::open(&env.root).map_err(|e| StageError::Command(e.to_string()))?;
+    let clean = ignition_config::validate::clean_path(path);
+    let mut prefix = String::new();
+    for c in clean.split('/').filter(|c| !c.is_empty()) {
+        prefix = format!("{prefix}/{c}");
+        match root
+            .kind(&prefix)
+            .map_err(|e| StageError::Command(e.to_string()))?
+        {
+            None => return Ok(()),
+            Some(crate::root::NodeKind::Dir) => {}
+            Some(_) => {
+                return Err(StageError::Command(format!(
+                    "mount path {} contains non-directory component {}",
+                    ignition_config::go_quote(path),
+                    ignition_config::go_quote(&prefix)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Mounts (or unmounts) the filesystems that have a path, under the root.
 fn mount(c: &Config, env: &Env, mount: bool) -> Result<(), StageError> {
     let mut fss: Vec<&ignition_config::types::Filesystem> = c
@@ -604,27 +756,61 @@ fn mount(c: &Config, env: &Env, mount: bool) -> Result<(), StageError> {
     for fs in fss {
         let path = fs.path.as_deref().unwrap_or("/");
         let target = env.root.join(path.trim_start_matches('/'));
-        let mut cmd = std::process::Command::new(if mount { "mount" } else { "umount" });
+        // `mount` follows symlinks on the host: a link in the root (`/mnt
+        // -> /`) would put the filesystem over the host's own directory.
+        // As upstream, a mount path must be directories only.
+        non_directories(env, path)?;
+        let mut cmd = vec![if mount { "mount" } else { "umount" }.to_string()];
         if mount {
             // The root is opened afresh for each mount point, so a mount
             // point below an earlier mount is made in the mounted
             // filesystem, and no descriptor of ours keeps a mount busy.
-            crate::root::Root::open(&env.root)
-                .and_then(|root| root.create_dirs(path))
+            let root = crate::root::Root::open(&env.root)
                 .map_err(|e| StageError::Command(e.to_string()))?;
-            cmd.args(["-t", fs.format.as_deref().unwrap_or("auto")]);
-            if !fs.mount_options.is_empty() {
-                cmd.args(["-o", &fs.mount_options.join(",")]);
+            // The directories made for the mount point are recorded, so
+            // that the files stage can give those in a home to its user.
+            let clean = ignition_config::validate::clean_path(path);
+            let mut missing = Vec::new();
+            let mut prefix = String::new();
+            for c in clean.split('/').filter(|c| !c.is_empty()) {
+                prefix = format!("{prefix}/{c}");
+                let there = root
+                    .kind(&prefix)
+                    .map_err(|e| StageError::Command(e.to_string()))?;
+                if there.is_none() {
+                    missing.push(prefix.clone());
+                }
             }
-            cmd.arg(&fs.device);
+            root.create_dirs(path)
+                .map_err(|e| StageError::Command(e.to_string()))?;
+            drop(root);
+            if !missing.is_empty() {
+                let mut state = load_state(env)?;
+                let list = state
+                    .entry("notatedDirectories")
+                    .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                // Go writes an empty list as null.
+                if !list.is_array() {
+                    *list = serde_json::Value::Array(Vec::new());
+                }
+                if let serde_json::Value::Array(a) = list {
+                    a.extend(missing.into_iter().map(serde_json::Value::String));
+                }
+                save_state(env, &state)?;
+            }
+            cmd.extend(["-t".into(), fs.format.clone().unwrap_or("auto".into())]);
+            if !fs.mount_options.is_empty() {
+                cmd.extend(["-o".into(), fs.mount_options.join(",")]);
+            }
+            cmd.push(fs.device.clone());
         }
-        cmd.arg(&target);
-        let out = cmd
-            .output()
-            .map_err(|e| StageError::Command(format!("{cmd:?}: {e}")))?;
+        cmd.push(target.display().to_string());
+        let out = crate::cmd::run(&cmd, None).map_err(|e| StageError::Command(e.to_string()))?;
         if !out.status.success() {
             return Err(StageError::Command(format!(
-                "{cmd:?} failed: {}",
+                "`{}` failed ({}): {}",
+                crate::cmd::command_line(&cmd),
+                out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }

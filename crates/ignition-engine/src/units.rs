@@ -2,7 +2,20 @@
 //! masking by a link to `/dev/null`, and enabling through the preset file
 //! `/etc/systemd/system-preset/20-ignition.preset`, as upstream does (units
 //! are enabled by systemd's first-boot preset pass). Template instances of
-//! one template share one line (`enable foo@.service a b`).
+//! one template share one line (`enable foo@.service a b`); the lines are
+//! sorted by unit name, as upstream sorts them.
+//!
+//! `enabled: false` writes `disable NAME` only when the unit is enabled in
+//! the root, and then first removes its enablement links, as upstream:
+//! `systemctl --root ROOT is-enabled NAME`, then `systemctl --root ROOT
+//! disable NAME`. Without `systemctl` (an initramfs may lack it) the same
+//! rule is applied by looking at the root: the unit counts as enabled when
+//! a link named after it is in a `*.wants`, `*.requires` or `*.upholds`
+//! directory of `/etc/systemd/system`, and those links are removed. (That
+//! misses what only `systemctl` knows, such as aliases.) A template with
+//! instances is passed to `systemctl` as one argument
+//! (`foo@.service a b`), exactly as upstream does; `systemctl` refuses the
+//! name, so no `disable` line is written for it, upstream's behaviour.
 
 use ignition_config::Config;
 
@@ -13,12 +26,23 @@ const PRESET: &str = "/etc/systemd/system-preset/20-ignition.preset";
 
 /// A failure, with the config path of the unit.
 #[derive(Debug, thiserror::Error)]
-#[error("{at}: {error}")]
-pub struct UnitError {
-    /// JSON path of the unit.
-    pub at: String,
-    /// The failure.
-    pub error: RootError,
+pub enum UnitError {
+    /// Writing into the root failed.
+    #[error("{at}: {error}")]
+    Root {
+        /// JSON path of the unit.
+        at: String,
+        /// The failure.
+        error: RootError,
+    },
+    /// `systemctl` failed.
+    #[error("{at}: {message}")]
+    Command {
+        /// JSON path of the units.
+        at: String,
+        /// The command line and what it said.
+        message: String,
+    },
 }
 
 /// `foo@bar.service` → (`foo@.service`, `bar`); the template itself has
@@ -32,13 +56,111 @@ fn instance(name: &str) -> Option<(String, String)> {
     ))
 }
 
+/// Runs `systemctl --root ROOT VERB UNIT` with the tools' deadline.
+fn systemctl(
+    tool: &std::path::Path,
+    root: &Root,
+    verb: &str,
+    unit: &str,
+) -> Result<crate::cmd::Output, crate::cmd::RunError> {
+    let argv = vec![
+        tool.display().to_string(),
+        "--root".into(),
+        root.path().display().to_string(),
+        verb.into(),
+        unit.into(),
+    ];
+    crate::cmd::run(&argv, None)
+}
+
+const ENABLEMENT_DIRS: [&str; 3] = [".wants", ".requires", ".upholds"];
+
+/// The enablement links of `unit` in the root's `/etc/systemd/system`.
+fn enablement_links(root: &Root, unit: &str) -> Result<Vec<String>, RootError> {
+    let dir = match root.open_dir(UNIT_DIR) {
+        Ok(d) => d,
+        Err(e) if e.error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut links = Vec::new();
+    let entries = rustix::fs::Dir::read_from(&dir).map_err(|e| RootError {
+        op: "read directory",
+        path: UNIT_DIR.into(),
+        error: e.into(),
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|e| RootError {
+            op: "read directory",
+            path: UNIT_DIR.into(),
+            error: e.into(),
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !ENABLEMENT_DIRS.iter().any(|s| name.ends_with(s)) {
+            continue;
+        }
+        let link = format!("{UNIT_DIR}/{name}/{unit}");
+        if root.kind(&link)? == Some(crate::root::NodeKind::Link) {
+            links.push(link);
+        }
+    }
+    links.sort();
+    Ok(links)
+}
+
+/// Whether `disable UNIT` belongs in the preset file: only for a unit
+/// enabled in the root, whose enablement links are removed first.
+fn disable(root: &Root, unit: &str, opts: &crate::Options) -> Result<bool, UnitError> {
+    let at = || "$.systemd.units".to_string();
+    let Some(tool) = &opts.systemctl else {
+        if unit.contains(char::is_whitespace) {
+            return Ok(false);
+        }
+        let links =
+            enablement_links(root, unit).map_err(|error| UnitError::Root { at: at(), error })?;
+        for l in &links {
+            root.remove(l)
+                .map_err(|error| UnitError::Root { at: at(), error })?;
+        }
+        return Ok(!links.is_empty());
+    };
+    let enabled = systemctl(tool, root, "is-enabled", unit).map_err(|e| UnitError::Command {
+        at: at(),
+        message: e.to_string(),
+    })?;
+    if !enabled.status.success() {
+        return Ok(false);
+    }
+    let out = systemctl(tool, root, "disable", unit).map_err(|e| UnitError::Command {
+        at: at(),
+        message: e.to_string(),
+    })?;
+    if !out.status.success() {
+        return Err(UnitError::Command {
+            at: at(),
+            message: format!(
+                "cannot remove the enablement links of {unit}: `{}` failed ({}): {}",
+                crate::cmd::command_line(&[
+                    &tool.display().to_string(),
+                    "--root",
+                    &root.path().display().to_string(),
+                    "disable",
+                    unit
+                ]),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(true)
+}
+
 /// Writes the units and the preset file.
-pub fn apply(config: &Config, root: &Root) -> Result<usize, UnitError> {
+pub fn apply(config: &Config, root: &Root, opts: &crate::Options) -> Result<usize, UnitError> {
     let units = &config.systemd.units;
     let mut presets: Vec<(String, Vec<String>, bool)> = Vec::new();
     for (i, u) in units.iter().enumerate() {
         let at = format!("$.systemd.units.{i}");
-        let e = |error| UnitError {
+        let e = |error| UnitError::Root {
             at: at.clone(),
             error,
         };
@@ -54,7 +176,7 @@ pub fn apply(config: &Config, root: &Root) -> Result<usize, UnitError> {
                 continue;
             };
             root.write_file(&format!("{path}.d/{}", d.name), c.as_bytes(), 0o644, None)
-                .map_err(|error| UnitError {
+                .map_err(|error| UnitError::Root {
                     at: format!("{at}.dropins.{j}"),
                     error,
                 })?;
@@ -85,23 +207,42 @@ pub fn apply(config: &Config, root: &Root) -> Result<usize, UnitError> {
         }
     }
     if !presets.is_empty() {
-        let mut text = root
-            .read_file(PRESET)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
+        // Sorted as upstream sorts its map keys, `NAME-enabled` or
+        // `NAME-disabled`.
+        presets.sort_by_cached_key(|(name, _, enabled)| {
+            format!("{name}-{}", if *enabled { "enabled" } else { "disabled" })
+        });
+        let mut lines = String::new();
         for (name, insts, enabled) in presets {
-            let verb = if enabled { "enable" } else { "disable" };
-            if name.contains('@') {
-                text.push_str(&format!("{verb} {name} {}\n", insts.join(" ")));
+            let unit = if name.contains('@') {
+                format!("{name} {}", insts.join(" "))
             } else {
-                text.push_str(&format!("{verb} {name}\n"));
+                name
+            };
+            if enabled {
+                lines.push_str(&format!("enable {unit}\n"));
+            } else if disable(root, &unit, opts)? {
+                lines.push_str(&format!("disable {unit}\n"));
             }
         }
-        root.write_file(PRESET, text.as_bytes(), 0o644, None)
-            .map_err(|error| UnitError {
-                at: "$.systemd.units".into(),
-                error,
-            })?;
+        if !lines.is_empty() {
+            let mut text = match root.read_file(PRESET) {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(e) if e.error.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(error) => {
+                    return Err(UnitError::Root {
+                        at: "$.systemd.units".into(),
+                        error,
+                    });
+                }
+            };
+            text.push_str(&lines);
+            root.write_file(PRESET, text.as_bytes(), 0o644, None)
+                .map_err(|error| UnitError::Root {
+                    at: "$.systemd.units".into(),
+                    error,
+                })?;
+        }
     }
     Ok(units.len())
 }

@@ -29,12 +29,23 @@ fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
+use test_support::skip;
+
 fn have_shadow_tools() -> bool {
     let ok = Path::new("/usr/sbin/useradd").exists() && rustix_is_root();
     if !ok {
-        eprintln!("SKIP: users and groups need root and the shadow tools (useradd, groupadd)");
+        skip("users and groups need root and the shadow tools (useradd, groupadd)");
     }
     ok
+}
+
+fn apply_opts(
+    c: &ignition_config::Config,
+    root: &Path,
+    opts: &ignition_engine::Options,
+) -> Result<ignition_engine::Applied, ignition_engine::ApplyError> {
+    let fetcher = ignition_engine::resource::Fetcher::for_config(c, true);
+    ignition_engine::apply_opts(c, root, &fetcher, opts)
 }
 
 fn rustix_is_root() -> bool {
@@ -192,7 +203,7 @@ fn units_dropins_masks_and_presets() {
     );
     assert_eq!(
         std::fs::read_to_string(root.join("etc/systemd/system-preset/20-ignition.preset")).unwrap(),
-        "enable a.service\nenable getty@.service tty1 tty2\ndisable c.service\n"
+        "enable a.service\nenable getty@.service tty1 tty2\n"
     );
 }
 
@@ -279,4 +290,289 @@ fn users_groups_and_ssh_keys() {
         !e.contains("$6$secret$value") && e.contains("<redacted>"),
         "{e}"
     );
+}
+
+#[test]
+fn groups_without_a_hash_get_the_tools_locked_password() {
+    if !have_shadow_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    skeleton(root);
+    let c = config(
+        r#"{"ignition":{"version":"3.4.0"},"passwd":{"groups":[
+          {"name":"research","gid":5100},
+          {"name":"hashed","passwordHash":"$6$salt$grouphash"},
+          {"name":"wheel","gid":4010}]}}"#,
+    );
+    ignition_engine::apply(&c, root).unwrap();
+    let gshadow = std::fs::read_to_string(root.join("etc/gshadow")).unwrap();
+    // What upstream's root has: groupadd without --password writes `!`.
+    assert!(gshadow.lines().any(|l| l == "research:!::"), "{gshadow}");
+    assert!(
+        gshadow.lines().any(|l| l == "hashed:$6$salt$grouphash::"),
+        "{gshadow}"
+    );
+    // An existing group is changed with groupmod, as upstream.
+    let group = std::fs::read_to_string(root.join("etc/group")).unwrap();
+    assert!(group.lines().any(|l| l == "wheel:x:4010:"), "{group}");
+    assert!(group.lines().any(|l| l == "research:x:5100:"), "{group}");
+}
+
+#[test]
+fn ssh_keys_go_to_authorized_keys_when_the_fragment_is_off() {
+    if !have_shadow_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    skeleton(root);
+    let c = config(
+        r#"{"ignition":{"version":"3.4.0"},"passwd":{"users":[
+          {"name":"core","uid":1000,"sshAuthorizedKeys":["ssh-ed25519 AAAA one"]}]}}"#,
+    );
+    let opts = ignition_engine::Options {
+        authorized_keys_fragment: false,
+        ..Default::default()
+    };
+    apply_opts(&c, root, &opts).unwrap();
+    let keys = root.join("home/core/.ssh/authorized_keys");
+    assert_eq!(
+        std::fs::read_to_string(&keys).unwrap(),
+        "ssh-ed25519 AAAA one\n"
+    );
+    assert_eq!(std::fs::metadata(&keys).unwrap().uid(), 1000);
+    assert!(!root.join("home/core/.ssh/authorized_keys.d").exists());
+}
+
+#[test]
+fn a_home_on_a_mount_point_becomes_the_users_and_0700() {
+    if !have_shadow_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    skeleton(root);
+    // What the mount stage leaves: the mount point made 0755 by root.
+    std::fs::create_dir_all(root.join("home/tester/data")).unwrap();
+    for d in ["home/tester", "home/tester/data"] {
+        std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let c = config(
+        r#"{"ignition":{"version":"3.4.0"},"passwd":{"users":[{"name":"tester","uid":1500}]}}"#,
+    );
+    let opts = ignition_engine::Options {
+        notated_directories: vec!["/home/tester".into(), "/home/tester/data".into()],
+        ..Default::default()
+    };
+    apply_opts(&c, root, &opts).unwrap();
+    for d in ["home/tester", "home/tester/data"] {
+        let m = std::fs::metadata(root.join(d)).unwrap();
+        assert_eq!(mode(&root.join(d)), 0o700, "{d}");
+        assert_eq!(m.uid(), 1500, "{d}");
+    }
+    // /home itself was there before: untouched.
+    assert_eq!(std::fs::metadata(root.join("home")).unwrap().uid(), 0);
+}
+
+#[test]
+fn an_empty_source_writes_an_empty_file_over_a_link() {
+    // Upstream's links.sym.writeover: overwrite a symlink with "".
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("usr")).unwrap();
+    std::fs::write(root.join("usr/rofile"), "keep").unwrap();
+    std::os::unix::fs::symlink("/usr/rofile", root.join("etc/file")).unwrap();
+    let c = config(
+        r#"{"ignition":{"version":"3.0.0"},"storage":{"files":[
+          {"path":"/etc/file","mode":420,"overwrite":true,"contents":{"source":""}}]}}"#,
+    );
+    ignition_engine::apply(&c, root).unwrap();
+    let m = std::fs::symlink_metadata(root.join("etc/file")).unwrap();
+    assert!(m.is_file());
+    assert_eq!(m.len(), 0);
+    assert_eq!(std::fs::read(root.join("usr/rofile")).unwrap(), b"keep");
+}
+
+#[test]
+fn existing_links_that_match_are_kept_and_others_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("target"), "t").unwrap();
+    std::fs::write(root.join("other"), "o").unwrap();
+    std::fs::hard_link(root.join("target"), root.join("existing")).unwrap();
+    std::os::unix::fs::symlink("/target", root.join("sym")).unwrap();
+    let c = config(
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"links":[
+          {"path":"/existing","target":"/target","hard":true},
+          {"path":"/sym","target":"/./target"}]}}"#,
+    );
+    ignition_engine::apply(&c, root).unwrap();
+    assert_eq!(
+        std::fs::metadata(root.join("existing")).unwrap().ino(),
+        std::fs::metadata(root.join("target")).unwrap().ino()
+    );
+    // A hard link to another file, or a symlink elsewhere, is refused.
+    for (json, path) in [
+        (
+            r#"{"path":"/existing","target":"/other","hard":true}"#,
+            "hard link /existing",
+        ),
+        (r#"{"path":"/sym","target":"/other"}"#, "symlink /sym"),
+    ] {
+        let c = config(&format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"links":[{json}]}}}}"#
+        ));
+        let e = ignition_engine::apply(&c, root).unwrap_err().to_string();
+        assert!(e.contains(path) && e.contains("overwrite is false"), "{e}");
+    }
+}
+
+#[test]
+fn a_link_made_anew_gets_its_owner() {
+    if !rustix_is_root() {
+        skip("chown needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    // The link is there already, owned by root, with the same target.
+    std::os::unix::fs::symlink("/usr/share/zoneinfo/UTC", root.join("etc/localtime")).unwrap();
+    let c = config(
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"links":[
+          {"path":"/etc/localtime","target":"/usr/share/zoneinfo/UTC","overwrite":true,
+           "user":{"id":1000},"group":{"id":1001}}]}}"#,
+    );
+    ignition_engine::apply(&c, root).unwrap();
+    let m = std::fs::symlink_metadata(root.join("etc/localtime")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1001));
+}
+
+#[test]
+fn entries_meeting_through_a_symlink_are_refused() {
+    // Upstream's SymlinkResolutionCausesConflicts: /foo -> /.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::os::unix::fs::symlink("/", root.join("foo")).unwrap();
+    let c = config(
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[
+          {"path":"/foo/bar/baz","contents":{"source":"data:,1"}},
+          {"path":"/bar/baz","contents":{"source":"data:,2"}}]}}"#,
+    );
+    let e = ignition_engine::apply(&c, root).unwrap_err().to_string();
+    assert!(
+        e.contains("$.storage.files.1")
+            && e.contains("resolved to /bar/baz after symlink chasing")
+            && e.contains("/foo/bar/baz"),
+        "{e}"
+    );
+    assert!(!root.join("bar").exists(), "nothing is written");
+    // A relative link, a dangling one and a directory/link pair too.
+    std::os::unix::fs::symlink("../nowhere/x", root.join("rel")).unwrap();
+    let c = config(
+        r#"{"ignition":{"version":"3.4.0"},"storage":{
+          "directories":[{"path":"/nowhere/x/d"}],
+          "links":[{"path":"/rel/d","target":"/etc"}]}}"#,
+    );
+    let e = ignition_engine::apply(&c, root).unwrap_err().to_string();
+    assert!(
+        e.contains("$.storage.links.0") && e.contains("/nowhere/x/d"),
+        "{e}"
+    );
+}
+
+#[test]
+fn presets_are_sorted_as_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let c = config(
+        r#"{"ignition":{"version":"3.4.0"},"systemd":{"units":[
+          {"name":"zeta.service","enabled":true},
+          {"name":"echo@bar.service","enabled":true},
+          {"name":"alpha.service","enabled":true},
+          {"name":"echo@foo.service","enabled":true}]}}"#,
+    );
+    ignition_engine::apply(&c, root).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/systemd/system-preset/20-ignition.preset")).unwrap(),
+        "enable alpha.service\nenable echo@.service bar foo\nenable zeta.service\n"
+    );
+}
+
+/// A root with `on.service` enabled (a link in multi-user.target.wants)
+/// and `off.service` installed but not enabled.
+fn enablement_root(root: &Path) {
+    let sys = root.join("etc/systemd/system");
+    std::fs::create_dir_all(sys.join("multi-user.target.wants")).unwrap();
+    for u in ["on.service", "off.service"] {
+        std::fs::write(
+            sys.join(u),
+            "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n",
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink(
+        "/etc/systemd/system/on.service",
+        sys.join("multi-user.target.wants/on.service"),
+    )
+    .unwrap();
+}
+
+const DISABLE_BOTH: &str = r#"{"ignition":{"version":"3.4.0"},"systemd":{"units":[
+  {"name":"on.service","enabled":false},{"name":"off.service","enabled":false}]}}"#;
+
+#[test]
+fn disabling_asks_systemctl_and_removes_the_links() {
+    let Some(systemctl) = ignition_engine::find_tool("systemctl") else {
+        skip("systemctl is not installed (Debian's systemd package)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    enablement_root(root);
+    let opts = ignition_engine::Options {
+        systemctl: Some(systemctl),
+        ..Default::default()
+    };
+    apply_opts(&config(DISABLE_BOTH), root, &opts).unwrap();
+    // Only the enabled unit gets a line, and its link is gone.
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/systemd/system-preset/20-ignition.preset")).unwrap(),
+        "disable on.service\n"
+    );
+    assert!(
+        std::fs::symlink_metadata(
+            root.join("etc/systemd/system/multi-user.target.wants/on.service")
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn disabling_without_systemctl_reads_the_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    enablement_root(root);
+    let opts = ignition_engine::Options {
+        systemctl: None,
+        ..Default::default()
+    };
+    apply_opts(&config(DISABLE_BOTH), root, &opts).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/systemd/system-preset/20-ignition.preset")).unwrap(),
+        "disable on.service\n"
+    );
+    assert!(
+        std::fs::symlink_metadata(
+            root.join("etc/systemd/system/multi-user.target.wants/on.service")
+        )
+        .is_err()
+    );
+    // Nothing enabled: no preset file at all.
+    let dir = tempfile::tempdir().unwrap();
+    apply_opts(&config(DISABLE_BOTH), dir.path(), &opts).unwrap();
+    assert!(!dir.path().join("etc/systemd/system-preset").exists());
 }

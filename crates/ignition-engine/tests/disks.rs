@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use test_support::skip;
 
 use ignition_config::types::{Disk, Filesystem, Luks, Raid};
 use ignition_engine::disks::{self, DiskError, LuksOutcome};
@@ -29,7 +30,9 @@ impl LoopDev {
             .arg(&img)
             .status();
         if !truncate.is_ok_and(|s| s.success()) {
-            eprintln!("SKIP: {test}: cannot create a sparse image with truncate");
+            skip(&format!(
+                "{test}: cannot create a sparse image with truncate"
+            ));
             return None;
         }
         let out = Command::new("losetup")
@@ -42,14 +45,14 @@ impl LoopDev {
                 _dir: dir,
             }),
             Ok(out) => {
-                eprintln!(
-                    "SKIP: {test}: needs loop devices and root (losetup: {})",
+                skip(&format!(
+                    "{test}: needs loop devices and root (losetup: {})",
                     String::from_utf8_lossy(&out.stderr).trim()
-                );
+                ));
                 None
             }
             Err(e) => {
-                eprintln!("SKIP: {test}: needs losetup (util-linux / mount): {e}");
+                skip(&format!("{test}: needs losetup (util-linux / mount): {e}"));
                 None
             }
         }
@@ -85,7 +88,7 @@ fn have(test: &str, tools: &[(&str, &str)]) -> bool {
     if missing.is_empty() {
         true
     } else {
-        eprintln!("SKIP: {test}: needs {}", missing.join(", "));
+        skip(&format!("{test}: needs {}", missing.join(", ")));
         false
     }
 }
@@ -596,7 +599,7 @@ fn active_partitions_are_not_modified() {
         .status()
         .unwrap();
     if !status.success() {
-        eprintln!("SKIP: active_partitions_are_not_modified: cannot mount here");
+        skip("active_partitions_are_not_modified: cannot mount here");
         return;
     }
     let _mounted = Mounted(dir.path().to_path_buf());
@@ -1227,6 +1230,7 @@ fn mount_and_umount_stages_nest_filesystems() {
     };
 
     let result = stages::run(Stage::Mount, &env);
+    let state = std::fs::read_to_string(&env.state_file).unwrap_or_default();
     let var = sysroot.join("var/lib/data");
     // Checked before asserting, so a failure still unmounts below.
     let nested = mounted(&sysroot) && mounted(&var);
@@ -1241,6 +1245,14 @@ fn mount_and_umount_stages_nest_filesystems() {
     result.unwrap();
     assert!(nested, "both filesystems mounted");
     umount.unwrap();
+    // The directories made for mount points are in the state, for the
+    // files stage (a home on its own filesystem is given to its user).
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(
+        state["notatedDirectories"],
+        serde_json::json!(["/var", "/var/lib", "/var/lib/data"]),
+        "{state}"
+    );
     // The mount point was made in the root filesystem, not in the
     // directory it covers, and the probe landed in the var filesystem.
     assert!(
@@ -1251,4 +1263,237 @@ fn mount_and_umount_stages_nest_filesystems() {
     assert!(var_files.contains("probe"), "{var_files}");
     let root_files = run(&["debugfs", "-R", "ls -l /var/lib", &root_dev.dev]);
     assert!(root_files.contains("data"), "{root_files}");
+}
+
+/// Stage paths in a scratch directory, with `config` as the cached config.
+fn stage_env(dir: &Path, config: &str) -> ignition_engine::stages::Env {
+    let sysroot = dir.join("sysroot");
+    std::fs::create_dir_all(&sysroot).unwrap();
+    let mut env = ignition_engine::stages::Env::new(&sysroot, "file");
+    env.config_cache = dir.join("ignition.json");
+    env.state_file = dir.join("state");
+    env.neednet = dir.join("neednet");
+    std::fs::write(&env.config_cache, config).unwrap();
+    env
+}
+
+/// A partition that the kernel learns of 3 s after the disks stage
+/// started (as a disk appears late at boot) is waited for, not a failure.
+#[test]
+fn disks_stage_waits_for_a_device_that_appears_later() {
+    use ignition_engine::stages::{self, Stage};
+    let test = "disks_stage_waits_for_a_device_that_appears_later";
+    let l = setup!(test, SGDISK, PARTX, BLKID, WIPEFS, MKFS[0]);
+    run(&[
+        "sgdisk",
+        "--new=1:2048:+65536",
+        "--change-name=1:late",
+        &l.dev,
+    ]);
+    // Whatever the kernel did with the new table, it forgets the partition.
+    let _ = Command::new("partx").args(["-d", &l.dev]).output();
+    let part = l.part(1);
+    assert!(!Path::new(&part).exists(), "{part} is known already");
+    let dir = tempfile::tempdir().unwrap();
+    let env = stage_env(
+        dir.path(),
+        &format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"filesystems":[
+                {{"device":"{part}","format":"ext4","label":"late","wipeFilesystem":true}}]}}}}"#
+        ),
+    );
+    let dev = l.dev.clone();
+    let attach = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        run(&["partx", "-a", &dev]);
+    });
+    let result = stages::run(Stage::Disks, &env);
+    attach.join().unwrap();
+    result.unwrap();
+    let info = disks::filesystem_info(&part).unwrap();
+    assert_eq!(
+        (info.fs_type.as_str(), info.label.as_str()),
+        ("ext4", "late")
+    );
+}
+
+/// Devices that never come fail the stage after the deadline, all named.
+#[test]
+fn disks_stage_names_every_device_that_never_comes() {
+    use ignition_engine::stages::{self, Stage};
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = stage_env(
+        dir.path(),
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"disks":[
+            {"device":"/dev/disk/by-id/oxcore-test-never-a","wipeTable":true},
+            {"device":"/dev/disk/by-partlabel/oxcore-test-never-b","wipeTable":true}]}}"#,
+    );
+    env.device_timeout = std::time::Duration::from_secs(1);
+    let e = stages::run(Stage::Disks, &env).unwrap_err().to_string();
+    assert!(
+        e.contains("waiting for disks devices")
+            && e.contains("/dev/disk/by-id/oxcore-test-never-a")
+            && e.contains("/dev/disk/by-partlabel/oxcore-test-never-b"),
+        "{e}"
+    );
+}
+
+/// The tests that start a udev daemon take turns.
+static UDEV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A udev daemon that died leaves /run/udev/control behind; the stage
+/// must notice (by asking the daemon) instead of waiting forever in
+/// `udevadm trigger --settle`.
+#[test]
+fn a_dead_udev_daemon_does_not_hang_the_disks_stage() {
+    let test = "a_dead_udev_daemon_does_not_hang_the_disks_stage";
+    let _turn = UDEV.lock().unwrap_or_else(|e| e.into_inner());
+    let udevd = Path::new("/lib/systemd/systemd-udevd");
+    if !udevd.exists() {
+        skip(&format!(
+            "{test}: needs systemd-udevd (Debian package udev)"
+        ));
+        return;
+    }
+    if Path::new("/run/udev/control").exists() {
+        skip(&format!("{test}: a udev daemon runs here; not killing it"));
+        return;
+    }
+    let made_run_udev = !Path::new("/run/udev").exists();
+    let l = setup!(test, SGDISK, PARTX, BLKID);
+    let mut daemon = Command::new(udevd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let control = Path::new("/run/udev/control");
+    let start = std::time::Instant::now();
+    while !control.exists() && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let started = control.exists();
+    // kill -9: the socket file stays.
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    if !started {
+        if made_run_udev {
+            let _ = std::fs::remove_dir("/run/udev");
+        }
+        skip(&format!("{test}: systemd-udevd did not start here"));
+        return;
+    }
+    assert!(control.exists(), "the dead daemon's socket stays");
+    let disk = disk(
+        &l.dev,
+        r#"{"device":"DEV","wipeTable":true,"partitions":[{"number":1,"label":"after-udev","sizeMiB":16}]}"#,
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(disks::partition(&disk, "$.storage.disks.0").map_err(|e| e.to_string()));
+    });
+    let result = rx.recv_timeout(std::time::Duration::from_secs(120));
+    let _ = std::fs::remove_file(control);
+    if made_run_udev {
+        let _ = std::fs::remove_dir_all("/run/udev");
+    }
+    remove_dangling_disk_links();
+    let result = result.expect("the disks stage hung on the dead udev daemon");
+    result.unwrap();
+    assert!(Path::new(&l.part(1)).exists());
+}
+
+/// Removes the links a udev daemon made under /dev/disk that now lead
+/// nowhere (the daemon died before it saw the devices go).
+fn remove_dangling_disk_links() {
+    let Ok(dirs) = std::fs::read_dir("/dev/disk") else {
+        return;
+    };
+    for dir in dirs.filter_map(Result::ok) {
+        let Ok(links) = std::fs::read_dir(dir.path()) else {
+            continue;
+        };
+        for l in links.filter_map(Result::ok) {
+            let p = l.path();
+            if p.symlink_metadata().is_ok() && !p.exists() {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+}
+
+/// With a live udev daemon, a `/dev/disk/by-partlabel/` link that udev
+/// makes for a partition appearing 3 s after the stage started is waited
+/// for (the udev half of waiting for devices).
+#[test]
+fn disks_stage_waits_for_a_link_udev_makes_later() {
+    use ignition_engine::stages::{self, Stage};
+    let test = "disks_stage_waits_for_a_link_udev_makes_later";
+    let _turn = UDEV.lock().unwrap_or_else(|e| e.into_inner());
+    let udevd = Path::new("/lib/systemd/systemd-udevd");
+    if !udevd.exists() {
+        skip(&format!(
+            "{test}: needs systemd-udevd (Debian package udev)"
+        ));
+        return;
+    }
+    if Path::new("/run/udev/control").exists() {
+        skip(&format!("{test}: a udev daemon runs here already"));
+        return;
+    }
+    let l = setup!(test, SGDISK, PARTX, BLKID, WIPEFS, MKFS[0]);
+    let label = format!("oxtest-late-{}", std::process::id());
+    run(&[
+        "sgdisk",
+        "--new=1:2048:+65536",
+        &format!("--change-name=1:{label}"),
+        &l.dev,
+    ]);
+    let _ = Command::new("partx").args(["-d", &l.dev]).output();
+    let made_run_udev = !Path::new("/run/udev").exists();
+    let mut daemon = Command::new(udevd)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stop = |daemon: &mut std::process::Child| {
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        let _ = std::fs::remove_file("/run/udev/control");
+        if made_run_udev {
+            let _ = std::fs::remove_dir_all("/run/udev");
+        }
+    };
+    let start = std::time::Instant::now();
+    while !Path::new("/run/udev/control").exists()
+        && start.elapsed() < std::time::Duration::from_secs(20)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if !Path::new("/run/udev/control").exists() {
+        stop(&mut daemon);
+        skip(&format!("{test}: systemd-udevd did not start here"));
+        return;
+    }
+    let link = format!("/dev/disk/by-partlabel/{label}");
+    let dir = tempfile::tempdir().unwrap();
+    let env = stage_env(
+        dir.path(),
+        &format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"filesystems":[
+                {{"device":"{link}","format":"ext4","label":"bylabel","wipeFilesystem":true}}]}}}}"#
+        ),
+    );
+    let dev = l.dev.clone();
+    let attach = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        run(&["partx", "-a", &dev]);
+    });
+    let result = stages::run(Stage::Disks, &env);
+    attach.join().unwrap();
+    let made_by_udev = Path::new(&link).exists();
+    let _ = Command::new("partx").args(["-d", &l.dev]).output();
+    stop(&mut daemon);
+    remove_dangling_disk_links();
+    result.unwrap();
+    assert!(made_by_udev, "udev made {link}");
 }

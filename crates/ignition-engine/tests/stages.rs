@@ -117,3 +117,25 @@ fn an_invalid_user_config_fails_the_fetch_with_its_source() {
     );
     assert!(!e.config_cache.exists());
 }
+
+/// A mount path through a symlink in the root is refused before `mount`
+/// runs (which would follow the link on the host), as upstream refuses it.
+#[test]
+fn mount_paths_through_symlinks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = env(dir.path(), "file");
+    std::os::unix::fs::symlink("/", e.root.join("tmp0")).unwrap();
+    std::fs::create_dir_all(e.config_cache.parent().unwrap()).unwrap();
+    std::fs::write(
+        &e.config_cache,
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"filesystems":[
+            {"device":"/dev/oxcore-test-none","format":"ext4","path":"/tmp0/sub"}]}}"#,
+    )
+    .unwrap();
+    let err = stages::run(Stage::Mount, &e).unwrap_err().to_string();
+    assert!(
+        err.contains(r#"mount path "/tmp0/sub" contains non-directory component "/tmp0""#),
+        "{err}"
+    );
+    assert!(!e.root.join("sub").exists() && !Path::new("/sub").exists());
+}

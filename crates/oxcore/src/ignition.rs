@@ -19,7 +19,8 @@ pub struct IgnitionCli {
     stage: StageArgs,
 }
 
-/// Running one of upstream's stages, as the initramfs units do.
+/// Running one of upstream's stages, as the initramfs units do. Upstream's
+/// single-dash flags (`-stage files`, `-root=/sysroot`) are accepted too.
 #[derive(Debug, Args)]
 pub struct StageArgs {
     /// The stage: fetch-offline, fetch, kargs, disks, mount, files, umount.
@@ -37,9 +38,10 @@ pub struct StageArgs {
     /// azure OVF CD) is mounted, instead of finding and mounting it.
     #[arg(long, value_name = "DIR")]
     config_drive: Option<PathBuf>,
-    /// The target root.
-    #[arg(long, default_value = "/sysroot")]
-    root: PathBuf,
+    /// The target root (may be empty for the stages that do not use it,
+    /// as upstream's units pass it).
+    #[arg(long, default_value = "/sysroot", value_parser = clap::value_parser!(OsString))]
+    root: OsString,
     /// The rendered config, shared by the stages.
     #[arg(long, default_value = "/run/ignition.json")]
     config_cache: PathBuf,
@@ -49,8 +51,19 @@ pub struct StageArgs {
     /// The flag `fetch-offline` writes when the network is needed.
     #[arg(long, default_value = "/run/ignition/neednet")]
     neednet: PathBuf,
+    /// How long the platform's config may take to fetch (a Go duration:
+    /// 2m0s, 90s, 1h).
+    #[arg(long, value_name = "DURATION", default_value = "2m0s")]
+    fetch_timeout: String,
+    /// Accepted for upstream's sake: logs always go to stdout and stderr.
+    #[arg(long)]
+    log_to_stdout: bool,
+    /// Print the version and exit.
+    #[arg(long = "version")]
+    print_version: bool,
     /// System config directories (base.d, base.platform.d, user.ign);
-    /// default /run/ignition, /etc/ignition, /usr/lib/ignition.
+    /// default $IGNITION_SYSTEM_CONFIG_DIR, else /run/ignition,
+    /// /etc/ignition, /usr/lib/ignition.
     #[arg(long = "system-config-dir")]
     system_config_dirs: Vec<PathBuf>,
     /// The kernel command line to read.
@@ -59,6 +72,85 @@ pub struct StageArgs {
     /// Run even without `ignition.firstboot` on the kernel command line.
     #[arg(long)]
     force: bool,
+}
+
+/// The flags of upstream's `ignition` binary (`internal/main.go`), which
+/// take a value unless boolean.
+const UPSTREAM_FLAGS: [(&str, bool); 9] = [
+    ("config-cache", false),
+    ("fetch-timeout", false),
+    ("neednet", false),
+    ("platform", false),
+    ("root", false),
+    ("stage", false),
+    ("state-file", false),
+    ("version", true),
+    ("log-to-stdout", true),
+];
+
+/// Upstream's single-dash flags, as Go's `flag` package reads them
+/// (`-name`, `-name=value`, `-name value`), rewritten to the double-dash
+/// form: `-root=/x` becomes `--root=/x`. A boolean given `=false` is
+/// dropped, `=true` kept bare. Other arguments are left alone.
+pub fn upstream_flags(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    args.into_iter()
+        .filter_map(|arg| {
+            let Some(s) = arg.to_str() else {
+                return Some(arg);
+            };
+            let Some(rest) = s.strip_prefix('-').filter(|r| !r.starts_with('-')) else {
+                return Some(arg);
+            };
+            let (name, value) = match rest.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (rest, None),
+            };
+            let Some(&(_, boolean)) = UPSTREAM_FLAGS.iter().find(|(f, _)| *f == name) else {
+                return Some(arg);
+            };
+            Some(match (boolean, value) {
+                (true, Some("1" | "t" | "T" | "true" | "TRUE" | "True")) | (true, None) => {
+                    OsString::from(format!("--{name}"))
+                }
+                (true, Some("0" | "f" | "F" | "false" | "FALSE" | "False")) => return None,
+                _ => OsString::from(format!("-{s}")),
+            })
+        })
+        .collect()
+}
+
+/// A Go duration (`2m0s`, `90s`, `1h30m`, `1.5s`) in whole seconds.
+fn go_duration_secs(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)?;
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[u..];
+    }
+    (total.is_finite() && total < i64::MAX as f64).then(|| total.ceil() as i64)
 }
 
 /// Ignition subcommands.
@@ -101,13 +193,17 @@ pub fn run(cli: IgnitionCli) -> anyhow::Result<ExitCode> {
 
 fn apply(root: &Path, config: &Path, offline: bool) -> anyhow::Result<ExitCode> {
     let blob = read_config(config).map_err(|e| anyhow::anyhow!("couldn't read config: {e}"))?;
-    let (config, report) =
+    let (parsed, report) =
         ignition_config::parse(&blob).map_err(|f| anyhow::anyhow!("{}: {f}", config.display()))?;
     if !report.is_empty() {
         eprint!("{report}");
     }
-    let fetcher = ignition_engine::resource::Fetcher::for_config(&config, offline);
-    let applied = ignition_engine::apply_with(&config, root, &fetcher)?;
+    // `ignition.config.replace` and `merge`, as the fetch stages render
+    // them.
+    let rendered = ignition_engine::stages::render(parsed, offline)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    let fetcher = ignition_engine::resource::Fetcher::for_config(&rendered, offline);
+    let applied = ignition_engine::apply_with(&rendered, root, &fetcher)?;
     println!(
         "applied to {}: {} files, directories and links; {} users and groups; {} units",
         root.display(),
@@ -118,14 +214,73 @@ fn apply(root: &Path, config: &Path, offline: bool) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// `ignition` (argv[0]): upstream's binary, flags and defaults (root `/`,
+/// `-platform` and `-stage` required, exit 2 for a usage error), with no
+/// first-boot check: upstream leaves that to the systemd generator.
+pub fn ignition_main(args: Vec<OsString>) -> ExitCode {
+    #[derive(Debug, clap::Parser)]
+    #[command(name = "ignition", term_width = 80, disable_version_flag = true)]
+    struct Upstream {
+        #[command(flatten)]
+        stage: StageArgs,
+    }
+    let argv = upstream_flags(args);
+    let mut cli = match <Upstream as clap::Parser>::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let explicit = |name: &str| {
+        argv.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == format!("--{name}") || a.starts_with(&format!("--{name}=")))
+        })
+    };
+    if cli.stage.print_version {
+        println!("oxcore ignition {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if !explicit("platform") {
+        eprintln!("'--platform' must be provided");
+        return ExitCode::from(2);
+    }
+    if cli.stage.stage.is_none() {
+        eprintln!("'--stage' must be provided");
+        return ExitCode::from(2);
+    }
+    if !explicit("root") {
+        cli.stage.root = OsString::from("/");
+    }
+    cli.stage.force = true;
+    match run_stage(cli.stage) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("CRITICAL: Ignition failed: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn run_stage(a: StageArgs) -> anyhow::Result<ExitCode> {
     use ignition_engine::stages::{self, Env, Stage};
+    if a.print_version {
+        println!("oxcore ignition {}", env!("CARGO_PKG_VERSION"));
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(name) = a.stage else {
         anyhow::bail!(
             "--stage is required (fetch-offline, fetch, kargs, disks, mount, files, umount), or a subcommand"
         );
     };
     let stage = Stage::parse(&name).ok_or_else(|| anyhow::anyhow!("unknown stage {name:?}"))?;
+    let fetch_timeout = go_duration_secs(&a.fetch_timeout).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--fetch-timeout {:?}: not a duration (e.g. 2m0s, 90s)",
+            a.fetch_timeout
+        )
+    })?;
     let cmdline = std::fs::read_to_string(&a.cmdline).unwrap_or_default();
     if !a.force && !stages::is_first_boot(&cmdline) {
         println!(
@@ -133,15 +288,21 @@ fn run_stage(a: StageArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let mut env = Env::new(&a.root, &a.platform);
+    let mut env = Env::new(Path::new(&a.root), &a.platform);
     env.config_cache = a.config_cache;
     env.state_file = a.state_file;
     env.neednet = a.neednet;
     env.cmdline = a.cmdline;
     env.metadata_base = a.metadata_url;
     env.config_drive = a.config_drive;
+    env.fetch_timeout_secs = fetch_timeout;
     if !a.system_config_dirs.is_empty() {
         env.system_dirs = a.system_config_dirs;
+    } else if let Some(dir) =
+        std::env::var_os("IGNITION_SYSTEM_CONFIG_DIR").filter(|d| !d.is_empty())
+    {
+        // Upstream's variable names its one system config directory.
+        env.system_dirs = vec![PathBuf::from(dir)];
     }
     match stages::run(stage, &env) {
         Ok(()) => {
@@ -304,4 +465,58 @@ pub fn ignition_validate_main(args: Vec<OsString>) -> ExitCode {
         return ExitCode::from(1);
     }
     validate_file(Path::new(&rest[0]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn upstream_single_dash_flags() {
+        assert_eq!(
+            upstream_flags(os(&[
+                "-platform",
+                "file",
+                "-stage=files",
+                "-root",
+                "",
+                "-log-to-stdout",
+                "-version=false",
+                "--neednet",
+                "/n",
+                "-",
+                "-x",
+                "apply",
+            ])),
+            os(&[
+                "--platform",
+                "file",
+                "--stage=files",
+                "--root",
+                "",
+                "--log-to-stdout",
+                "--neednet",
+                "/n",
+                "-",
+                "-x",
+                "apply",
+            ])
+        );
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration_secs("2m0s"), Some(120));
+        assert_eq!(go_duration_secs("1h30m"), Some(5400));
+        assert_eq!(go_duration_secs("1.5s"), Some(2));
+        assert_eq!(go_duration_secs("500ms"), Some(1));
+        assert_eq!(go_duration_secs("0"), Some(0));
+        assert_eq!(go_duration_secs("90"), None);
+        assert_eq!(go_duration_secs("2x"), None);
+        assert_eq!(go_duration_secs(""), None);
+    }
 }

@@ -15,11 +15,18 @@ pub enum Tool {
     IgnitionValidate,
     /// `ostree` (the repository verbs)
     Ostree,
+    /// `ignition` (the stages, with upstream's flags)
+    Ignition,
 }
 
 impl Tool {
     /// Every tool `install-links` creates a link for.
-    pub const ALL: [Tool; 3] = [Tool::Butane, Tool::IgnitionValidate, Tool::Ostree];
+    pub const ALL: [Tool; 4] = [
+        Tool::Butane,
+        Tool::IgnitionValidate,
+        Tool::Ostree,
+        Tool::Ignition,
+    ];
 
     /// The command name.
     pub fn name(self) -> &'static str {
@@ -27,6 +34,7 @@ impl Tool {
             Tool::Butane => "butane",
             Tool::IgnitionValidate => "ignition-validate",
             Tool::Ostree => "ostree",
+            Tool::Ignition => "ignition",
         }
     }
 
@@ -36,6 +44,7 @@ impl Tool {
             Tool::Butane => crate::butane::main(args),
             Tool::IgnitionValidate => crate::ignition::ignition_validate_main(args),
             Tool::Ostree => crate::ostree::main(args),
+            Tool::Ignition => crate::ignition::ignition_main(args),
         }
     }
 }

@@ -178,6 +178,16 @@ fn main() -> ExitCode {
     if let Some(tool) = links::tool_for_argv0(args.first()) {
         return tool.run(args);
     }
+    // `oxcore ignition` takes upstream's single-dash flags too.
+    let args = if args.get(1).is_some_and(|a| a == "ignition") {
+        let mut rest = args.into_iter();
+        let head: Vec<OsString> = rest.by_ref().take(2).collect();
+        head.into_iter()
+            .chain(ignition::upstream_flags(rest))
+            .collect()
+    } else {
+        args
+    };
     let cli = Cli::parse_from(args);
     match run(cli) {
         Ok(code) => code,

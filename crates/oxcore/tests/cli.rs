@@ -50,7 +50,7 @@ fn install_links_creates_working_links_and_refuses_to_clobber() {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["butane", "ignition-validate", "ostree"]);
+    assert_eq!(names, ["butane", "ignition", "ignition-validate", "ostree"]);
 
     let missing = oxcore()
         .arg("install-links")
@@ -285,4 +285,312 @@ fn errors_say_their_cause_once() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("File exists").count(), 1, "{err}");
+}
+
+/// `oxcore ignition apply` renders `ignition.config.merge` and `replace`
+/// as the stages do; offline, a child that needs the network is named.
+#[test]
+fn ignition_apply_renders_merged_and_replaced_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // data: URLs of child configs, percent-encoded.
+    let child = |path: &str| {
+        let json = format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"{path}","contents":{{"source":"data:,child"}}}}]}}}}"#
+        );
+        let enc: String = json
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        format!("data:,{enc}")
+    };
+    let apply = |root: &std::path::Path, config: &str, offline: bool| {
+        std::fs::create_dir_all(root).unwrap();
+        std::fs::write(d.join("c.ign"), config).unwrap();
+        let mut cmd = oxcore();
+        cmd.args(["ignition", "apply", "--root"]).arg(root);
+        if offline {
+            cmd.arg("--offline");
+        }
+        cmd.arg(d.join("c.ign")).output().unwrap()
+    };
+    let merged = d.join("merged");
+    let out = apply(
+        &merged,
+        &format!(
+            r#"{{"ignition":{{"version":"3.4.0","config":{{"merge":[{{"source":"{}"}}]}}}},
+               "storage":{{"files":[{{"path":"/etc/parent","contents":{{"source":"data:,parent"}}}}]}}}}"#,
+            child("/etc/merged")
+        ),
+        true,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(merged.join("etc/merged")).unwrap(),
+        "child"
+    );
+    assert_eq!(
+        std::fs::read_to_string(merged.join("etc/parent")).unwrap(),
+        "parent"
+    );
+
+    let replaced = d.join("replaced");
+    let out = apply(
+        &replaced,
+        &format!(
+            r#"{{"ignition":{{"version":"3.4.0","config":{{"replace":{{"source":"{}"}}}}}},
+               "storage":{{"files":[{{"path":"/etc/parent","contents":{{"source":"data:,parent"}}}}]}}}}"#,
+            child("/etc/replacement")
+        ),
+        true,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(replaced.join("etc/replacement").exists());
+    assert!(!replaced.join("etc/parent").exists(), "replace replaces");
+
+    let remote = d.join("remote");
+    let out = apply(
+        &remote,
+        r#"{"ignition":{"version":"3.4.0","config":{"merge":[{"source":"data:,%7B%22ignition%22%3A%7B%22version%22%3A%223.4.0%22%7D%7D"},{"source":"http://127.0.0.1:9/child.ign"}]}},
+           "storage":{"files":[{"path":"/etc/parent","contents":{"source":"data:,parent"}}]}}"#,
+        true,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("$.ignition.config.merge.1")
+            && stderr.contains("http://127.0.0.1:9/child.ign"),
+        "{stderr}"
+    );
+    assert!(!remote.join("etc/parent").exists(), "nothing is written");
+}
+
+/// Run through a link named `ignition`, oxcore is upstream's binary:
+/// single-dash flags, `IGNITION_*` variables, no first-boot check, exit 2
+/// for a usage error. `oxcore ignition` takes the same flags.
+#[test]
+fn the_ignition_link_takes_upstreams_flags_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_oxcore"), bin.join("ignition")).unwrap();
+    let sys = d.join("system");
+    std::fs::create_dir_all(sys.join("base.d")).unwrap();
+    std::fs::write(
+        sys.join("base.d/10-base.ign"),
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/base","contents":{"source":"data:,base"}}]}}"#,
+    )
+    .unwrap();
+    // The `file` platform reads config.ign in the working directory.
+    std::fs::write(
+        d.join("config.ign"),
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/user","contents":{"source":"data:,user"}}]}}"#,
+    )
+    .unwrap();
+    let root = d.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let ignition = |stage: &str, root: &str| {
+        Command::new(bin.join("ignition"))
+            .current_dir(d)
+            .args([
+                "-platform",
+                "file",
+                "-stage",
+                stage,
+                "-root",
+                root,
+                "-log-to-stdout",
+            ])
+            .arg("-config-cache")
+            .arg(d.join("ignition.json"))
+            .arg(format!("-neednet={}", d.join("neednet").display()))
+            .arg("-state-file")
+            .arg(d.join("state"))
+            .env("IGNITION_SYSTEM_CONFIG_DIR", &sys)
+            .env_remove("IGNITION_CONFIG_FILE")
+            .output()
+            .unwrap()
+    };
+    for (stage, r) in [("fetch", ""), ("files", root.to_str().unwrap())] {
+        let out = ignition(stage, r);
+        assert!(
+            out.status.success(),
+            "{stage}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/base")).unwrap(),
+        "base"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/user")).unwrap(),
+        "user"
+    );
+
+    let usage = Command::new(bin.join("ignition"))
+        .args(["-stage", "files"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("'--platform' must be provided"));
+
+    // `oxcore ignition` itself: single-dash flags, and a Go duration.
+    std::fs::write(d.join("cmdline"), "ignition.firstboot\n").unwrap();
+    let out = oxcore()
+        .current_dir(d)
+        .args([
+            "ignition",
+            "-stage=fetch-offline",
+            "-platform",
+            "file",
+            "-fetch-timeout",
+            "1m30s",
+        ])
+        .arg(format!("-config-cache={}", d.join("again.json").display()))
+        .arg("-state-file")
+        .arg(d.join("state2"))
+        .arg("-neednet")
+        .arg(d.join("neednet2"))
+        .arg("--cmdline")
+        .arg(d.join("cmdline"))
+        .env("IGNITION_SYSTEM_CONFIG_DIR", &sys)
+        .env_remove("IGNITION_CONFIG_FILE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cached = std::fs::read_to_string(d.join("again.json")).unwrap();
+    assert!(
+        cached.contains("/etc/base") && cached.contains("/etc/user"),
+        "{cached}"
+    );
+}
+
+/// Every tool the stages run has a deadline: a tool that never returns is
+/// killed and the stage fails naming it.
+#[test]
+fn a_tool_that_never_returns_fails_the_stage_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let hang = bin.join("sgdisk");
+    std::fs::write(&hang, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(
+        &hang,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    // An image file stands for the disk: wipeTable runs sgdisk --zap-all.
+    let image = d.join("disk.img");
+    std::fs::write(&image, vec![0u8; 1 << 20]).unwrap();
+    std::fs::write(
+        d.join("ignition.json"),
+        format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"disks":[{{"device":"{}","wipeTable":true}}]}}}}"#,
+            image.display()
+        ),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = oxcore()
+        .args([
+            "ignition",
+            "--stage",
+            "disks",
+            "--force",
+            "--root",
+            "/nonexistent",
+        ])
+        .arg("--config-cache")
+        .arg(d.join("ignition.json"))
+        .arg("--state-file")
+        .arg(d.join("state"))
+        .env("PATH", path)
+        .env("OXCORE_IGNITION_COMMAND_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sgdisk --zap-all") && stderr.contains("did not finish within 1s"),
+        "{stderr}"
+    );
+}
+
+/// `OXCORE_IGNITION_SHADOW_TOOL_SUFFIX` names other shadow tools (upstream's
+/// blackbox suite has `groupadd-stub` and friends); they get upstream's
+/// arguments: no `--password` for a group without a hash.
+#[test]
+fn shadow_tools_can_be_stand_ins_and_get_upstreams_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let tool = bin.join("groupadd-rec");
+    std::fs::write(
+        &tool,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", d.join("args").display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &tool,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    let root = d.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        d.join("c.ign"),
+        r#"{"ignition":{"version":"3.4.0"},"passwd":{"groups":[
+            {"name":"research","gid":5100},{"name":"ops","system":true,"passwordHash":"$6$x$y"}]}}"#,
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = oxcore()
+        .args(["ignition", "apply", "--offline", "--root"])
+        .arg(&root)
+        .arg(d.join("c.ign"))
+        .env("PATH", path)
+        .env("OXCORE_IGNITION_SHADOW_TOOL_SUFFIX", "-rec")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = root.display();
+    assert_eq!(
+        std::fs::read_to_string(d.join("args")).unwrap(),
+        format!("--root {r} --gid 5100 research\n--root {r} --password $6$x$y --system ops\n")
+    );
 }

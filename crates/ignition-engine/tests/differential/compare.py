@@ -641,8 +641,12 @@ def run_case(args, config, extras, work, stub_bin, index):
 CAUSES = {
     "special-bits": "spec < 3.4.0: upstream masks setuid/setgid/sticky out of "
                     "`mode` (translation to 3.4 does mode & ~07000); oxcore applies them",
-    "group-password-default": "group without passwordHash (or \"\"): upstream runs "
-                              "groupadd --password '*'; oxcore passes nothing, so gshadow gets '!'",
+    "group-password-default": "group without passwordHash (or \"\"): Ignition 2.14 runs "
+                              "groupadd --password '*'; 2.26 and oxcore pass nothing, so "
+                              "gshadow gets '!'",
+    "disable-only-when-enabled": "enabled: false: Ignition 2.14 writes `disable NAME` for every "
+                                 "such unit; 2.26 and oxcore only for a unit enabled in the "
+                                 "root (systemctl is-enabled), after disabling it",
     "user-password-default": "new user without passwordHash: upstream runs useradd "
                              "--password '*'; oxcore passes nothing, so shadow gets '!'",
     "existing-group": "group that already exists (shouldExist unset): upstream runs "
@@ -785,6 +789,12 @@ def classify_diff(d, config):
         if [b" ".join(l.split()) for l in up.splitlines()] == \
                 [b" ".join(l.split()) for l in ours.splitlines()]:
             return "template-preset-space"
+        keep = lambda data: sorted(b" ".join(l.split()) for l in data.splitlines()
+                                   if not l.startswith(b"disable "))
+        if keep(up) == keep(ours):
+            return "disable-only-when-enabled"
+    if kind == "only-upstream" and path in (PRESET, os.path.dirname(PRESET)):
+        return "disable-only-when-enabled"
     if kind in ("only-upstream",):
         dropins = _dropins(config)
         if path in dropins and dropins[path].get("contents") == "":
