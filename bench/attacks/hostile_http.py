@@ -4,7 +4,7 @@ Serves files under ROOT as they are, except these paths:
   /endless             an endless chunked body of 'x'
   /huge-length[/…]     Content-Length: 1 TiB, then a few bytes and close
   /zeros/N             N bytes of zeros, chunked (a large legitimate file)
-  /gzip-bomb/N         a gzip stream of N zeros, made on the fly
+  /gzip-bomb/N         a gzip stream of N zeros (made once, then sent)
   /lie/<path>          the file at <path> with the 8-byte size in its
                        OSTree archive header replaced by 2 GiB
   /endless-object/<p>  for any <p> ending in .commit or .dirtree: endless
@@ -19,14 +19,15 @@ ROOT = sys.argv[1]
 _bombs = {}
 
 
-def deflated_zeros(n):
-    """A raw deflate stream of n zeros (about n/1000 bytes), made once."""
-    if n not in _bombs:
-        z = zlib.compressobj(1, zlib.DEFLATED, -15)
+def deflated_zeros(n, wbits=-15):
+    """A deflate stream of n zeros (about n/1000 bytes), made once: raw
+    (wbits -15) or gzip (31)."""
+    if (n, wbits) not in _bombs:
+        z = zlib.compressobj(1, zlib.DEFLATED, wbits)
         block = b"\0" * (1 << 20)
         parts = [z.compress(block[: min(len(block), n - i)]) for i in range(0, n, len(block))]
-        _bombs[n] = b"".join(parts) + z.flush()
-    return _bombs[n]
+        _bombs[(n, wbits)] = b"".join(parts) + z.flush()
+    return _bombs[(n, wbits)]
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -84,13 +85,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             n = int(p.split("/")[2])
             self.stream(block[: min(len(block), n - i)] for i in range(0, n, len(block)))
         elif p.startswith("/gzip-bomb/"):
-            n = int(p.split("/")[2])
-            def bomb():
-                z = zlib.compressobj(9, zlib.DEFLATED, 31)
-                for i in range(0, n, len(block)):
-                    yield z.compress(block[: min(len(block), n - i)])
-                yield z.flush()
-            self.stream(bomb())
+            body = deflated_zeros(int(p.split("/")[2]), 31)
+            self.stream(body[i:i + len(block)] for i in range(0, len(body), len(block)))
         elif p.startswith("/bomb-object/") and p.endswith(".filez"):
             try:
                 with open(os.path.join(ROOT, p[len("/bomb-object/"):]), "rb") as f:

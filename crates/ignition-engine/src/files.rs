@@ -229,16 +229,18 @@ fn conflicts(config: &Config, root: &Root) -> Result<(), FilesError> {
     Ok(())
 }
 
-/// Fetches a resource; an empty `source` is an empty file, as upstream
-/// (a URL without a scheme fetches nothing).
-fn fetch(
+/// Streams a resource into `out` (fetched, decompressed, hashed as it
+/// comes); an empty `source` writes nothing, as upstream (a URL without a
+/// scheme fetches nothing).
+fn fetch_into(
     fetcher: &resource::Fetcher,
     r: &ignition_config::types::Resource,
-) -> Result<Option<Vec<u8>>, resource::FetchError> {
+    out: &mut dyn std::io::Write,
+) -> Result<(), resource::FetchError> {
     if r.source.as_deref() == Some("") {
-        return Ok(Some(Vec::new()));
+        return Ok(());
     }
-    fetcher.fetch(r)
+    fetcher.fetch_to(r, out).map(|_| ())
 }
 
 /// What was written.
@@ -299,69 +301,78 @@ fn file(
 ) -> Result<(), FilesError> {
     let at = format!("$.storage.files.{i}");
     let wanted = owner(ids, &at, &f.user, &f.group)?;
-    // Everything is fetched and verified before the root is touched.
-    let contents = fetch(fetcher, &f.contents).map_err(|error| FilesError::Fetch {
-        at: format!("{at}.contents"),
-        error,
-    })?;
-    let mut appends = Vec::with_capacity(f.append.len());
-    for (j, a) in f.append.iter().enumerate() {
-        let data = fetch(fetcher, a).map_err(|error| FilesError::Fetch {
-            at: format!("{at}.append.{j}"),
-            error,
-        })?;
-        appends.push(data.unwrap_or_default());
-    }
-    let existing = root.kind(&f.path).map_err(rooterr(&at))?;
     let overwrite = f.overwrite == Some(true);
+    let has_contents = f.contents.source.is_some();
     let conflict = |what: &str| FilesError::Conflict {
         at: at.clone(),
         message: format!("error creating file {:?}: {what}", f.path),
     };
-    match existing {
-        Some(NodeKind::File) | None => {}
-        Some(_) if overwrite => root.remove_all(&f.path).map_err(rooterr(&at))?,
-        Some(_) => {
-            return Err(conflict(
-                "a non regular file exists there already and overwrite is false",
-            ));
-        }
-    }
     let existing = root.kind(&f.path).map_err(rooterr(&at))?;
-    let stat = root.stat(&f.path).map_err(rooterr(&at))?;
-    if existing.is_some() && contents.is_some() && !overwrite {
+    let replaces_other = matches!(existing, Some(k) if k != NodeKind::File);
+    if replaces_other && !overwrite {
+        return Err(conflict(
+            "a non regular file exists there already and overwrite is false",
+        ));
+    }
+    // An existing file without overwrite keeps its contents (appends go
+    // after them), its mode and its owner unless the entry sets them.
+    let keeps = existing == Some(NodeKind::File) && !overwrite;
+    if keeps && has_contents {
         return Err(conflict(
             "A file exists there already and overwrite is false",
         ));
     }
-    let keep = if existing.is_some() && contents.is_none() && !overwrite {
-        stat
+    let kept = if keeps {
+        root.stat(&f.path).map_err(rooterr(&at))?
     } else {
         None
     };
     let mode = f
         .mode
         .map(|m| m as u32 & 0o7777)
-        .or(keep.map(|k| k.0))
+        .or(kept.map(|k| k.0))
         .unwrap_or(0o644);
     // A file changed in place keeps what the entry does not name; a file
     // written anew is root's unless named.
-    let owner = resolve(wanted, keep.map(|k| (k.1, k.2)));
-    if existing.is_some() && contents.is_none() && !overwrite && appends.is_empty() {
+    let owner = resolve(wanted, kept.map(|k| (k.1, k.2)));
+    if keeps && f.append.is_empty() {
         // Only mode and owner change: in place, as upstream (hard links to
         // the file see it).
         return root
             .set_attrs(&f.path, Some(mode), Some(owner))
             .map_err(rooterr(&at));
     }
-    let mut data = match (existing, &contents) {
-        (Some(_), None) if !overwrite => root.read_file(&f.path).map_err(rooterr(&at))?,
-        _ => contents.clone().unwrap_or_default(),
-    };
-    for a in appends {
-        data.extend_from_slice(&a);
+    // The new contents are streamed into a temporary file (fetched,
+    // decompressed and hashed in one pass, so a large file costs no
+    // memory) and verified before anything of the path is created or
+    // replaced; a failure removes the temporary file.
+    let mut staged = root.stage_file(&f.path).map_err(rooterr(&at))?;
+    if keeps {
+        let old = root.read_file(&f.path).map_err(rooterr(&at))?;
+        std::io::Write::write_all(staged.file(), &old).map_err(|error| FilesError::Root {
+            at: at.clone(),
+            error: RootError {
+                op: "write",
+                path: f.path.clone(),
+                error,
+            },
+        })?;
+    } else {
+        fetch_into(fetcher, &f.contents, staged.file()).map_err(|error| FilesError::Fetch {
+            at: format!("{at}.contents"),
+            error,
+        })?;
     }
-    root.write_file(&f.path, &data, mode, Some(owner))
+    for (j, a) in f.append.iter().enumerate() {
+        fetch_into(fetcher, a, staged.file()).map_err(|error| FilesError::Fetch {
+            at: format!("{at}.append.{j}"),
+            error,
+        })?;
+    }
+    if replaces_other {
+        root.remove_all(&f.path).map_err(rooterr(&at))?;
+    }
+    root.commit_file(staged, mode, Some(owner))
         .map_err(rooterr(&at))
 }
 

@@ -14,7 +14,6 @@
 //! their drives).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -361,27 +360,28 @@ fn with_mounted<T>(
         N.fetch_add(1, Ordering::SeqCst)
     ));
     std::fs::create_dir_all(&mnt).map_err(|e| format!("creating {}: {e}", mnt.display()))?;
-    let run = |cmd: &mut Command| -> Result<(), String> {
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("{cmd:?}: {e}"))?;
+    // Through the engine's runner: a deadline, and the command named.
+    let run = |argv: &[String]| -> Result<(), String> {
+        let out = crate::cmd::run(argv, None).map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(())
         } else {
             Err(format!(
-                "{cmd:?} failed: {}",
+                "`{}` failed: {}",
+                crate::cmd::command_line(argv),
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
         }
     };
-    let r = run(Command::new("mount")
-        .args(["-o", "ro", "-t", fstype])
-        .arg(dev)
-        .arg(&mnt))
-    .and_then(|()| {
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    let mount: Vec<String> = ["mount", "-o", "ro", "-t", fstype]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([path(dev), path(&mnt)])
+        .collect();
+    let r = run(&mount).and_then(|()| {
         let r = f(&mnt);
-        if let Err(e) = run(Command::new("umount").arg(&mnt)) {
+        if let Err(e) = run(&["umount".to_string(), path(&mnt)]) {
             eprintln!("unmounting {}: {e}", mnt.display());
         }
         r
@@ -490,10 +490,8 @@ fn ovf_device() -> UserConfig {
 
 /// Block devices with a UDF filesystem, by `blkid`.
 fn udf_devices() -> Vec<String> {
-    Command::new("blkid")
-        .args(["-t", "TYPE=udf", "-o", "device"])
-        .stdin(Stdio::null())
-        .output()
+    let argv = ["blkid", "-t", "TYPE=udf", "-o", "device"].map(String::from);
+    crate::cmd::run(&argv, None)
         .map(|o| {
             String::from_utf8_lossy(&o.stdout)
                 .lines()

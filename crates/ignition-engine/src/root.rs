@@ -194,8 +194,8 @@ impl Root {
         Ok(fd)
     }
 
-    /// Writes a whole file: a temporary file in the same directory, then a
-    /// rename over `path`. Parents are created.
+    /// Writes a whole file: [`Root::stage_file`], the data, then
+    /// [`Root::commit_file`].
     pub fn write_file(
         &self,
         path: &str,
@@ -203,43 +203,107 @@ impl Root {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> Result<(), RootError> {
+        let mut staged = self.stage_file(path)?;
+        staged.file().write_all(data).map_err(|e| RootError {
+            op: "write",
+            path: path.into(),
+            error: e,
+        })?;
+        self.commit_file(staged, mode, owner)
+    }
+
+    /// Starts a new version of the file `path`: an empty temporary file in
+    /// the deepest directory on the way to `path` that exists, so nothing of
+    /// the path is created, and nothing replaced, before the contents are
+    /// written and known good (a fetch streamed into it may still fail its
+    /// hash). Dropped without [`Root::commit_file`], it is removed.
+    pub fn stage_file(&self, path: &str) -> Result<StagedFile, RootError> {
         let (parent, name) = split(path)?;
-        let dir = self.create_dirs(&parent)?;
+        let mut dir_path = parent;
+        let dir = loop {
+            match self.open_in(&dir_path, OFlags::DIRECTORY | OFlags::RDONLY) {
+                Ok(fd) => break fd,
+                Err(Errno::NOENT) if dir_path != "/" => {
+                    dir_path = split(&dir_path).map(|(p, _)| p)?;
+                }
+                Err(e) => return Err(err("open directory", &dir_path, e)),
+            }
+        };
         let tmp = tmp_name(name);
-        let fd = rustix::fs::openat(
-            &dir,
-            tmp.as_os_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| err("create", path, e))?;
+        let file = create_tmp(&dir, &tmp).map_err(|e| err("create", path, e))?;
+        Ok(StagedFile {
+            dir,
+            tmp,
+            file: Some(file),
+            path: path.to_string(),
+        })
+    }
+
+    /// Puts a staged file in place: its parents created (0755), owner and
+    /// mode set, synced, renamed over `path`.
+    pub fn commit_file(
+        &self,
+        mut staged: StagedFile,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), RootError> {
+        let path = staged.path.clone();
+        let (parent, name) = split(&path)?;
+        let dir = self.create_dirs(&parent)?;
+        let mut file = staged.file.take().expect("a staged file is committed once");
+        // A directory made through a link may be on another filesystem:
+        // then the contents are copied to a temporary file beside `path`,
+        // which takes the first one's place.
+        let same_fs = rustix::fs::fstat(&dir)
+            .and_then(|a| rustix::fs::fstat(&staged.dir).map(|b| a.st_dev == b.st_dev))
+            .map_err(|e| err("stat", &path, e))?;
+        if !same_fs {
+            let tmp = tmp_name(name);
+            let mut copy = create_tmp(&dir, &tmp).map_err(|e| err("create", &path, e))?;
+            let copied = std::io::Seek::rewind(&mut file)
+                .and_then(|()| std::io::copy(&mut file, &mut copy))
+                .and_then(|_| dir.try_clone());
+            match copied {
+                Ok(dir_copy) => {
+                    let _ =
+                        rustix::fs::unlinkat(&staged.dir, staged.tmp.as_os_str(), AtFlags::empty());
+                    staged.dir = dir_copy;
+                    staged.tmp = tmp;
+                    file = copy;
+                }
+                Err(e) => {
+                    let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
+                    return Err(RootError {
+                        op: "copy",
+                        path,
+                        error: e,
+                    });
+                }
+            }
+        }
         let result = (|| {
-            let mut f = std::fs::File::from(fd);
-            f.write_all(data).map_err(|e| RootError {
-                op: "write",
-                path: path.into(),
-                error: e,
-            })?;
             if let Some((uid, gid)) = owner {
                 rustix::fs::fchown(
-                    &f,
+                    &file,
                     Some(rustix::fs::Uid::from_raw(uid)),
                     Some(rustix::fs::Gid::from_raw(gid)),
                 )
-                .map_err(|e| err("chown", path, e))?;
+                .map_err(|e| err("chown", &path, e))?;
             }
             // chmod after chown: chown clears setuid/setgid bits.
-            rustix::fs::fchmod(&f, Mode::from_raw_mode(mode)).map_err(|e| err("chmod", path, e))?;
-            f.sync_all().map_err(|e| RootError {
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
+                .map_err(|e| err("chmod", &path, e))?;
+            file.sync_all().map_err(|e| RootError {
                 op: "sync",
-                path: path.into(),
+                path: path.clone(),
                 error: e,
             })?;
-            rustix::fs::renameat(&dir, tmp.as_os_str(), &dir, name)
-                .map_err(|e| err("rename into place", path, e))
+            rustix::fs::renameat(&staged.dir, staged.tmp.as_os_str(), &dir, name)
+                .map_err(|e| err("rename into place", &path, e))
         })();
-        if result.is_err() {
-            let _ = rustix::fs::unlinkat(&dir, tmp.as_os_str(), AtFlags::empty());
+        if result.is_ok() {
+            // Renamed: nothing left to remove.
+            staged.tmp.clear();
         }
         result
     }
@@ -523,6 +587,43 @@ fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<(), Errno> {
         remove_tree(&sub, &n)?;
     }
     rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+}
+
+/// A file written under a temporary name, put in place by
+/// [`Root::commit_file`]; removed if dropped before.
+pub struct StagedFile {
+    dir: OwnedFd,
+    tmp: std::ffi::OsString,
+    file: Option<std::fs::File>,
+    path: String,
+}
+
+impl StagedFile {
+    /// The file to write the contents into.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.file.as_mut().expect("not yet committed")
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.tmp.is_empty() {
+            let _ = rustix::fs::unlinkat(&self.dir, self.tmp.as_os_str(), AtFlags::empty());
+        }
+    }
+}
+
+/// Creates a new, empty, private temporary file `tmp` in `dir`.
+fn create_tmp(dir: &OwnedFd, tmp: &OsStr) -> Result<std::fs::File, Errno> {
+    // A leftover of a killed run with the same name goes first.
+    let _ = rustix::fs::unlinkat(dir, tmp, AtFlags::empty());
+    let fd = rustix::fs::openat(
+        dir,
+        tmp,
+        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::from_raw_mode(0o600),
+    )?;
+    Ok(std::fs::File::from(fd))
 }
 
 fn tmp_name(name: &OsStr) -> std::ffi::OsString {

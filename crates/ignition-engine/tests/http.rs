@@ -287,3 +287,69 @@ fn a_hostile_length_neither_aborts_nor_balloons_a_fetch() {
     assert!(f.fetch_to(&r, &mut out).is_err());
     assert!(out.len() <= 9);
 }
+
+/// File contents are streamed into a temporary file and checked before the
+/// path is touched: a large file is written whole, and one that fails its
+/// hash leaves nothing (no file, no temporary file, no parent directory).
+#[test]
+fn remote_files_are_streamed_and_verified_before_the_path_is_touched() {
+    use sha2::Digest;
+    // 20 MB, chunked, from a server thread.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let block = vec![b'z'; 1 << 20];
+    let sum = {
+        let mut h = sha2::Sha512::new();
+        for _ in 0..20 {
+            h.update(&block);
+        }
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut line = String::new();
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            while r.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            for _ in 0..20 {
+                let _ = stream.write_all(format!("{:x}\r\n", 1 << 20).as_bytes());
+                let _ = stream.write_all(&vec![b'z'; 1 << 20]);
+                let _ = stream.write_all(b"\r\n");
+            }
+            let _ = stream.write_all(b"0\r\n\r\n");
+        }
+    });
+    let config = |hash: &str| {
+        ignition_config::parse(
+            format!(
+                r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/new/dir/big","contents":{{"source":"{base}/big","verification":{{"hash":"sha512-{hash}"}}}}}}]}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+        .0
+    };
+    let root = tempfile::tempdir().unwrap();
+    let f = Fetcher {
+        timeouts: quick(),
+        ..Fetcher::default()
+    };
+    let bad = config(&"0".repeat(128));
+    assert!(ignition_engine::apply_with(&bad, root.path(), &f).is_err());
+    let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    ignition_engine::apply_with(&config(&sum), root.path(), &f).unwrap();
+    let written = std::fs::metadata(root.path().join("new/dir/big")).unwrap();
+    assert_eq!(written.len(), 20 << 20);
+    let names: Vec<String> = std::fs::read_dir(root.path().join("new/dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["big"]);
+}
