@@ -22,8 +22,9 @@ missing_piece() {
 #   tftpd-hpa: a real TFTP server for tftp:// resources
 #   openssl python3: certificates and an HTTPS server for https:// resources
 #   python3-botocore: the AWS SDK's signer checks our S3 signatures
+#   time: /usr/bin/time measures peak memory in the attack replays
 packages=(ignition ostree attr gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin
-          udev systemd tftpd-hpa openssl python3 python3-botocore)
+          udev systemd tftpd-hpa openssl python3 python3-botocore time)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -88,4 +89,7 @@ if [ "$#" -eq 0 ]; then
         cargo build --release --locked -q -p oxcore --target x86_64-unknown-linux-gnu
     tests/vm/firstboot.sh target/x86_64-unknown-linux-gnu/release/oxcore
     tests/vm/boot-deployment.sh target/x86_64-unknown-linux-gnu/release/oxcore
+    # Hostile servers, clients and inputs, replayed against the same
+    # release build under memory caps; fails when one gets through.
+    bench/attacks.sh target/x86_64-unknown-linux-gnu/release/oxcore
 fi
