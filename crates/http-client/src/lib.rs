@@ -746,3 +746,49 @@ impl Read for Response {
         self.inner.read(buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zoned_ipv6_hosts_resolve_through_our_resolver() {
+        let c = Client::builder().build().unwrap();
+        // `lo` always exists; its index is its scope.
+        let lo: u32 = std::fs::read_to_string("/sys/class/net/lo/ifindex")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        for url in [
+            "http://[fe80::a9fe:a9fe%lo]/openstack/latest/user_data",
+            "http://[fe80::a9fe:a9fe%25lo]/openstack/latest/user_data",
+        ] {
+            let t = c.target(url).unwrap();
+            assert_eq!(t.host_header.as_deref(), Some("[fe80::a9fe:a9fe]"));
+            assert_eq!(t.url.path(), "/openstack/latest/user_data");
+            let name = t.url.host_str().unwrap().to_string();
+            let zones = c.zones.zones.lock().unwrap();
+            match zones.get(&name) {
+                Some(SocketAddr::V6(a)) => assert_eq!(a.scope_id(), lo),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let t = c.target("http://[fe80::1%7]:8080/x").unwrap();
+        assert_eq!(t.host_header.as_deref(), Some("[fe80::1]:8080"));
+        assert_eq!(t.url.port(), Some(8080));
+        assert!(c.target("http://[fe80::1%no-such-interface]/").is_err());
+        assert!(c.target("ftp://example.com/").is_err());
+        assert!(c.target("http://:80/").is_err());
+    }
+
+    #[test]
+    fn names_are_cut_short_with_their_length() {
+        assert_eq!(shorten("plain"), "plain");
+        assert_eq!(shorten("a\nb\tc"), "a?b?c");
+        let long = "x".repeat(500);
+        let s = shorten(&long);
+        assert!(s.ends_with("… (500 bytes)"), "{s}");
+        assert_eq!(s.chars().filter(|&c| c == 'x').count(), 200);
+    }
+}
