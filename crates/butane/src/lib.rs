@@ -26,11 +26,11 @@ use std::path::PathBuf;
 
 use ignition_config::version::Semver;
 
-use crate::decode::{Decode, Decoder};
+use crate::decode::{Decode, Decoder, bu_struct};
 use crate::report::{Path, Report, Seg, Severity};
 use crate::types::Config;
 use crate::variant::{Target, Variant};
-use crate::yaml::{Kind, Node};
+use crate::yaml::Node;
 
 /// How to transpile.
 #[derive(Debug, Clone, Default)]
@@ -71,8 +71,8 @@ pub fn transpile(input: &[u8], opts: &Options) -> Outcome {
             );
         }
     };
-    let root = match yaml::parse(text) {
-        Ok(r) => r,
+    let doc = match yaml::parse(text) {
+        Ok(d) => d,
         Err(e) => {
             let at = if e.mark.line == 0 {
                 String::new()
@@ -88,73 +88,47 @@ pub fn transpile(input: &[u8], opts: &Options) -> Outcome {
             );
         }
     };
-    let target = match common_fields(root.as_ref()) {
+    let root = doc.root();
+    let target = match common_fields(root) {
         Ok(t) => t,
         Err(e) => return fail(Report::default(), e),
     };
-    let mut outcome = run(root.as_ref(), target, opts);
-    outcome.report.correlate(root.as_ref());
+    let mut outcome = run(root, target, opts);
+    outcome.report.correlate(root);
     outcome
 }
 
-/// Reads `variant` and `version` as upstream's first pass does.
-fn common_fields(root: Option<&Node>) -> Result<Target, String> {
-    let mut variant = String::new();
-    let mut version = String::new();
-    let mut errors = Vec::new();
-    match root.map(|r| &r.kind) {
-        None => {}
-        Some(Kind::Map(entries)) => {
-            for (i, (k, v)) in entries.iter().enumerate() {
-                let Kind::Scalar(ks) = &k.kind else { continue };
-                if let Some((p, _)) = entries[..i]
-                    .iter()
-                    .find(|(p, _)| matches!(&p.kind, Kind::Scalar(s) if s.text == ks.text))
-                {
-                    errors.push(format!(
-                        "line {}: mapping key {:?} already defined at line {}",
-                        k.mark.line, ks.text, p.mark.line
-                    ));
-                    continue;
-                }
-                let slot = match ks.text.as_str() {
-                    "variant" => &mut variant,
-                    "version" => &mut version,
-                    _ => continue,
-                };
-                match &v.kind {
-                    Kind::Scalar(_) => {
-                        let mut d = Decoder::new(decode::Base::V0_1, 0, "", "");
-                        if let Some(text) = <String as Decode>::decode(v, &mut d) {
-                            *slot = text;
-                        }
-                        errors.append(&mut d.errors);
-                    }
-                    Kind::Seq(_) => errors.push(format!(
-                        "line {}: cannot unmarshal !!seq into string",
-                        v.mark.line
-                    )),
-                    Kind::Map(_) => errors.push(format!(
-                        "line {}: cannot unmarshal !!map into string",
-                        v.mark.line
-                    )),
-                }
-            }
-        }
-        Some(_) if root.is_some_and(decode::is_null) => {}
-        Some(_) => {
-            let r = root.expect("matched Some");
-            let mut d = Decoder::new(decode::Base::V0_1, 0, "", "");
-            d.mismatch(r, "config.commonFields");
-            errors.append(&mut d.errors);
-        }
+bu_struct! {
+    /// Upstream's first pass reads only these (`config.commonFields`).
+    CommonFields(Builtin, "config.commonFields") {
+        /// The version.
+        version: String = "version" @ decode::Since::Base(decode::Base::V0_1),
+        /// The variant.
+        variant: String = "variant" @ decode::Since::Base(decode::Base::V0_1),
     }
-    if !errors.is_empty() {
+}
+
+/// Reads `variant` and `version` as upstream's first pass does (a yaml.v3
+/// decode of its own, with its own count against excessive aliasing).
+fn common_fields(root: Option<&Node>) -> Result<Target, String> {
+    let mut d = Decoder::new(decode::Base::V0_1, 0, "", "");
+    let fields = match root {
+        Some(r) => {
+            d.document();
+            CommonFields::decode(r, &mut d).unwrap_or_default()
+        }
+        None => CommonFields::default(),
+    };
+    if let Some(fatal) = d.fatal {
+        return Err(format!("Error unmarshaling yaml: yaml: {fatal}"));
+    }
+    if !d.errors.is_empty() {
         return Err(format!(
             "Error unmarshaling yaml: yaml: unmarshal errors:\n  {}",
-            errors.join("\n  ")
+            d.errors.join("\n  ")
         ));
     }
+    let CommonFields { variant, version } = fields;
     if variant.is_empty() {
         return Err("error parsing variant; must be specified".into());
     }
@@ -195,9 +169,15 @@ fn run(root: Option<&Node>, target: Target, opts: &Options) -> Outcome {
     };
     let mut d = Decoder::new(target.base, target.fcos_minor, &fcos_pkg, &os_pkg);
     let config = match root {
-        Some(r) => Config::decode(r, &mut d).unwrap_or_default(),
+        Some(r) => {
+            d.document();
+            Config::decode(r, &mut d).unwrap_or_default()
+        }
         None => Config::default(),
     };
+    if let Some(fatal) = d.fatal {
+        return fail(Report::default(), format!("yaml: {fatal}"));
+    }
     if !d.errors.is_empty() {
         return fail(
             Report::default(),

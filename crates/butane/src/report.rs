@@ -158,34 +158,36 @@ fn pretty_entry(e: &Entry, lines: &[&str], name: &str, color: bool) -> String {
     out
 }
 
-/// The deepest node on `path` that the tree has, and whether it is the
-/// node at the whole path.
-fn walk<'n>(root: &'n Node, path: &Path) -> (&'n Node, bool) {
+/// The deepest node on `path` that the tree has, whether it is the node at
+/// the whole path, and where it is: below an alias, everything is located
+/// at the alias (upstream's position tree has a leaf there). Each step is
+/// a constant-time lookup (mappings of many keys are indexed).
+fn walk<'n>(root: &'n Node, path: &Path) -> (&'n Node, bool, Mark) {
     let mut node = root;
+    let mut at = if root.alias { Some(root.mark) } else { None };
     for seg in &path.0 {
         let next = match (&node.kind, seg) {
             (Kind::Seq(items), Seg::Index(n)) => items.get(*n),
-            (Kind::Map(entries), seg) => seg.key().and_then(|want| {
-                entries
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| matches!(&k.kind, Kind::Scalar(s) if s.text == want))
-                    .map(|(_, v)| v)
-            }),
+            (Kind::Map(m), seg) => seg.key().and_then(|want| m.get(want)),
             _ => None,
         };
         match next {
-            Some(n) => node = n,
-            None => return (node, false),
+            Some(n) => {
+                node = n;
+                if at.is_none() && n.alias {
+                    at = Some(n.mark);
+                }
+            }
+            None => return (node, false, at.unwrap_or(node.mark)),
         }
     }
-    (node, true)
+    (node, true, at.unwrap_or(node.mark))
 }
 
 /// The position of a path in the YAML tree: the deepest node that exists.
 /// (Unused keys carry their key's position from the decoder.)
 pub fn locate(root: &Node, path: &Path) -> Mark {
-    walk(root, path).0.mark
+    walk(root, path).2
 }
 
 /// Whether every element of `path` is in the YAML tree with a value that
@@ -195,13 +197,14 @@ pub fn exists(root: &Node, path: &Path) -> bool {
         Some(Kind::Map(e)) => !e.is_empty(),
         Some(Kind::Seq(items)) => !items.is_empty(),
         Some(Kind::Scalar(_)) => !node_at(root, path).is_some_and(crate::decode::is_null),
+        Some(Kind::Cycle(_)) => true,
         None => false,
     }
 }
 
 fn node_at<'n>(root: &'n Node, path: &Path) -> Option<&'n Node> {
     match walk(root, path) {
-        (n, true) => Some(n),
+        (n, true, _) => Some(n),
         _ => None,
     }
 }

@@ -623,21 +623,39 @@ pub struct Labels(pub Vec<(String, String)>);
 impl crate::decode::Slot for Labels {
     fn fill(&mut self, node: &crate::yaml::Node, d: &mut crate::decode::Decoder) {
         use crate::yaml::Kind;
-        match &node.kind {
-            Kind::Map(entries) => {
-                for (k, v) in entries {
+        d.visit(node, |d, node| match &node.kind {
+            Kind::Map(m) => {
+                if d.map_duplicates(m) {
+                    return;
+                }
+                // A later value of a key replaces the earlier and moves to
+                // the end, as a Go map re-encoded in source order.
+                let mut slots: Vec<Option<(String, String)>> =
+                    std::mem::take(&mut self.0).into_iter().map(Some).collect();
+                let mut index: std::collections::HashMap<String, usize> = slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| s.as_ref().map(|(k, _)| (k.clone(), i)))
+                    .collect();
+                for (k, v) in m.iter() {
+                    if d.visit(k, |_, _| ()).is_none() {
+                        return;
+                    }
                     let key = match &k.kind {
                         Kind::Scalar(s) => s.text.clone(),
                         _ => continue,
                     };
                     if let Some(value) = <String as crate::decode::Decode>::decode(v, d) {
-                        self.0.retain(|(n, _)| *n != key);
-                        self.0.push((key, value));
+                        if let Some(old) = index.insert(key.clone(), slots.len()) {
+                            slots[old] = None;
+                        }
+                        slots.push(Some((key, value)));
                     }
                 }
+                self.0 = slots.into_iter().flatten().collect();
             }
             _ if crate::decode::is_null(node) => {}
             _ => d.mismatch(node, "map[string]string"),
-        }
+        });
     }
 }
