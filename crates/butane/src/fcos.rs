@@ -12,7 +12,7 @@ use crate::variant::Target;
 
 /// The fcos config hook (1.6 and later, fcos only).
 pub fn config_hook(c: &Config, _t: &Target, r: &mut Report) {
-    let mirror = &c.boot_device.mirror.devices;
+    let mirror: std::collections::HashSet<&String> = c.boot_device.mirror.devices.iter().collect();
     for (i, d) in c.storage.disks.iter().enumerate() {
         if d.device == "/dev/disk/by-id/coreos-boot-disk"
             || d.wipe_table == Some(true)
@@ -371,17 +371,16 @@ fn boot_device(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
 
 fn partition_warnings(out: &ign::Config, cx: &mut Cx<'_>) {
     let m = minor(&cx.target);
+    let auto = |q: &ign::Partition| q.start_mib.is_none_or(|s| s == 0);
     for (i, d) in out.storage.disks.iter().enumerate() {
+        let autos = d.partitions.iter().filter(|q| auto(q)).count();
         for (pi, part) in d.partitions.iter().enumerate() {
             let Some(label) = &part.label else { continue };
             if m >= 3 && label == "root" {
                 match part.size_mib {
                     None | Some(0) => {
-                        let later_auto = d
-                            .partitions
-                            .iter()
-                            .enumerate()
-                            .any(|(o, q)| o != pi && q.start_mib.is_none_or(|s| s == 0));
+                        // Another auto-positioned partition than this one.
+                        let later_auto = autos > usize::from(auto(part));
                         if later_auto {
                             let y =
                                 cx.ts

@@ -302,6 +302,11 @@ pub(crate) fn output_json(
     if hints.is_empty() {
         return plain;
     }
+    // The first hint of each name, as a search in order would find.
+    let mut by_name: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+    for (n, custom) in &hints {
+        by_name.entry(n.as_str()).or_insert(*custom);
+    }
     let mut v: serde_json::Value = serde_json::from_str(&ignition_config::to_go_json_for(
         out,
         target.ignition,
@@ -319,13 +324,13 @@ pub(crate) fn output_json(
                 .and_then(|n| n.as_str())
                 .unwrap_or_default()
                 .to_string();
-            let Some((_, custom)) = hints.iter().find(|(n, _)| *n == name) else {
+            let Some(&custom) = by_name.get(name.as_str()) else {
                 continue;
             };
             if !m.contains_key("clevis") {
                 m.shift_insert(0, "clevis".into(), serde_json::json!({}));
             }
-            if *custom && let Some(c) = m.get_mut("clevis").and_then(|c| c.as_object_mut()) {
+            if custom && let Some(c) = m.get_mut("clevis").and_then(|c| c.as_object_mut()) {
                 let custom = c.entry("custom").or_insert_with(|| serde_json::json!({}));
                 if let Some(cm) = custom.as_object_mut() {
                     if !cm.contains_key("config") {

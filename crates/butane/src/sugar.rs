@@ -39,17 +39,16 @@ fn reindex(
     let mut map = Vec::with_capacity(child_keys.len());
     let mut merged = Vec::with_capacity(child_keys.len());
     let mut next = parent_keys.len();
+    let parent_index = first_index(parent_keys);
+    let sources: HashMap<&Path, &Path> = generated.iter().rev().map(|(g, y)| (g, y)).collect();
     for k in child_keys {
-        match parent_keys.iter().position(|p| p == k) {
-            Some(i) => {
+        match parent_index.get(k.as_str()) {
+            Some(&i) => {
                 map.push(i);
                 let mut j = list.clone();
                 j.0.push(Seg::Index(i));
                 merged.push(Some(
-                    generated
-                        .iter()
-                        .find(|(g, _)| *g == j)
-                        .map_or_else(Path::root, |(_, y)| y.clone()),
+                    sources.get(&j).map_or_else(Path::root, |y| (*y).clone()),
                 ));
             }
             None => {
@@ -61,6 +60,15 @@ fn reindex(
     }
     let yaml_list = Path(crate::translate::snake_rest(&list.0).collect());
     ts.reindex_merged(list, &yaml_list, &map, &merged);
+}
+
+/// Key → index of its first occurrence.
+fn first_index(keys: &[String]) -> HashMap<&str, usize> {
+    let mut m = HashMap::with_capacity(keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        m.entry(k.as_str()).or_insert(i);
+    }
+    m
 }
 
 /// Merges a generated config under the user's, keeping the translation set
@@ -77,7 +85,7 @@ pub fn merge_generated(
     let o = &out.storage;
     // A generated file is dropped when the user has a directory or link at
     // its path (files, directories and links share one key space).
-    let user_nodes: Vec<&str> = o
+    let user_nodes: std::collections::HashSet<&str> = o
         .directories
         .iter()
         .map(|d| d.path.as_str())
@@ -130,13 +138,21 @@ pub fn merge_generated(
         }
     }
     // Partitions of a user disk merged into a generated one.
-    for (ci, disk) in out.storage.disks.iter().enumerate() {
-        let Some((pi, pdisk)) = parent
+    let parent_disks = first_index(
+        &parent
             .storage
             .disks
             .iter()
-            .enumerate()
-            .find(|(_, d)| d.device == disk.device)
+            .map(|d| d.device.clone())
+            .collect::<Vec<_>>(),
+    )
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect::<HashMap<String, usize>>();
+    for (ci, disk) in out.storage.disks.iter().enumerate() {
+        let Some((pi, pdisk)) = parent_disks
+            .get(&disk.device)
+            .map(|&pi| (pi, &parent.storage.disks[pi]))
         else {
             continue;
         };
@@ -152,9 +168,10 @@ pub fn merge_generated(
             .collect();
         let mut map = Vec::with_capacity(ck.len());
         let mut next = pk.len();
+        let pk_index = first_index(&pk);
         for k in &ck {
-            match pk.iter().position(|p| p == k) {
-                Some(i) => map.push(i),
+            match pk_index.get(k.as_str()) {
+                Some(&i) => map.push(i),
                 None => {
                     map.push(next);
                     next += 1;
@@ -200,12 +217,19 @@ pub fn path_escape(p: &str) -> String {
 fn mount_units(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
     let mut parent = ign::Config::default();
     let mut sources = Vec::new();
+    let tang: std::collections::HashSet<&str> = c
+        .storage
+        .luks
+        .iter()
+        .filter(|l| !l.clevis.tang.is_empty())
+        .map(|l| l.name.as_str())
+        .collect();
     for (i, fs) in c.storage.filesystems.iter().enumerate() {
         if fs.with_mount_unit != Some(true) {
             continue;
         }
         let format = fs.format.as_deref().unwrap_or("");
-        let remote = cx.target.base >= Base::V0_3 && is_remote(&fs.device, c);
+        let remote = cx.target.base >= Base::V0_3 && is_remote(&fs.device, &tang);
         let mut options = fs.mount_options.join(",");
         if remote {
             if options.is_empty() {
@@ -267,16 +291,14 @@ fn mount_units(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
     merge_generated(&parent, out, &mut cx.ts, &generated);
 }
 
-fn is_remote(device: &str, c: &Config) -> bool {
+/// Whether a filesystem is on a LUKS volume opened over the network
+/// (`tang`: the names of volumes with Tang servers).
+fn is_remote(device: &str, tang: &std::collections::HashSet<&str>) -> bool {
     // LUKS volumes are opened under their name.
     let name = device
         .strip_prefix("/dev/mapper/")
         .or_else(|| device.strip_prefix("/dev/disk/by-id/dm-name-"));
-    let Some(name) = name else { return false };
-    c.storage
-        .luks
-        .iter()
-        .any(|l| l.name == name && !l.clevis.tang.is_empty())
+    name.is_some_and(|n| tang.contains(n))
 }
 
 /// Output nodes by path, to detect collisions when sugar adds entries.

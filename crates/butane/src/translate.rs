@@ -1,6 +1,7 @@
 //! Butane → Ignition: the generic copy, the base sugar, and the translation
 //! set that maps every output path back to the YAML path it came from.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path as FsPath;
 
 use ignition_config::types as ign;
@@ -28,12 +29,19 @@ enum Link {
 }
 
 /// Output JSON paths and the YAML paths they came from (upstream's
-/// translation set). Lookups take the longest recorded prefix.
+/// translation set). Lookups take the longest recorded prefix; of entries
+/// recorded at the same path, the one recorded last (or moved there last)
+/// wins. Entries are kept by path, so a lookup costs a few map probes and
+/// moving the entries of a list touches only that list's entries.
 #[derive(Debug, Clone, Default)]
 pub struct Ts<'a> {
-    entries: Vec<(Path, Path, Link)>,
+    /// JSON path → (precedence, YAML path, link).
+    entries: BTreeMap<Vec<Seg>, (i64, Path, Link)>,
+    /// Precedence of the next entry recorded last / first.
+    next_last: i64,
+    next_first: i64,
     /// For [`Link::Merged`] entries: the generated entry's source.
-    fallbacks: Vec<(Path, Path)>,
+    fallbacks: HashMap<Vec<Seg>, Path>,
     /// Merged entries waiting for [`Ts::commit_merged`].
     pending: Vec<(Path, Path, Link)>,
     /// The source tree, to tell which fields a moved entry really has.
@@ -52,23 +60,38 @@ impl<'a> Ts<'a> {
     /// An empty set over the given source tree.
     pub fn new(root: Option<&'a crate::yaml::Node>) -> Ts<'a> {
         Ts {
-            entries: Vec::new(),
-            fallbacks: Vec::new(),
-            pending: Vec::new(),
             root,
+            ..Ts::default()
+        }
+    }
+
+    /// Records an entry with the highest precedence so far.
+    fn push(&mut self, json: Path, yaml: Path, link: Link) {
+        self.next_last += 1;
+        self.put(json.0, (self.next_last, yaml, link));
+    }
+
+    /// Keeps the entry of higher precedence at a path.
+    fn put(&mut self, json: Vec<Seg>, rec: (i64, Path, Link)) {
+        match self.entries.get_mut(&json) {
+            Some(old) if old.0 > rec.0 => {}
+            Some(old) => *old = rec,
+            None => {
+                self.entries.insert(json, rec);
+            }
         }
     }
 
     /// Records that `json` (and what is below it, field by field) came from
     /// `yaml`.
     pub fn add(&mut self, json: Path, yaml: Path) {
-        self.entries.push((json, yaml, Link::Prefix));
+        self.push(json, yaml, Link::Prefix);
     }
 
     /// Records that `json` and everything below it was generated from
     /// `yaml`.
     pub fn add_subtree(&mut self, json: Path, yaml: Path) {
-        self.entries.push((json, yaml, Link::Subtree));
+        self.push(json, yaml, Link::Subtree);
     }
 
     /// Moves recorded entries of the list at `list` from index `i` to
@@ -95,14 +118,28 @@ impl<'a> Ts<'a> {
         merged: &[Option<Path>],
     ) {
         let n = list.0.len();
-        for (j, _, _) in &mut self.entries {
-            if j.0.len() > n
-                && j.0[..n] == list.0[..]
-                && let Seg::Index(i) = j.0[n]
-                && let Some(&to) = map.get(i)
-            {
-                j.0[n] = Seg::Index(to);
+        let moving: Vec<Vec<Seg>> = self
+            .entries
+            .range::<[Seg], _>((
+                std::ops::Bound::Included(&list.0[..]),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(j, _)| j)
+            .take_while(|j| j.starts_with(&list.0))
+            .filter(|j| j.len() > n && matches!(j[n], Seg::Index(i) if map.get(i).is_some()))
+            .cloned()
+            .collect();
+        let mut moved = Vec::with_capacity(moving.len());
+        for mut j in moving {
+            if let Some(rec) = self.entries.remove(&j) {
+                if let Seg::Index(i) = j[n] {
+                    j[n] = Seg::Index(map[i]);
+                }
+                moved.push((j, rec));
             }
+        }
+        for (j, rec) in moved {
+            self.put(j, rec);
         }
         for (from, &to) in map.iter().enumerate() {
             let mut j = list.clone();
@@ -111,10 +148,13 @@ impl<'a> Ts<'a> {
             y.0.push(Seg::Index(from));
             match merged.get(from).cloned().flatten() {
                 Some(fallback) => {
-                    self.fallbacks.push((j.clone(), fallback));
+                    self.fallbacks.insert(j.0.clone(), fallback);
                     self.pending.push((j, y, Link::Merged));
                 }
-                None if from != to => self.entries.insert(0, (j, y, Link::Moved)),
+                None if from != to => {
+                    self.next_first -= 1;
+                    self.put(j.0, (self.next_first, y, Link::Moved));
+                }
                 None => {}
             }
         }
@@ -123,18 +163,16 @@ impl<'a> Ts<'a> {
     /// Records the merged entries of the last reindexing, so that they take
     /// precedence over generated entries recorded before this call.
     pub fn commit_merged(&mut self) {
-        self.entries.append(&mut self.pending);
+        for (j, y, link) in std::mem::take(&mut self.pending) {
+            self.push(j, y, link);
+        }
     }
 
     /// The YAML path an output path came from.
     pub fn map(&self, json: &Path) -> Path {
-        let mut best: Option<(usize, &Path, Link)> = None;
-        for (j, y, kind) in self.entries.iter().rev() {
-            let n = j.0.len();
-            if n <= json.0.len() && json.0[..n] == j.0[..] && best.is_none_or(|(b, _, _)| n > b) {
-                best = Some((n, y, *kind));
-            }
-        }
+        let best = (0..=json.0.len())
+            .rev()
+            .find_map(|n| self.entries.get(&json.0[..n]).map(|(_, y, k)| (n, y, *k)));
         let raw = || Path(snake_rest(&json.0).collect());
         match best {
             None => raw(),
@@ -149,14 +187,10 @@ impl<'a> Ts<'a> {
                 out.0.extend(snake_rest(&json.0[n..]));
                 match self.root {
                     Some(root) if crate::report::exists(root, &out) => out,
-                    _ => {
-                        let base = Path(json.0[..n].to_vec());
-                        self.fallbacks
-                            .iter()
-                            .rev()
-                            .find(|(j, _)| *j == base)
-                            .map_or_else(raw, |(_, f)| f.clone())
-                    }
+                    _ => self
+                        .fallbacks
+                        .get(&json.0[..n])
+                        .map_or_else(raw, Clone::clone),
                 }
             }
             Some((n, y, Link::Moved)) => {

@@ -29,7 +29,7 @@ impl fmt::Display for Severity {
 }
 
 /// One element of a JSON path: an object key or an array index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Seg {
     /// An object member.
     Key(&'static str),
