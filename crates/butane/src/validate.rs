@@ -296,12 +296,14 @@ fn resource(res: &Resource, path: &Path, config: bool, t: &Target, r: &mut Repor
 /// does: parsed at the target spec and validated, its findings on its own
 /// paths.
 fn embedded_config(inline: &str, path: &Path, t: &Target, r: &mut Report) {
-    let value: serde_json::Value = match serde_json::from_str(inline) {
-        Ok(v) => v,
-        Err(_) => {
-            let failure = ignition_config::parse(inline.as_bytes()).err();
+    let version = match ignition_config::embedded_version(inline.as_bytes()) {
+        Ok(v) => v.unwrap_or_default(),
+        Err(failure) => {
             let msg = failure
-                .and_then(|f| f.report.entries.first().map(|e| e.message.clone()))
+                .report
+                .entries
+                .first()
+                .map(|e| e.message.clone())
                 .unwrap_or_else(|| "unexpected end of JSON input".into());
             r.entries.push(crate::report::Entry {
                 severity: ignition_config::Severity::Error,
@@ -314,11 +316,7 @@ fn embedded_config(inline: &str, path: &Path, t: &Target, r: &mut Report) {
             return;
         }
     };
-    let version = value
-        .get("ignition")
-        .and_then(|i| i.get("version"))
-        .and_then(|v| v.as_str())
-        .unwrap_or("");
+    let version = version.as_str();
     if ignition_config::version::Semver::parse(version).is_some() && version != t.ignition.as_str()
     {
         r.warn(

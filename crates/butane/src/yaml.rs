@@ -732,7 +732,10 @@ fn scan_error(text: &str, e: &saphyr_parser::ScanError, stack: &[Open]) -> Synta
             ),
         };
     }
-    let parser_error = info.starts_with("while parsing");
+    // saphyr's scanner words two of its errors like parser errors.
+    let parser_error = info.starts_with("while parsing")
+        && !info.starts_with("while parsing a quoted scalar")
+        && !info.starts_with("while parsing a tag directive");
     let line = if parser_error {
         let context = if info.contains("block mapping") || info.contains("flow mapping") {
             open(true).map(|l| l.saturating_sub(1))

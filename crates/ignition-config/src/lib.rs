@@ -25,7 +25,7 @@ pub mod validate;
 pub mod version;
 
 pub use merge::merge;
-pub use parse::{Failure, ParseError, parse, parse_unvalidated};
+pub use parse::{Failure, MAX_DEPTH, ParseError, embedded_version, parse, parse_unvalidated};
 pub use report::{Entry, Path, Position, Report, Severity};
 pub use translate::{TranslateError, translate};
 pub use types::Config;

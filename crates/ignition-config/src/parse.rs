@@ -88,7 +88,188 @@ pub fn parse_unvalidated(raw: &[u8]) -> Result<(Config, Report), Failure> {
 }
 
 fn parse_with(raw: &[u8], validate: bool) -> Result<(Config, Report), Failure> {
-    let (version, value) = sniff(raw)?;
+    if raw.is_empty() {
+        return Err(fail(ParseError::Empty, Report::default()));
+    }
+    // Go's reading of the text, at the same offsets.
+    let text = go_text(raw);
+    let (depth, too_deep) = nesting(&text);
+    match with_stack_for(depth, || parse_text(&text, too_deep, validate)) {
+        Ok(r) => r,
+        Err(e) => Err(fail(
+            ParseError::Invalid,
+            positioned(
+                Severity::Error,
+                None,
+                format!(
+                    "config nests {depth} levels deep, and no thread could be started to read it: {e}"
+                ),
+            ),
+        )),
+    }
+}
+
+/// Reads JSON as Go's decoder does (nesting to 10,000 levels, lone
+/// surrogate escapes as U+FFFD) and returns the string at
+/// `ignition.version` (keys matched exactly), or the syntax error in
+/// ignition-validate's words. For configs embedded in other documents.
+pub fn embedded_version(raw: &[u8]) -> Result<Option<String>, Failure> {
+    let text = go_text(raw);
+    let (depth, too_deep) = nesting(&text);
+    let read = || -> Result<Option<String>, Failure> {
+        if let Some(at) = too_deep {
+            return Err(depth_failure(&text, at));
+        }
+        let value = read_json(&text).map_err(|e| syntax_failure(&text, &e))?;
+        Ok(value
+            .get("ignition")
+            .and_then(|i| i.get("version"))
+            .and_then(Value::as_str)
+            .map(str::to_string))
+    };
+    with_stack_for(depth, read).unwrap_or_else(|e| {
+        Err(fail(
+            ParseError::Invalid,
+            positioned(
+                Severity::Error,
+                None,
+                format!("no thread to read the config: {e}"),
+            ),
+        ))
+    })
+}
+
+/// encoding/json's limit on nesting (`maxNestingDepth`).
+pub const MAX_DEPTH: usize = 10_000;
+
+/// Nesting that parsing (which recurses per level) handles on any thread.
+const SHALLOW: usize = 100;
+
+/// Stack for each level of nesting past [`SHALLOW`]: serde_json's parse,
+/// the drop of the parsed value and the position parser recurse per
+/// level (measured: 2–4 KiB per level in a debug build).
+const STACK_PER_LEVEL: usize = 8 << 10;
+
+/// Runs `f` on the current thread, or for text nested deeper than
+/// [`SHALLOW`] on a thread with a stack sized for `depth` levels.
+fn with_stack_for<R: Send>(depth: usize, f: impl FnOnce() -> R + Send) -> std::io::Result<R> {
+    if depth <= SHALLOW {
+        return Ok(f());
+    }
+    let size = (2 << 20) + depth.min(MAX_DEPTH) * STACK_PER_LEVEL;
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("deep-json".into())
+            .stack_size(size)
+            .spawn_scoped(s, f)?;
+        Ok(handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
+/// The deepest nesting of `text` (brackets outside strings), and the offset
+/// of the first bracket past [`MAX_DEPTH`]. One pass.
+pub(crate) fn nesting(text: &[u8]) -> (usize, Option<usize>) {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for (i, &b) in text.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return (depth, Some(i));
+                }
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    (deepest, None)
+}
+
+/// The text as Go's decoder reads it: a `\u` escape of a UTF-16
+/// surrogate that is not the first half of a valid pair is U+FFFD (Go
+/// replaces it; serde_json refuses it). Rewritten in place as `\ufffd`,
+/// so every offset stays the same.
+pub(crate) fn go_text(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let hex = |at: usize| -> Option<u16> {
+        let digits = raw.get(at..at + 4)?;
+        let s = std::str::from_utf8(digits).ok()?;
+        u16::from_str_radix(s, 16)
+            .ok()
+            .filter(|_| digits.iter().all(u8::is_ascii_hexdigit))
+    };
+    let escape_at = |at: usize| -> Option<u16> {
+        (raw.get(at) == Some(&b'\\') && raw.get(at + 1) == Some(&b'u'))
+            .then(|| hex(at + 2))
+            .flatten()
+    };
+    let mut out: Option<Vec<u8>> = None;
+    let (mut i, mut in_string) = (0, false);
+    while i < raw.len() {
+        let b = raw[i];
+        if !in_string {
+            in_string = b == b'"';
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = false;
+                i += 1;
+            }
+            b'\\' if raw.get(i + 1) == Some(&b'u') => match hex(i + 2) {
+                Some(u)
+                    if (0xD800..0xDC00).contains(&u)
+                        && escape_at(i + 6).is_some_and(|l| (0xDC00..0xE000).contains(&l)) =>
+                {
+                    i += 12;
+                }
+                Some(u) if (0xD800..0xE000).contains(&u) => {
+                    out.get_or_insert_with(|| raw.to_vec())[i + 2..i + 6].copy_from_slice(b"fffd");
+                    i += 6;
+                }
+                _ => i += 2,
+            },
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    match out {
+        Some(v) => std::borrow::Cow::Owned(v),
+        None => std::borrow::Cow::Borrowed(raw),
+    }
+}
+
+/// serde_json without its 128-level limit: [`nesting`] has bounded the
+/// depth, and [`with_stack_for`] provided the stack.
+fn read_json(text: &[u8]) -> Result<Value, serde_json::Error> {
+    use serde::Deserialize;
+    let mut de = serde_json::Deserializer::from_slice(text);
+    de.disable_recursion_limit();
+    let v = Value::deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+fn parse_text(
+    raw: &[u8],
+    too_deep: Option<usize>,
+    validate: bool,
+) -> Result<(Config, Report), Failure> {
+    let (version, value) = sniff(raw, too_deep)?;
     let mut d = Decoder::new(version);
     let config = match Config::decode(value, &mut d) {
         Ok(c) => c,
@@ -135,11 +316,16 @@ fn parse_with(raw: &[u8], validate: bool) -> Result<(Config, Report), Failure> {
 }
 
 /// Parses the JSON and reads `ignition.version`, as upstream's version stub.
-pub(crate) fn sniff(raw: &[u8]) -> Result<(Version, Value), Failure> {
-    if raw.is_empty() {
-        return Err(fail(ParseError::Empty, Report::default()));
-    }
-    let value: Value = serde_json::from_slice(raw).map_err(|e| syntax_failure(raw, &e))?;
+/// `too_deep`: where the text first nests past Go's limit.
+fn sniff(raw: &[u8], too_deep: Option<usize>) -> Result<(Version, Value), Failure> {
+    let value = match too_deep {
+        None => read_json(raw).map_err(|e| syntax_failure(raw, &e))?,
+        // Go stops at the first error in the text: one before that point,
+        // or the depth.
+        Some(at) => {
+            return Err(depth_failure(raw, at));
+        }
+    };
     let version = stub_version(&value).map_err(|e| type_failure(raw, &e))?;
     let Some(semver) = version::Semver::parse(&version) else {
         return Err(fail(ParseError::InvalidVersion, Report::default()));
@@ -147,6 +333,25 @@ pub(crate) fn sniff(raw: &[u8]) -> Result<(Version, Value), Failure> {
     match Version::from_semver(&semver) {
         Some(v) => Ok((v, value)),
         None => Err(fail(ParseError::UnknownVersion, Report::default())),
+    }
+}
+
+/// Go's error for text nesting past [`MAX_DEPTH`] at `at`, or the first
+/// syntax error before that point (Go stops at the first error).
+fn depth_failure(raw: &[u8], at: usize) -> Failure {
+    match read_json(&raw[..at]) {
+        Err(e) if !e.is_eof() => syntax_failure(raw, &e),
+        _ => fail(
+            ParseError::Invalid,
+            positioned(
+                Severity::Error,
+                go_position(raw, at + 1),
+                format!(
+                    "invalid character {} exceeded max depth",
+                    quote_char(raw[at])
+                ),
+            ),
+        ),
     }
 }
 
@@ -206,7 +411,8 @@ fn stub_version(v: &Value) -> Result<String, Box<TypeError>> {
 }
 
 fn type_failure(raw: &[u8], e: &TypeError) -> Failure {
-    let locator = Locator::new(raw);
+    let shallow = crate::position::shallow(raw);
+    let locator = Locator::new(&shallow);
     let position = locator.locate(&e.path, Anchor::DecodeError);
     let mut e = e.clone();
     if e.literal.is_some() {
@@ -377,7 +583,8 @@ fn quote_char(c: u8) -> String {
 
 /// Fills in the positions of a report's entries.
 fn locate(raw: &[u8], report: &mut Report) {
-    let locator = Locator::new(raw);
+    let shallow = crate::position::shallow(raw);
+    let locator = Locator::new(&shallow);
     for e in &mut report.entries {
         if e.position.is_some() {
             continue;

@@ -6,6 +6,9 @@
 //! objects and arrays, which are located just after their opening bracket; an
 //! unused key is located at its opening quote; columns count bytes.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use jsonc_parser::ast::{self, ObjectPropName};
 use jsonc_parser::common::Ranged;
 use jsonc_parser::{CollectOptions, ParseOptions};
@@ -24,10 +27,28 @@ pub enum Anchor {
     DecodeError,
 }
 
-/// Resolves paths to positions in one source text.
+/// Resolves paths to positions in one source text. Each lookup costs one
+/// step per path element (objects of many keys are indexed on first use)
+/// and a binary search for the line, so locating every finding of a large
+/// report stays linear.
 pub struct Locator<'a> {
     text: &'a [u8],
     root: Option<ast::Value<'a>>,
+    /// Offsets where lines start.
+    lines: Vec<usize>,
+    /// Key → index of its last property, for large objects (by the
+    /// object's start offset).
+    keys: RefCell<HashMap<usize, HashMap<String, usize>>>,
+}
+
+/// Objects up to this many properties are searched; larger ones indexed.
+const INDEX_FROM: usize = 16;
+
+fn prop_name<'p>(p: &'p ast::ObjectProp<'_>) -> &'p str {
+    match &p.name {
+        ObjectPropName::String(s) => &s.value,
+        ObjectPropName::Word(w) => w.value,
+    }
 }
 
 impl<'a> Locator<'a> {
@@ -49,7 +70,32 @@ impl<'a> Locator<'a> {
                 .ok()
                 .and_then(|r| r.value)
         });
-        Locator { text, root }
+        let lines = std::iter::once(0)
+            .chain(
+                text.iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        Locator {
+            text,
+            root,
+            lines,
+            keys: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// [`go_position`] by the line index.
+    fn position(&self, offset: usize) -> Option<Position> {
+        if offset >= self.text.len() {
+            return Some(Position { line: 0, col: 0 });
+        }
+        let line = self.lines.partition_point(|&start| start <= offset);
+        Some(Position {
+            line,
+            col: offset - self.lines[line - 1] + 1,
+        })
     }
 
     /// The position of `path`. A path that is not (entirely) in the text is
@@ -80,7 +126,7 @@ impl<'a> Locator<'a> {
             Anchor::DecodeError if container => node.start() + 1,
             Anchor::DecodeError => node.end(),
         };
-        go_position(self.text, offset)
+        self.position(offset)
     }
 
     fn step<'n>(
@@ -92,18 +138,66 @@ impl<'a> Locator<'a> {
             (Seg::Index(i), ast::Value::Array(a)) => a.elements.get(*i).map(|n| (n, None)),
             (seg, ast::Value::Object(o)) => {
                 let want = seg.key()?;
-                let name = |p: &&ast::ObjectProp<'_>| match &p.name {
-                    ObjectPropName::String(s) => s.value.to_string(),
-                    ObjectPropName::Word(w) => w.value.to_string(),
-                };
                 // The last occurrence wins, as in Go; keys match exactly
                 // (upstream's position lookup is case-sensitive even where
                 // its decoder was not).
-                let prop = o.properties.iter().rev().find(|p| name(p) == want)?;
+                let i = if o.properties.len() > INDEX_FROM {
+                    let mut keys = self.keys.borrow_mut();
+                    let index = keys.entry(o.start()).or_insert_with(|| {
+                        o.properties
+                            .iter()
+                            .enumerate()
+                            .map(|(i, p)| (prop_name(p).to_string(), i))
+                            .collect()
+                    });
+                    *index.get(want)?
+                } else {
+                    o.properties.iter().rposition(|p| prop_name(p) == want)?
+                };
+                let prop = &o.properties[i];
                 Some((&prop.value, Some(prop.name.start())))
             }
             _ => None,
         }
+    }
+}
+
+/// Nesting kept by [`shallow`]: no finding is deeper (the spec's types
+/// nest a few levels; what is below an unknown key is never located).
+const KEEP_DEPTH: usize = 64;
+
+/// The text with everything nested deeper than [`KEEP_DEPTH`] blanked out
+/// (newlines kept), so that every offset and line stays where it was.
+/// The position parser refuses nesting past 512; Go's goes to 10,000.
+pub fn shallow(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut out: Option<Vec<u8>> = None;
+    for (i, &b) in text.iter().enumerate() {
+        let deep = depth > KEEP_DEPTH;
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        // A bracket that opens or closes the last kept level stays.
+        if deep && depth > KEEP_DEPTH && !matches!(b, b'\n' | b'\r') {
+            out.get_or_insert_with(|| text.to_vec())[i] = b' ';
+        }
+    }
+    match out {
+        Some(v) => std::borrow::Cow::Owned(v),
+        None => std::borrow::Cow::Borrowed(text),
     }
 }
 

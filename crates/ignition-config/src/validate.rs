@@ -505,6 +505,48 @@ mod checks {
         cx.each("partitions", &d.partitions, partition);
     }
 
+    /// Upstream's overlap check: the first partition `p` (with an extent)
+    /// that overlaps another, then the first such other `o`, reported.
+    /// `o` overlaps `p` when it covers `p`'s start or end, or lies strictly
+    /// inside it. Upstream compares every pair; this takes O(n log n).
+    pub(super) fn first_overlap(extents: &[Option<(i64, i64)>]) -> Option<usize> {
+        let overlaps = |(ps, pe): (i64, i64), (os, oe): (i64, i64)| {
+            (os..=oe).contains(&ps) || (os..=oe).contains(&pe) || (ps < os && pe > oe)
+        };
+        let all: Vec<(i64, i64)> = extents.iter().flatten().copied().collect();
+        // Well-formed extents, for counting how many cover a point.
+        let mut starts: Vec<i64> = all.iter().filter(|(s, e)| s <= e).map(|e| e.0).collect();
+        let mut ends: Vec<i64> = all.iter().filter(|(s, e)| s <= e).map(|e| e.1).collect();
+        starts.sort_unstable();
+        ends.sort_unstable();
+        let covering =
+            |x: i64| starts.partition_point(|&s| s <= x) - ends.partition_point(|&e| e < x);
+        // By start, descending: the least end among extents starting after
+        // a point.
+        let mut by_start = all.clone();
+        by_start.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+        let mut least_end = Vec::with_capacity(by_start.len());
+        let mut least = i64::MAX;
+        for &(_, e) in &by_start {
+            least = least.min(e);
+            least_end.push(least);
+        }
+        let inside = |(ps, pe): (i64, i64)| {
+            let n = by_start.partition_point(|&(s, _)| s > ps);
+            n > 0 && least_end[n - 1] < pe
+        };
+        let pi = extents.iter().position(|p| {
+            let Some((ps, pe)) = *p else { return false };
+            let own = |x: i64| usize::from(ps <= pe && (ps..=pe).contains(&x));
+            covering(ps) > own(ps) || covering(pe) > own(pe) || inside((ps, pe))
+        })?;
+        let p = extents[pi]?;
+        extents
+            .iter()
+            .enumerate()
+            .position(|(oi, o)| oi != pi && o.is_some_and(|o| overlaps(p, o)))
+    }
+
     fn partition_cross_checks(parts: &[Partition], cx: &mut Cx) {
         // Numbers: of all numbers used twice, report the one whose second
         // use comes first.
@@ -530,18 +572,8 @@ mod checks {
             }
             _ => None,
         };
-        'outer: for (pi, p) in parts.iter().enumerate() {
-            let Some((ps, pe)) = extent(p) else { continue };
-            for (oi, o) in parts.iter().enumerate() {
-                if oi == pi {
-                    continue;
-                }
-                let Some((os, oe)) = extent(o) else { continue };
-                if (os..=oe).contains(&ps) || (os..=oe).contains(&pe) || (ps < os && pe > oe) {
-                    cx.err(&[K("partitions"), I(oi)], "partitions overlap");
-                    break 'outer;
-                }
-            }
+        if let Some(oi) = first_overlap(&parts.iter().map(extent).collect::<Vec<_>>()) {
+            cx.err(&[K("partitions"), I(oi)], "partitions overlap");
         }
         // Deleting a partition while creating one with number 0 is refused
         // (Ignition 2.26; the engine that lifts this is not released yet).
@@ -1115,5 +1147,39 @@ mod tests {
         assert_eq!(ext("a.service"), ".service");
         assert_eq!(ext("a"), "");
         assert_eq!(ext("x.d/a"), "");
+    }
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use proptest::prelude::*;
+
+    /// Upstream's pairwise check.
+    fn brute(extents: &[Option<(i64, i64)>]) -> Option<usize> {
+        for (pi, p) in extents.iter().enumerate() {
+            let Some((ps, pe)) = *p else { continue };
+            for (oi, o) in extents.iter().enumerate() {
+                if oi == pi {
+                    continue;
+                }
+                let Some((os, oe)) = *o else { continue };
+                if (os..=oe).contains(&ps) || (os..=oe).contains(&pe) || (ps < os && pe > oe) {
+                    return Some(oi);
+                }
+            }
+        }
+        None
+    }
+
+    proptest! {
+        #[test]
+        fn first_overlap_is_upstreams(
+            extents in proptest::collection::vec(
+                proptest::option::of((0i64..40, -5i64..15).prop_map(|(s, len)| (s, s + len))),
+                0..12,
+            )
+        ) {
+            prop_assert_eq!(super::checks::first_overlap(&extents), brute(&extents));
+        }
     }
 }
