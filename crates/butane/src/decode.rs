@@ -300,6 +300,16 @@ impl Decoder {
     }
 
     fn duplicate_keys(&mut self, map: &Rc<crate::yaml::Mapping>) -> bool {
+        // Small mappings (most of them) are compared pairwise.
+        if map.len() <= 16 {
+            let distinct = map.iter().enumerate().all(|(i, (k, _))| {
+                let id = key_id(k);
+                map[..i].iter().all(|(p, _)| key_id(p) != id)
+            });
+            if distinct {
+                return false;
+            }
+        }
         let id = Rc::as_ptr(map) as usize;
         let errors = match self.duplicates.get(&id) {
             Some(e) => e.clone(),

@@ -152,10 +152,16 @@ const CRC_TABLE: [u32; 256] = {
 pub fn gzip_best(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() / 2 + 64);
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255]);
-    let mut compressor = Compressor::new(out);
+    let tables = TABLES
+        .with(|t| t.borrow_mut().take())
+        .unwrap_or_else(Tables::new);
+    let mut compressor = Compressor::new(out, tables);
     compressor.write(data);
     compressor.close();
-    let mut out = compressor.hw.bits.out;
+    let Compressor { hw, mut tables, .. } = compressor;
+    tables.clear();
+    TABLES.with(|t| *t.borrow_mut() = Some(tables));
+    let mut out = hw.bits.out;
     out.extend_from_slice(&crc32(data).to_le_bytes());
     // ISIZE is the length modulo 2^32.
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
@@ -201,21 +207,81 @@ fn match_len(a: &[u8], b: &[u8], max: usize) -> usize {
         .count()
 }
 
-/// The LZ77 stage, mirroring Go's `compressor` for levels 4..=9.
-struct Compressor {
-    hw: HuffmanBitWriter,
-    sync: bool,
-
+/// The matcher's tables: 700 KB that Go allocates zeroed for every
+/// stream. A config has a data URL per file, each compressed once to
+/// compare sizes, so the tables are kept per thread and only what a stream
+/// wrote is zeroed after it (the cost of zeroing them whole was most of
+/// the time of a config of many small files).
+struct Tables {
     /// `hash_head[h]` is the most recent position (plus `hash_offset`) whose
     /// 4-byte hash is `h`; 0 means none.
     hash_head: Vec<u32>,
     /// `hash_prev[p & WINDOW_MASK]` links position `p` to the previous
     /// position (plus `hash_offset`) with the same hash.
     hash_prev: Vec<u32>,
+    window: Vec<u8>,
+    /// Entries of `hash_head` written (`None`: too many, zero it all).
+    heads_written: Option<Vec<u32>>,
+    /// Bytes of `hash_prev` and `window` written, from the start.
+    prev_written: usize,
+    window_written: usize,
+}
+
+thread_local! {
+    static TABLES: std::cell::RefCell<Option<Tables>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Tables {
+    fn new() -> Tables {
+        Tables {
+            hash_head: vec![0; HASH_SIZE],
+            hash_prev: vec![0; WINDOW_SIZE],
+            window: vec![0; 2 * WINDOW_SIZE],
+            heads_written: Some(Vec::new()),
+            prev_written: 0,
+            window_written: 0,
+        }
+    }
+
+    fn head(&mut self, h: usize, v: u32) {
+        self.hash_head[h] = v;
+        if let Some(w) = &mut self.heads_written {
+            if w.len() < HASH_SIZE / 8 {
+                w.push(h as u32);
+            } else {
+                self.heads_written = None;
+            }
+        }
+    }
+
+    fn prev(&mut self, p: usize, v: u32) {
+        self.hash_prev[p] = v;
+        self.prev_written = self.prev_written.max(p + 1);
+    }
+
+    /// Back to all zeros, as Go allocates them.
+    fn clear(&mut self) {
+        match self.heads_written.take() {
+            Some(w) => w.iter().for_each(|&h| self.hash_head[h as usize] = 0),
+            None => self.hash_head.fill(0),
+        }
+        self.heads_written = Some(Vec::new());
+        self.hash_prev[..self.prev_written].fill(0);
+        self.prev_written = 0;
+        self.window[..self.window_written].fill(0);
+        self.window_written = 0;
+    }
+}
+
+/// The LZ77 stage, mirroring Go's `compressor` for levels 4..=9.
+struct Compressor {
+    hw: HuffmanBitWriter,
+    sync: bool,
+
+    tables: Tables,
     hash_offset: i64,
     chain_head: i64,
 
-    window: Vec<u8>,
     index: usize,
     window_end: usize,
     /// Where the current block's bytes start in the window; `None` once
@@ -232,15 +298,13 @@ struct Compressor {
 }
 
 impl Compressor {
-    fn new(out: Vec<u8>) -> Self {
+    fn new(out: Vec<u8>, tables: Tables) -> Self {
         Compressor {
             hw: HuffmanBitWriter::new(out),
             sync: false,
-            hash_head: vec![0; HASH_SIZE],
-            hash_prev: vec![0; WINDOW_SIZE],
+            tables,
             hash_offset: 1,
             chain_head: -1,
-            window: vec![0; 2 * WINDOW_SIZE],
             index: 0,
             window_end: 0,
             block_start: Some(0),
@@ -273,7 +337,9 @@ impl Compressor {
     /// size when the matcher has got close to its end.
     fn fill(&mut self, data: &[u8]) -> usize {
         if self.index >= 2 * WINDOW_SIZE - MIN_LOOKAHEAD {
-            self.window.copy_within(WINDOW_SIZE..2 * WINDOW_SIZE, 0);
+            self.tables
+                .window
+                .copy_within(WINDOW_SIZE..2 * WINDOW_SIZE, 0);
             self.index -= WINDOW_SIZE;
             self.window_end -= WINDOW_SIZE;
             self.block_start = match self.block_start {
@@ -292,27 +358,31 @@ impl Compressor {
                         0
                     };
                 };
-                self.hash_prev.iter_mut().for_each(rebase);
-                self.hash_head.iter_mut().for_each(rebase);
+                self.tables.hash_prev.iter_mut().for_each(rebase);
+                self.tables.hash_head.iter_mut().for_each(rebase);
+                self.tables.heads_written = None;
+                self.tables.prev_written = WINDOW_SIZE;
             }
         }
-        let n = data.len().min(self.window.len() - self.window_end);
-        self.window[self.window_end..self.window_end + n].copy_from_slice(&data[..n]);
+        let n = data.len().min(self.tables.window.len() - self.window_end);
+        self.tables.window[self.window_end..self.window_end + n].copy_from_slice(&data[..n]);
         self.window_end += n;
+        self.tables.window_written = self.tables.window_written.max(self.window_end);
         n
     }
 
     fn insert_hash(&mut self, pos: usize) {
-        let h = hash4(&self.window[pos..pos + 4]) & HASH_MASK;
-        self.hash_prev[pos & WINDOW_MASK] = self.hash_head[h];
-        self.hash_head[h] = (pos as i64 + self.hash_offset) as u32;
+        let h = hash4(&self.tables.window[pos..pos + 4]) & HASH_MASK;
+        let head = self.tables.hash_head[h];
+        self.tables.prev(pos & WINDOW_MASK, head);
+        self.tables.head(h, (pos as i64 + self.hash_offset) as u32);
     }
 
     /// Flushes the queued tokens as one block ending at window `index`.
     fn write_block(&mut self, index: usize) {
         if index > 0 {
             let input = match self.block_start {
-                Some(start) if start <= index => Some(&self.window[start..index]),
+                Some(start) if start <= index => Some(&self.tables.window[start..index]),
                 _ => None,
             };
             self.hw.write_block(&self.tokens, false, input);
@@ -337,7 +407,7 @@ impl Compressor {
         if length >= GOOD {
             tries >>= 2;
         }
-        let win = &self.window;
+        let win = &self.tables.window;
         let mut w_end = win[pos + length];
         let min_index = pos as i64 - WINDOW_SIZE as i64;
         let mut found = None;
@@ -359,7 +429,7 @@ impl Compressor {
                 // The chain link of this position has been overwritten.
                 break;
             }
-            i = i64::from(self.hash_prev[iu & WINDOW_MASK]) - self.hash_offset;
+            i = i64::from(self.tables.hash_prev[iu & WINDOW_MASK]) - self.hash_offset;
             if i < min_index || i < 0 {
                 break;
             }
@@ -383,7 +453,8 @@ impl Compressor {
                 }
                 if lookahead == 0 {
                     if self.byte_available {
-                        self.tokens.push(literal_token(self.window[self.index - 1]));
+                        self.tokens
+                            .push(literal_token(self.tables.window[self.index - 1]));
                         self.byte_available = false;
                     }
                     if !self.tokens.is_empty() {
@@ -393,10 +464,12 @@ impl Compressor {
                 }
             }
             if (self.index as isize) < self.max_insert_index {
-                let h = hash4(&self.window[self.index..self.index + 4]) & HASH_MASK;
-                self.chain_head = i64::from(self.hash_head[h]);
-                self.hash_prev[self.index & WINDOW_MASK] = self.chain_head as u32;
-                self.hash_head[h] = (self.index as i64 + self.hash_offset) as u32;
+                let h = hash4(&self.tables.window[self.index..self.index + 4]) & HASH_MASK;
+                self.chain_head = i64::from(self.tables.hash_head[h]);
+                self.tables
+                    .prev(self.index & WINDOW_MASK, self.chain_head as u32);
+                self.tables
+                    .head(h, (self.index as i64 + self.hash_offset) as u32);
             }
             let prev_length = self.length;
             let prev_offset = self.offset;
@@ -435,7 +508,8 @@ impl Compressor {
                 }
             } else {
                 if self.byte_available {
-                    self.tokens.push(literal_token(self.window[self.index - 1]));
+                    self.tokens
+                        .push(literal_token(self.tables.window[self.index - 1]));
                     if self.tokens.len() == MAX_FLATE_BLOCK_TOKENS {
                         self.write_block(self.index);
                     }
@@ -974,6 +1048,39 @@ impl HuffmanBitWriter {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    #[test]
+    fn reused_tables_give_what_fresh_ones_give() {
+        // Inputs of every size class, so that later streams run over
+        // tables an earlier, longer one wrote (and slid).
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        let mut x = 12345u32;
+        for len in [5usize, 300, 70_000, 40, 200_000, 3, 9_000] {
+            let v: Vec<u8> = (0..len)
+                .map(|i| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    if i % 7 < 4 {
+                        b"abcdefgh"[(x >> 16) as usize % 8]
+                    } else {
+                        (x >> 24) as u8
+                    }
+                })
+                .collect();
+            inputs.push(v);
+        }
+        for data in &inputs {
+            let fresh = {
+                let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255];
+                let mut c = Compressor::new(std::mem::take(&mut out), Tables::new());
+                c.write(data);
+                c.close();
+                c.hw.bits.out
+            };
+            let reused = gzip_best(data);
+            assert_eq!(&reused[..reused.len() - 8], &fresh[..]);
+            assert_eq!(gunzip(&reused), *data);
+        }
+    }
 
     fn gunzip(gz: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

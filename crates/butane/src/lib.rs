@@ -41,6 +41,10 @@ pub struct Options {
     pub raw: bool,
     /// `-p/--pretty`: indented JSON.
     pub pretty: bool,
+    /// The process exits right after: the parse tree and the intermediate
+    /// configs are left allocated instead of freed one by one (a tenth of
+    /// the time of a large config).
+    pub exiting: bool,
 }
 
 /// What a transpilation produced.
@@ -95,6 +99,9 @@ pub fn transpile(input: &[u8], opts: &Options) -> Outcome {
     };
     let mut outcome = run(root, target, opts);
     outcome.report.correlate(root);
+    if opts.exiting {
+        std::mem::forget(doc);
+    }
     outcome
 }
 
@@ -267,10 +274,14 @@ fn run(root: Option<&Node>, target: Target, opts: &Options) -> Outcome {
         Some(o) => o,
         None => output_json(&out, target, root, opts.pretty),
     };
-    Outcome {
+    let outcome = Outcome {
         report: cx.report,
         output: Ok(text),
+    };
+    if opts.exiting {
+        std::mem::forget((config, out, cx.ts));
     }
+    outcome
 }
 
 /// The output config as upstream writes it for the target spec. Ignition

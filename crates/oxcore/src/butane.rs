@@ -247,6 +247,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         files_dir: flags.files_dir.as_ref().map(PathBuf::from),
         raw: flags.raw,
         pretty: flags.pretty,
+        exiting: true,
     };
     let outcome = butane::transpile(&data, &opts);
     let report = if flags.raw_errors {
