@@ -23,8 +23,10 @@ missing_piece() {
 #   openssl python3: certificates and an HTTPS server for https:// resources
 #   python3-botocore: the AWS SDK's signer checks our S3 signatures
 #   time: /usr/bin/time measures peak memory in the attack replays
+#   valgrind: counts the instructions of Butane and ignition-validate runs
+#     (tests/butane_linear.rs: work linear in the config, not timed)
 packages=(ignition ostree attr gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin
-          udev systemd tftpd-hpa openssl python3 python3-botocore time)
+          udev systemd tftpd-hpa openssl python3 python3-botocore time valgrind)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
