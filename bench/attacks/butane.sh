@@ -94,7 +94,12 @@ for f in *.bu *.ign; do
     )
     rc=$?
     set -e
-    read -r rss secs < <(tail -n 1 "$f.time" 2>/dev/null || echo "? ?")
+    # Killed at the bound, time(1) wrote nothing.
+    rss='?' secs="${bound_s}+"
+    last=$(tail -n 1 "$f.time" 2>/dev/null || true)
+    if [[ $last =~ ^([0-9]+)\ ([0-9.]+)$ ]]; then
+        rss=${BASH_REMATCH[1]} secs=${BASH_REMATCH[2]}
+    fi
     # ignition-validate reports on stdout, Butane on stderr.
     first=$( (cat "$f.out" "$f.err" | grep -v '^\s*$' | grep -v '^Command exited' | grep -v '^{' |
         head -n 1 | cut -c1-90) || true)
