@@ -79,6 +79,9 @@ impl Report {
 
     /// The default form, against the source text and its display name.
     pub fn render_pretty(&self, source: &str, name: &str, color: bool) -> String {
+        if self.entries.is_empty() {
+            return String::new();
+        }
         let lines: Vec<&str> = source.split('\n').collect();
         let mut out = String::new();
         for (i, e) in self.entries.iter().enumerate() {

@@ -396,14 +396,18 @@ struct Cursor<'t> {
 impl Cursor<'_> {
     /// The byte offset of character index `ch`.
     fn seek(&mut self, ch: usize) -> usize {
-        while self.ch < ch && self.byte < self.text.len() {
-            let len = self.text[self.byte..]
-                .chars()
-                .next()
-                .map_or(1, char::len_utf8);
-            self.byte += len;
+        let bytes = self.text.as_bytes();
+        while self.ch < ch && self.byte < bytes.len() {
+            // The width of a UTF-8 sequence from its first byte.
+            self.byte += match bytes[self.byte] {
+                b if b < 0x80 => 1,
+                b if b >= 0xF0 => 4,
+                b if b >= 0xE0 => 3,
+                _ => 2,
+            };
             self.ch += 1;
         }
+        self.byte = self.byte.min(bytes.len());
         while self.ch > ch && self.byte > 0 {
             let mut b = self.byte - 1;
             while !self.text.is_char_boundary(b) {
@@ -461,7 +465,10 @@ struct Open {
     /// Block (not flow) style.
     block: bool,
     mark: Mark,
+    /// A sequence's items.
     items: Vec<Node>,
+    /// A mapping's entries.
+    entries: Vec<(Node, Node)>,
     /// A mapping's key waiting for its value.
     pending: Option<Node>,
     anchor: usize,
@@ -478,7 +485,12 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
     // Drop the shared handles first, then the trees, without recursion.
     dismantle(anchors.into_values());
     for o in stack {
-        dismantle(o.items.into_iter().chain(o.pending));
+        dismantle(
+            o.items
+                .into_iter()
+                .chain(o.entries.into_iter().flat_map(|(k, v)| [k, v]))
+                .chain(o.pending),
+        );
     }
     result.map(|root| {
         doc.root = root;
@@ -628,6 +640,7 @@ fn build(
                     block,
                     mark: at,
                     items: Vec::new(),
+                    entries: Vec::new(),
                     pending: None,
                     anchor,
                     cycle: None,
@@ -647,12 +660,7 @@ fn build(
                     let kind = if o.seq {
                         Kind::Seq(Rc::new(o.items))
                     } else {
-                        let mut entries = Vec::with_capacity(o.items.len() / 2);
-                        let mut items = o.items.into_iter();
-                        while let (Some(k), Some(v)) = (items.next(), items.next()) {
-                            entries.push((k, v));
-                        }
-                        Kind::Map(Rc::new(Mapping::new(entries)))
+                        Kind::Map(Rc::new(Mapping::new(o.entries)))
                     };
                     Some((plain_node(kind, o.mark), o.anchor, o.cycle))
                 }
@@ -672,10 +680,7 @@ fn build(
                 Some(o) if o.seq => o.items.push(node),
                 Some(o) => match o.pending.take() {
                     None => o.pending = Some(node),
-                    Some(key) => {
-                        o.items.push(key);
-                        o.items.push(node);
-                    }
+                    Some(key) => o.entries.push((key, node)),
                 },
             }
         }

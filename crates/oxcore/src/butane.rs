@@ -252,6 +252,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let outcome = butane::transpile(&data, &opts);
     let report = if flags.raw_errors {
         outcome.report.render_raw()
+    } else if outcome.report.entries.is_empty() {
+        String::new()
     } else {
         outcome
             .report
