@@ -145,7 +145,11 @@ pub fn make_data_url(
     if b64.len() < opaque.len() {
         opaque = b64;
     }
-    if !user_set && allow_compression {
+    // A gzip stream is at least 23 bytes (header, the closing empty stored
+    // block, trailer): 32 in base64. Shorter URLs cannot lose to it, so
+    // small contents are not compressed only to be compared.
+    const MIN_GZIP_URL: usize = ";base64,".len() + 32;
+    if !user_set && allow_compression && opaque.len() > MIN_GZIP_URL + 4 {
         let gz = format!(";base64,{}", base64(&crate::goflate::gzip_best(contents)));
         if gz.len() + 4 < opaque.len() {
             opaque = gz;
@@ -158,6 +162,19 @@ pub fn make_data_url(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_is_never_shorter_than_its_bound() {
+        // The bound make_data_url relies on to skip compressing.
+        for data in [
+            &b""[..],
+            b"a",
+            b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            &[0u8; 4096],
+        ] {
+            assert!(crate::goflate::gzip_best(data).len() >= 23);
+        }
+    }
 
     #[test]
     fn data_urls_as_upstream() {
