@@ -88,7 +88,7 @@ impl Report {
             if i > 0 {
                 out.push('\n');
             }
-            out.push_str(&pretty_entry(e, &lines, name, color));
+            pretty_entry(e, &lines, name, color, &mut out);
         }
         out
     }
@@ -108,19 +108,37 @@ fn raw_line(e: &Entry) -> String {
     .to_string()
 }
 
-fn pretty_entry(e: &Entry, lines: &[&str], name: &str, color: bool) -> String {
+/// Source lines longer than this are not quoted: a finding on such a line
+/// is printed in the raw form. Upstream quotes the lines around every
+/// finding, so a one-line document of many findings would print the
+/// whole document once per finding.
+pub const MAX_QUOTED_LINE: usize = 4096;
+
+fn pretty_entry(e: &Entry, lines: &[&str], name: &str, color: bool, out: &mut String) {
+    let raw = |out: &mut String| {
+        out.push_str(&raw_line(e));
+        out.push('\n');
+    };
     let Some(m) = e.mark else {
-        return raw_line(e) + "\n";
+        return raw(out);
     };
     let (l, c) = (m.line, m.col);
     if l < 1 || l > lines.len() || c < 1 || c > lines[l - 1].len() {
-        return raw_line(e) + "\n";
+        return raw(out);
     }
-    let paint = |code: &str, text: &str| {
+    let first = l.saturating_sub(2).max(1);
+    let last = (l + 2).min(lines.len());
+    if lines[first - 1..last]
+        .iter()
+        .any(|line| line.len() > MAX_QUOTED_LINE)
+    {
+        return raw(out);
+    }
+    let paint = |out: &mut String, code: &str, text: std::fmt::Arguments<'_>| {
         if color {
-            format!("\x1b[{code}m{text}\x1b[0m")
+            let _ = write!(out, "\x1b[{code}m{text}\x1b[0m");
         } else {
-            text.to_string()
+            let _ = out.write_fmt(text);
         }
     };
     let kind_color = match e.severity {
@@ -128,37 +146,44 @@ fn pretty_entry(e: &Entry, lines: &[&str], name: &str, color: bool) -> String {
         Severity::Warning => "1;33",
         Severity::Info => "1;36",
     };
-    let first = l.saturating_sub(2).max(1);
-    let last = (l + 2).min(lines.len());
     let width = last.to_string().len();
     let gutter = " ".repeat(width);
-    let mut out = paint(kind_color, &e.severity.to_string());
+    paint(out, kind_color, format_args!("{}", e.severity));
     if !e.path.is_root() {
         let _ = write!(out, "[{}]", e.path);
     }
-    out.push_str(":\n");
-    let _ = writeln!(out, "  {} {name}:{l}:{c}", paint("1;34", "-->"));
+    out.push_str(":\n  ");
+    paint(out, "1;34", format_args!("-->"));
+    let _ = writeln!(out, " {name}:{l}:{c}");
     let _ = writeln!(out, " {gutter} |");
     for n in first..=last {
-        let num = paint("1;34", &format!("{n:>width$}"));
-        let _ = writeln!(out, " {num} | {}", lines[n - 1]);
+        out.push(' ');
+        paint(out, "1;34", format_args!("{n:>width$}"));
+        let _ = writeln!(out, " | {}", lines[n - 1]);
         if n == l {
-            // Upstream treats the column as a byte offset.
-            let line = lines[n - 1].as_bytes();
+            // Upstream treats the column as a byte offset, and underlines
+            // up to the next whitespace of the line read as UTF-8 (bad
+            // bytes as U+FFFD).
             let start = c - 1;
-            let text = String::from_utf8_lossy(&line[start..]);
-            let len = text.find(char::is_whitespace).unwrap_or(text.len());
-            let carets = paint("1;34", &"^".repeat(len));
-            let _ = writeln!(
-                out,
-                " {gutter} | {}{carets} {}",
-                " ".repeat(start),
-                e.message
-            );
+            let mut len = 0;
+            'scan: for chunk in lines[n - 1].as_bytes()[start..].utf8_chunks() {
+                for ch in chunk.valid().chars() {
+                    if ch.is_whitespace() {
+                        break 'scan;
+                    }
+                    len += ch.len_utf8();
+                }
+                if !chunk.invalid().is_empty() {
+                    len += char::REPLACEMENT_CHARACTER.len_utf8();
+                }
+            }
+            let _ = write!(out, " {gutter} | ");
+            out.extend(std::iter::repeat_n(' ', start));
+            paint(out, "1;34", format_args!("{}", "^".repeat(len)));
+            let _ = writeln!(out, " {}", e.message);
         }
     }
     let _ = writeln!(out, " {gutter} |");
-    out
 }
 
 /// The deepest node on `path` that the tree has, whether it is the node at
@@ -227,5 +252,40 @@ pub fn scalar_at(root: &Node, path: &Path) -> Option<String> {
     match &node_at(root, path)?.kind {
         Kind::Scalar(s) => Some(s.text.clone()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warning_at(line: usize, col: usize) -> Report {
+        Report {
+            entries: vec![Entry {
+                severity: Severity::Warning,
+                path: Path(vec![Seg::Name("k".into())]),
+                mark: Some(Mark { line, col }),
+                message: "unused key k".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn quotes_lines_and_underlines_the_token() {
+        let text = "variant: fcos\nk: vé lue\n";
+        let out = warning_at(2, 4).render_pretty(text, "c.bu", false);
+        assert!(
+            out.contains(" 2 | k: vé lue\n   |    ^^^ unused key k\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn long_lines_are_not_quoted() {
+        // One finding per key of a one-line document would otherwise print
+        // the whole document each time.
+        let text = format!("{{{}}}", "k: 1, ".repeat(1000));
+        let out = warning_at(1, 2).render_pretty(&text, "c.bu", false);
+        assert_eq!(out, "warning at $.k, line 1 col 2: unused key k\n");
     }
 }
