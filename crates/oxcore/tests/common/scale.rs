@@ -1,6 +1,8 @@
 //! Butane configs of one shape at any size, for the linearity test
 //! (`tests/butane_linear.rs`) and the scaling benchmark
-//! (`benches/butane_scale.rs`): the same text at 1x, 2x, 4x, 8x.
+//! (`benches/butane_scale.rs`): the same text at 1x, 2x, 4x, 8x. Items
+//! of one shape cost the same (numbers that change which data URL wins,
+//! and so whether contents are gzipped, are padded).
 #![allow(dead_code)] // each user takes its own subset
 
 use std::fmt::Write as _;
@@ -73,7 +75,7 @@ impl Shape {
                 for i in 0..n {
                     let _ = write!(
                         s,
-                        "    - path: /etc/oxcore/b{i}.conf\n      contents:\n        inline: |\n          line one of file {i}\n          line two\n"
+                        "    - path: /etc/oxcore/b{i}.conf\n      contents:\n        inline: |\n          line one of file {i:05}\n          line two\n"
                     );
                 }
             }
