@@ -21,13 +21,6 @@ use scale::{SHAPES, Shape};
 const BASE: usize = 150;
 const BOUND: f64 = 12.0;
 
-fn skip(why: &str) {
-    if std::env::var_os("OXCORE_STRICT").is_some() {
-        panic!("{why} (OXCORE_STRICT is set, so this does not skip)");
-    }
-    eprintln!("SKIP: {why}");
-}
-
 fn oxcore_bin() -> PathBuf {
     std::env::var_os("OXCORE_LINEAR_BIN")
         .map(PathBuf::from)
@@ -59,17 +52,6 @@ fn instructions(link: &Path, args: &[&Path]) -> (u64, Vec<u8>) {
     (refs, out.stdout)
 }
 
-fn have_valgrind() -> bool {
-    let ok = Command::new("valgrind")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        skip("valgrind is not installed (apt-get install valgrind); linearity not counted");
-    }
-    ok
-}
-
 struct Counted {
     butane: u64,
     validate: u64,
@@ -95,7 +77,11 @@ fn count(shape: Shape, dir: &Path, n: usize, bin: &Path) -> Counted {
 
 #[test]
 fn butane_and_validate_are_linear() {
-    if !have_valgrind() {
+    if !test_support::have(
+        "valgrind",
+        &["--version"],
+        "apt-get install valgrind; linearity not counted",
+    ) {
         return;
     }
     let bin = oxcore_bin();
