@@ -96,10 +96,7 @@ pub fn get(
     timeouts: &Timeouts,
     cas: &[Vec<u8>],
 ) -> Result<Vec<u8>, String> {
-    let r = open(url, settings, proxy, timeouts, cas)?;
-    let from = r.url().to_string();
-    r.read_to_vec(crate::http::DEFAULT_LIMIT)
-        .map_err(|e| format!("{e} (from {from})"))
+    crate::http::read_whole(open(url, settings, proxy, timeouts, cas)?)
 }
 
 /// Opens a `gs://` object for streaming.

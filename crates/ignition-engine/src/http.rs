@@ -258,6 +258,14 @@ pub fn request_retrying(
     })
 }
 
+/// An answer of [`open_retrying`] read whole, at most [`DEFAULT_LIMIT`]
+/// bytes (an object fetched into memory).
+pub(crate) fn read_whole(r: Response) -> Result<Vec<u8>, String> {
+    let from = http_client::shorten(r.url());
+    r.read_to_vec(DEFAULT_LIMIT)
+        .map_err(|e| format!("{} (from {from})", e.reason()))
+}
+
 /// Opens a `GET` of `url` with upstream's retries and returns the answer
 /// of a 2xx status for the caller to stream (a resource written to a file
 /// as it arrives).

@@ -340,10 +340,7 @@ pub fn get(
     timeouts: &ignition_config::types::Timeouts,
     cas: &[Vec<u8>],
 ) -> Result<Vec<u8>, String> {
-    let r = open(url, settings, proxy, timeouts, cas)?;
-    let from = r.url().to_string();
-    r.read_to_vec(crate::http::DEFAULT_LIMIT)
-        .map_err(|e| format!("{e} (from {from})"))
+    crate::http::read_whole(open(url, settings, proxy, timeouts, cas)?)
 }
 
 /// [`get`], opened for streaming.

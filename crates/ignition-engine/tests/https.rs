@@ -5,142 +5,40 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use ignition_config::types::{Proxy, Resource, Timeouts, Verification};
 use ignition_engine::resource::Fetcher;
 
 /// A CA, a server certificate for 127.0.0.1 signed by it, and an HTTPS
-/// server over a directory; the server is stopped on drop.
+/// server over a directory (test-support's); stopped on drop.
 struct Tls {
-    dir: tempfile::TempDir,
-    server: Child,
+    certs: test_support::Certs,
+    www: tempfile::TempDir,
+    _server: test_support::TlsServer,
     port: u16,
 }
 
-impl Drop for Tls {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-    }
-}
-
-fn run(dir: &Path, args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-const SERVER: &str = r#"
-import http.server, ssl, sys, functools
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
-httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[2], sys.argv[3])
-httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-print(httpd.server_address[1], flush=True)
-httpd.serve_forever()
-"#;
-
-fn tls(test: &str) -> Option<Tls> {
-    for tool in ["python3", "openssl"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            test_support::skip(&format!("{test}: needs {tool}"));
-            return None;
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    run(
-        d,
-        &[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=oxcore test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    run(
-        d,
-        &[
-            "openssl",
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(d.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(
-        d,
-        &[
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-    std::fs::create_dir(d.join("www")).unwrap();
-    let mut server = Command::new("python3")
-        .args(["-c", SERVER])
-        .arg(d.join("www"))
-        .arg(d.join("server.pem"))
-        .arg(d.join("server.key"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().parse().expect("server port");
-    Some(Tls { dir, server, port })
+fn tls() -> Option<Tls> {
+    let certs = test_support::Certs::new("oxcore test CA")?;
+    let cert = certs.issue("server", &["IP:127.0.0.1"]);
+    let www = tempfile::tempdir().unwrap();
+    let server = test_support::TlsServer::start(www.path(), &cert, &certs.path("server.key"))?;
+    let port = server.port;
+    Some(Tls {
+        certs,
+        www,
+        _server: server,
+        port,
+    })
 }
 
 impl Tls {
     fn put(&self, name: &str, data: &[u8]) {
-        std::fs::write(self.dir.path().join("www").join(name), data).unwrap();
+        std::fs::write(self.www.path().join(name), data).unwrap();
     }
     fn ca_resource(&self) -> Resource {
-        let pem = std::fs::read_to_string(self.dir.path().join("ca.pem")).unwrap();
+        let pem = String::from_utf8(self.certs.read("ca.pem")).unwrap();
         Resource {
             source: Some(format!(
                 "data:,{}",
@@ -186,7 +84,7 @@ fn sha512(data: &[u8]) -> String {
 
 #[test]
 fn trusts_the_configs_certificate_authorities() {
-    let Some(t) = tls("trusts_the_configs_certificate_authorities") else {
+    let Some(t) = tls() else {
         return;
     };
     let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -213,7 +111,7 @@ fn trusts_the_configs_certificate_authorities() {
 
 #[test]
 fn checks_the_servers_name() {
-    let Some(t) = tls("checks_the_servers_name") else {
+    let Some(t) = tls() else {
         return;
     };
     t.put("f", b"x");
@@ -230,7 +128,7 @@ fn checks_the_servers_name() {
 
 #[test]
 fn a_bad_certificate_authority_is_named() {
-    let Some(t) = tls("a_bad_certificate_authority_is_named") else {
+    let Some(t) = tls() else {
         return;
     };
     let f = trusting(vec![source("data:,not%20a%20certificate".into())]);
@@ -257,7 +155,7 @@ fn a_bad_certificate_authority_is_named() {
 /// tunnel end to end. The proxy is a small CONNECT relay in this test.
 #[test]
 fn https_goes_through_the_proxy_with_connect() {
-    let Some(t) = tls("https_goes_through_the_proxy_with_connect") else {
+    let Some(t) = tls() else {
         return;
     };
     t.put("via-proxy", b"tunnelled");

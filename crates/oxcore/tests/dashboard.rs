@@ -3,8 +3,6 @@
 //! and an arc per edge, the rollout progress and the fleet chart, and a
 //! screenshot renders.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
 fn chromium() -> Option<&'static str> {
@@ -17,19 +15,8 @@ fn chromium() -> Option<&'static str> {
 }
 
 fn get(addr: &str, path: &str) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    assert!(
-        out.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&out)
-    );
+    let (status, head, body) = test_support::http_get(addr, path, "");
+    assert_eq!(status, 200, "{head}\n{body}");
 }
 
 #[test]
@@ -82,15 +69,7 @@ fn dashboard_renders_in_headless_chromium() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let addr = test_support::listening_addr(&mut server);
     // A fleet: 40 nodes on a few versions and platforms.
     for i in 0..40 {
         let v = &versions[[3, 8, 10, 11][i % 4]];

@@ -2,7 +2,7 @@
 //! 127.0.0.1, metadata in upstream's layout in a directory, requests over
 //! TCP.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -55,15 +55,7 @@ impl Server {
             .stderr(std::fs::File::create(stats.with_extension("log")).unwrap())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("listening line")
-            .to_string();
+        let addr = test_support::listening_addr(&mut child);
         Server {
             child,
             addr,
@@ -73,19 +65,7 @@ impl Server {
 
     /// (status, headers, body) of a GET.
     fn get(&self, path: &str, extra: &str) -> (u16, String, String) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{extra}\r\n",
-            self.addr
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8(raw).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        (status, head.to_lowercase(), body.to_string())
+        test_support::http_get(&self.addr, path, extra)
     }
 
     fn stop(mut self) {
@@ -528,15 +508,7 @@ fn descriptor_exhaustion_pauses_accepts_and_recovers() {
         .stderr(std::fs::File::create(tmp.path().join("log")).unwrap())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let addr = test_support::listening_addr(&mut child);
     let server = Server {
         child,
         addr,

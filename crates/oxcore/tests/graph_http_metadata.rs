@@ -2,8 +2,6 @@
 //! hostile: a claimed length of a terabyte must neither abort it nor grow
 //! it, and a refresh that fails keeps the last good graph.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,31 +39,15 @@ fn start(metadata: &str, log: &std::path::Path) -> Graph {
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let addr = test_support::listening_addr(&mut child);
     Graph(child, addr)
 }
 
 /// The number of nodes in the stable x86_64 graph, and the status.
 fn nodes(addr: &str) -> (u16, usize) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET /v1/graph?basearch=x86_64&stream=stable HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    let n = serde_json::from_str::<serde_json::Value>(body)
+    let (status, _, body) =
+        test_support::http_get(addr, "/v1/graph?basearch=x86_64&stream=stable", "");
+    let n = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["nodes"].as_array().map(Vec::len))
         .unwrap_or(0);

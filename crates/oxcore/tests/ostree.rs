@@ -872,128 +872,38 @@ fn killed_commits_and_pulls_leave_a_consistent_repository() {
     ok(ox(&repo, &["fsck"]));
 }
 
-/// `openssl` ARGS in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (`NAME.pem`, `NAME.key`) in `dir`.
-fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
-
 #[test]
 fn pulls_over_https_trust_the_remotes_ca_and_nothing_else() {
-    if Command::new("openssl").arg("version").output().is_err() {
-        test_support::skip("openssl is not installed; HTTPS pull not tested");
+    let (Some(certs), Some(other)) = (
+        test_support::Certs::new("oxcore test CA"),
+        test_support::Certs::new("another CA"),
+    ) else {
         return;
-    }
+    };
+    let cert = certs.issue("server", &["IP:127.0.0.1"]);
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    make_ca(d, "ca");
-    make_ca(d, "other");
-    openssl(
-        d,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
     let tree = d.join("tree");
     std::fs::create_dir_all(&tree).unwrap();
     std::fs::write(tree.join("f"), "over TLS").unwrap();
     let src = d.join("src");
     ok(ox(&src, &["init", "--mode=archive"]));
     let c = commit_tree(&src, &tree, "main", &["--no-bindings"]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/serve.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(&src)
-        .args([
-            "0",
-            d.join("server.pem").to_str().unwrap(),
-            d.join("server.key").to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let server = common::Server(
-        child,
-        line.trim().strip_prefix("port ").unwrap().parse().unwrap(),
-    );
-    let url = format!("https://127.0.0.1:{}", server.1);
+    let Some(server) = test_support::TlsServer::start(&src, &cert, &certs.path("server.key"))
+    else {
+        return;
+    };
+    let url = format!("https://127.0.0.1:{}", server.port);
     for (name, ca, good) in [
-        ("right", Some("ca.pem"), true),
-        ("wrong", Some("other.pem"), false),
+        ("right", Some(certs.path("ca.pem")), true),
+        ("wrong", Some(other.path("ca.pem")), false),
         ("none", None, false),
     ] {
         let dest = d.join(format!("dest-{name}"));
         ok(ox(&dest, &["init", "--mode=archive"]));
         let mut args = vec!["remote".to_string(), "add".into()];
         if let Some(ca) = ca {
-            args.push(format!("--set=tls-ca-path={}", d.join(ca).display()));
+            args.push(format!("--set=tls-ca-path={}", ca.display()));
         }
         args.extend(["o".into(), url.clone()]);
         ok(ox(

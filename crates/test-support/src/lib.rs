@@ -421,3 +421,38 @@ fn serve_conn(conn: TcpStream, id: usize, seen: &Mutex<Vec<Seen>>, handler: &Han
         }
     }
 }
+
+/// The address a server we started prints as its first line of output,
+/// `listening on ADDR` (`oxcore graph serve`).
+pub fn listening_addr(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("no listening line: {line:?}"))
+        .to_string()
+}
+
+/// A plain `GET` of `path` from `addr` (one connection, closed after):
+/// (status, the head lower-cased, the body). `extra` is more header lines,
+/// each ending in CRLF.
+pub fn http_get(addr: &str, path: &str, extra: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (status, head.to_lowercase(), body.to_string())
+}
