@@ -57,7 +57,8 @@ impl Drop for SysrootLock {
         };
         // Closing the descriptor releases the record lock.
         drop(file);
-        MINE.with(|m| m.borrow_mut().remove(&self.key));
+        // try_with: a guard may be dropped while the thread ends.
+        let _ = MINE.try_with(|m| m.borrow_mut().remove(&self.key));
         held().retain(|k| *k != self.key);
         RELEASED.notify_all();
     }
