@@ -739,28 +739,10 @@ impl Read for Content {
     }
 }
 
-/// Writes `data` to `path` through a temporary file and a rename.
+/// Writes `data` to `path` (mode 0644) through a temporary file and a
+/// rename ([`util::write_atomic`]).
 pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        unique()
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp).at(&tmp)?;
-        f.write_all(data).at(&tmp)?;
-        if fsync {
-            f.sync_all().at(&tmp)?;
-        }
-        fs::rename(&tmp, path).at(path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    util::write_atomic(path, data, 0o644, fsync).at(path)
 }
 
 fn unique() -> String {

@@ -286,30 +286,16 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             }
         }
         Some(file) => {
-            if let Err(e) = write_atomically(Path::new(file), format!("{output}\n").as_bytes()) {
+            if let Err(e) = util::write_atomic(
+                Path::new(file),
+                format!("{output}\n").as_bytes(),
+                0o644,
+                true,
+            ) {
                 eprintln!("Failed to write config to {file}: {e}");
                 return ExitCode::from(1);
             }
         }
     }
     ExitCode::SUCCESS
-}
-
-/// Writes a file through a temporary name in the same directory and a
-/// rename, so that a failure never leaves a half-written output.
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".butane-")
-        .tempfile_in(dir)?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }

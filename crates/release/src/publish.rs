@@ -425,22 +425,5 @@ pub fn promoted_version(version: &str, to: &str) -> Result<String, PublishError>
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-        f.write_all(data).map_err(|e| e.to_string())?;
-        f.sync_all().map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    util::write_atomic(path, data, 0o644, true).map_err(|e| e.to_string())
 }
