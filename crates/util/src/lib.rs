@@ -29,7 +29,7 @@ pub fn hex_digit(c: u8) -> Option<u8> {
 /// Bytes from hexadecimal (either case); `None` unless every pair is hex.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     b.chunks(2)
