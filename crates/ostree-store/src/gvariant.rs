@@ -259,6 +259,42 @@ pub enum Value {
 }
 
 impl Value {
+    /// A value in GVariant's text format, for the common cases `ostree
+    /// commit --add-metadata=KEY=VALUE` takes: quoted strings, booleans,
+    /// integers (`uint64 N`, `int64 N`, `uint32 N`, or plain `int32`).
+    pub fn parse_text(s: &str) -> Result<Value, Error> {
+        let t = s.trim();
+        if (t.starts_with('\'') && t.ends_with('\'') || t.starts_with('"') && t.ends_with('"'))
+            && t.len() >= 2
+        {
+            return Ok(Value::Str(
+                t[1..t.len() - 1].replace("\\'", "'").replace("\\\"", "\""),
+            ));
+        }
+        match t {
+            "true" => return Ok(Value::Bool(true)),
+            "false" => return Ok(Value::Bool(false)),
+            _ => {}
+        }
+        type Number = fn(&str) -> Option<Value>;
+        let typed: [(&str, Number); 4] = [
+            ("uint64 ", |n| n.parse().ok().map(Value::U64)),
+            ("int64 ", |n| n.parse().ok().map(Value::I64)),
+            ("uint32 ", |n| n.parse().ok().map(Value::U32)),
+            ("", |n| n.parse().ok().map(Value::I32)),
+        ];
+        for (prefix, f) in typed {
+            if let Some(n) = t.strip_prefix(prefix)
+                && let Some(v) = f(n.trim())
+            {
+                return Ok(v);
+            }
+        }
+        err(format!(
+            "Unsupported GVariant text '{s}' (use --add-metadata-string for strings)"
+        ))
+    }
+
     /// A `u` that OSTree stores big-endian.
     pub fn be32(v: u32) -> Value {
         Value::U32(v.swap_bytes())
@@ -793,6 +829,15 @@ fn print(v: &Value, f: &mut fmt::Formatter<'_>, annotate: bool) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gvariant_text() {
+        assert_eq!(Value::parse_text("'x'").unwrap(), Value::Str("x".into()));
+        assert_eq!(Value::parse_text("uint64 5").unwrap(), Value::U64(5));
+        assert_eq!(Value::parse_text("true").unwrap(), Value::Bool(true));
+        assert_eq!(Value::parse_text("-3").unwrap(), Value::I32(-3));
+        assert!(Value::parse_text("[1, 2]").is_err());
+    }
 
     fn roundtrip(v: &Value) {
         let bytes = v.to_bytes();

@@ -18,9 +18,12 @@ pub mod keyfile;
 pub mod object;
 pub mod prune;
 pub mod pull;
+pub mod remote;
 pub mod repo;
 pub mod sign;
 pub mod summary;
+pub mod time;
+pub mod tree;
 
 pub use object::{Checksum, ObjectType};
 pub use repo::{Error, Repo, RepoMode, Result};

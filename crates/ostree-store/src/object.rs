@@ -566,6 +566,14 @@ impl Commit {
         self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
+    /// `ostree show`'s ContentChecksum: the SHA-256 of the root dirtree's
+    /// and dirmeta's checksums, which names the tree whatever the commit.
+    pub fn content_checksum(&self) -> Checksum {
+        let mut b = self.root_tree.0.to_vec();
+        b.extend_from_slice(&self.root_meta.0);
+        Checksum::of(&b)
+    }
+
     /// The `version` metadata string, if any.
     pub fn version(&self) -> Option<&str> {
         self.meta("version").and_then(Value::as_str)

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use ostree_store::Checksum;
 use sysroot::{Deployment, Sysroot, origin_for_refspec};
 
 /// `ostree admin` options shared by every verb.
@@ -391,31 +390,17 @@ pub(crate) fn run_verb(
             index,
         } => {
             let (sr, _lock) = open_locked(&root)?;
-            let list = sr.deployments()?;
-            let d = list
-                .get(index.unwrap_or(0))
-                .ok_or_else(|| anyhow!("No deployment to change"))?;
-            let branch = match branch {
-                Some(b) => b,
-                None => {
-                    let r = d
-                        .refspec()
-                        .ok_or_else(|| anyhow!("No origin refspec; give a BRANCH"))?;
-                    r.split_once(':').map(|(_, b)| b).unwrap_or(r).to_string()
-                }
-            };
-            let mut repo = ostree_store::Repo::open(sr.repo().path())?;
-            let mut cfg = repo.config().clone();
-            let g = format!("remote \"{remote}\"");
-            cfg.set(&g, "url", &url);
-            for kv in &set {
-                let (k, v) = crate::ostree::parse_kv(kv)?;
-                cfg.set(&g, &k, &v);
-            }
-            repo.write_config(cfg)?;
-            let mut origin = d.origin.clone();
-            origin.set("origin", "refspec", &format!("{remote}:{branch}"));
-            sr.write_origin(d, &origin)?;
+            let options = set
+                .iter()
+                .map(|kv| crate::cli::parse_kv(kv))
+                .collect::<Result<Vec<_>>>()?;
+            sr.set_origin(
+                index.unwrap_or(0),
+                &remote,
+                &url,
+                branch.as_deref(),
+                &options,
+            )?;
         }
         AdminVerb::Kargs {
             edit: Some(KargsEdit::EditInPlace { append_if_missing }),
@@ -446,7 +431,7 @@ pub(crate) fn run_verb(
             replace,
         } => {
             let (sr, _lock) = open_locked(&root)?;
-            let d = default_deployment(&sr)?;
+            let d = sr.origin_deployment()?;
             let kargs = sysroot::bls::edit_kargs(&d.kargs, &append, &delete, &replace)
                 .map_err(|e| anyhow!(e))?;
             if kargs.split_whitespace().eq(d.kargs.split_whitespace()) {
@@ -472,45 +457,27 @@ pub(crate) fn run_verb(
             lock_finalization,
         } => {
             let (sr, _lock) = open_locked(&root)?;
-            let d = default_deployment(&sr)?;
-            let refspec = d
-                .refspec()
-                .ok_or_else(|| anyhow!("Deployment has no origin refspec"))?
-                .to_string();
-            // A remote's ref is pulled first, as `ostree admin upgrade` does.
-            if let Some((remote, branch)) = refspec.split_once(':') {
-                let code = crate::ostree::pull_cmd(
-                    sr.repo(),
-                    remote,
-                    vec![branch.to_string()],
-                    8,
-                    false,
-                    None,
-                )?;
-                if code != ExitCode::SUCCESS {
-                    return Ok(code);
-                }
-            }
-            let new = sr.repo().resolve_rev(&refspec)?;
-            if new == d.checksum {
-                writeln!(out, "No update available.")?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            check_not_downgrade(sr.repo(), &d.checksum, &new, allow_downgrade)?;
-            // Following the ref again ends a `deploy <version>` override.
-            let mut origin = d.origin.clone();
-            if d.override_commit().is_some() {
-                origin = sysroot::origin_for_refspec(&refspec);
-            }
-            let nd = deploy_or_stage(
-                &sr,
-                &d.os,
-                &new,
-                origin,
-                stage || lock_finalization,
+            let stats = ostree_store::pull::PullStats::default();
+            let progress = crate::cli::PullProgress::new();
+            let show = |s: &ostree_store::pull::PullStats| progress.show(s);
+            let opts = sysroot::UpdateOptions {
+                allow_downgrade,
+                stage,
                 lock_finalization,
-            )?;
-            writeln!(out, "Upgraded to {}", nd.name())?;
+            };
+            let puller = sysroot::Puller {
+                connections: 8,
+                stats: &stats,
+                progress: &show,
+            };
+            let (report, outcome) = sr.upgrade(&opts, &puller)?;
+            if let Some(r) = &report {
+                progress.finish(r);
+            }
+            match outcome {
+                sysroot::Upgrade::NoUpdate => writeln!(out, "No update available.")?,
+                sysroot::Upgrade::Deployed(nd) => writeln!(out, "Upgraded to {}", nd.name())?,
+            }
         }
         AdminVerb::PinIndexes { indexes, unpin } => {
             return run_verb(sysroot, AdminVerb::Pin { indexes, unpin }, out);
@@ -520,30 +487,16 @@ pub(crate) fn run_verb(
             lock_finalization,
         } => {
             let (sr, _lock) = open_locked(&root)?;
-            let d = default_deployment(&sr)?;
-            let commit = match Checksum::from_hex(&revision) {
-                Ok(c) => c,
-                Err(_) => find_version(sr.repo(), &d, &revision)?,
+            let opts = sysroot::UpdateOptions {
+                lock_finalization,
+                ..Default::default()
             };
-            let mut origin = d.origin.clone();
-            origin.set("origin", "override-commit", &commit.to_hex());
-            let nd = deploy_or_stage(
-                &sr,
-                &d.os,
-                &commit,
-                origin,
-                lock_finalization,
-                lock_finalization,
-            )?;
+            let nd = sr.deploy_revision(&revision, &opts)?;
             writeln!(out, "Deployed {revision}: {}", nd.name())?;
         }
         AdminVerb::Switch { refspec } => {
             let (sr, _lock) = open_locked(&root)?;
-            let d = default_deployment(&sr)?;
-            let commit = sr.repo().resolve_rev(&refspec)?;
-            let mut origin = d.origin.clone();
-            origin.set("origin", "refspec", &refspec);
-            let nd = sr.deploy(&d.os, &commit, origin, None, &Default::default())?;
+            let nd = sr.rebase(&refspec)?;
             writeln!(out, "Switched to {refspec}: {}", nd.name())?;
         }
     }
@@ -558,72 +511,6 @@ fn open_locked(root: &Path) -> Result<(Sysroot, sysroot::SysrootLock)> {
     let sr = Sysroot::open(root)?;
     let lock = sr.lock_with(|| println!("Waiting for sysroot lock..."))?;
     Ok((sr, lock))
-}
-
-/// Deploys now, or stages (optionally locked) for finalization at shutdown.
-fn deploy_or_stage(
-    sr: &Sysroot,
-    os: &str,
-    commit: &Checksum,
-    origin: ostree_store::keyfile::KeyFile,
-    stage: bool,
-    locked: bool,
-) -> Result<Deployment> {
-    if stage {
-        Ok(sr.stage(os, commit, origin, None, locked)?)
-    } else {
-        Ok(sr.deploy(os, commit, origin, None, &Default::default())?)
-    }
-}
-
-/// The deployment an operation starts from: the booted one, else the
-/// default.
-fn default_deployment(sr: &Sysroot) -> Result<Deployment> {
-    let list = sr.deployments()?;
-    let booted = sr.booted_index(&list)?;
-    list.get(booted.unwrap_or(0))
-        .cloned()
-        .ok_or_else(|| anyhow!("No deployments"))
-}
-
-/// The commit of `version` in the history of `d`'s origin ref.
-fn find_version(repo: &ostree_store::Repo, d: &Deployment, version: &str) -> Result<Checksum> {
-    let refspec = d
-        .refspec()
-        .ok_or_else(|| anyhow!("Deployment has no origin refspec"))?;
-    let mut c = Some(repo.resolve_rev(refspec)?);
-    while let Some(cur) = c {
-        let Ok(commit) = repo.load_commit(&cur) else {
-            break;
-        };
-        if commit.version() == Some(version) {
-            return Ok(cur);
-        }
-        c = commit.parent;
-    }
-    bail!("Version {version} not found in the history of {refspec}")
-}
-
-/// Refuses a commit older than the deployed one (by timestamp), as
-/// `rpm-ostree upgrade` does, unless allowed.
-fn check_not_downgrade(
-    repo: &ostree_store::Repo,
-    old: &Checksum,
-    new: &Checksum,
-    allow: bool,
-) -> Result<()> {
-    if allow {
-        return Ok(());
-    }
-    let (o, n) = (repo.load_commit(old)?, repo.load_commit(new)?);
-    if n.timestamp < o.timestamp {
-        bail!(
-            "Upgrade target revision '{new}' with timestamp {} is chronologically older than current revision '{old}' with timestamp {}; use --allow-downgrade to permit",
-            n.timestamp,
-            o.timestamp
-        );
-    }
-    Ok(())
 }
 
 /// `ostree admin status`, or JSON with the same facts.

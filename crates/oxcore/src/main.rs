@@ -6,6 +6,7 @@
 
 mod admin;
 mod butane;
+mod cli;
 mod demo;
 mod graph;
 mod ignition;

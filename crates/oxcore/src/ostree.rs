@@ -7,7 +7,6 @@
 //! on. Output formats match `ostree`'s where scripts read them (a commit's
 //! checksum on stdout, `ls`, `log`, `show`, `refs`, `diff`, `fsck` lines).
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,9 +18,13 @@ use ostree_store::commit::{
     CommitInfo, CommitOptions, TreeBuilder, checksum_path, ref_binding, write_commit,
 };
 use ostree_store::gvariant::Value;
-use ostree_store::keyfile::KeyFile;
+
 use ostree_store::object::{Checksum, Commit, ObjectType};
-use ostree_store::pull::{HttpFetcher, PullOptions, PullStats};
+use ostree_store::pull::PullStats;
+use ostree_store::remote::{KeySource, NewRemote, PullRequest, Remote};
+use ostree_store::{time, tree};
+
+use crate::cli::{PullProgress, format_size, parse_kv};
 use ostree_store::{Repo, RepoMode, fsck, prune, sign, summary};
 
 /// The OS store: an OSTree-format repository (takes `ostree`'s arguments).
@@ -557,12 +560,12 @@ fn run(cli: OstreeCli) -> Result<ExitCode> {
             let repo = open(&cli.repo)?;
             let commit = repo.load_commit(&repo.resolve_rev(&rev)?)?;
             for p in paths {
-                match lookup(&repo, &commit, &p)? {
-                    Node::File(fc) => {
+                match tree::lookup(&repo, &commit, &p)? {
+                    tree::Node::File(fc) => {
                         let (_, mut content) = repo.open_file(&fc)?;
                         std::io::copy(&mut content, out)?;
                     }
-                    Node::Dir(..) => bail!("{p}: Is a directory"),
+                    tree::Node::Dir(..) => bail!("{p}: Is a directory"),
                 }
             }
         }
@@ -600,22 +603,15 @@ fn run(cli: OstreeCli) -> Result<ExitCode> {
                 }
             };
             let (ca, cb) = (repo.load_commit(&a)?, repo.load_commit(&b)?);
-            let mut lines = Vec::new();
-            diff_trees(
-                &repo,
-                Some((ca.root_tree, ca.root_meta)),
-                Some((cb.root_tree, cb.root_meta)),
-                "",
-                &mut lines,
-            )?;
+            let mut lines = tree::diff(&repo, &ca, &cb)?;
             // As ostree: modified, then removed, then added, each in tree order.
             lines.sort_by_key(|(k, _)| match k {
-                'M' => 0,
-                'D' => 1,
-                _ => 2,
+                tree::Change::Modified => 0,
+                tree::Change::Deleted => 1,
+                tree::Change::Added => 2,
             });
             for (kind, path) in lines {
-                writeln!(out, "{kind}    {path}")?;
+                writeln!(out, "{}    {path}", kind.letter())?;
             }
         }
         Verb::Checksum {
@@ -647,7 +643,7 @@ fn run(cli: OstreeCli) -> Result<ExitCode> {
                 keep_younger_than: args
                     .keep_younger_than
                     .as_deref()
-                    .map(parse_time)
+                    .map(time::parse_timestamp)
                     .transpose()?,
                 dry_run: args.no_prune,
             };
@@ -767,47 +763,6 @@ fn check_sign_type(t: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn parse_kv(s: &str) -> Result<(String, String)> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| anyhow!("Missing '=' in KEY=VALUE pair '{s}'"))?;
-    Ok((k.to_string(), v.to_string()))
-}
-
-/// GVariant text for the common cases: quoted strings, booleans, integers
-/// (with `uint64`/`int64`/`uint32` annotations), bare words as strings.
-fn parse_gvariant_text(s: &str) -> Result<Value> {
-    let t = s.trim();
-    if (t.starts_with('\'') && t.ends_with('\'') || t.starts_with('"') && t.ends_with('"'))
-        && t.len() >= 2
-    {
-        return Ok(Value::Str(
-            t[1..t.len() - 1].replace("\\'", "'").replace("\\\"", "\""),
-        ));
-    }
-    match t {
-        "true" => return Ok(Value::Bool(true)),
-        "false" => return Ok(Value::Bool(false)),
-        _ => {}
-    }
-    for (prefix, f) in [
-        (
-            "uint64 ",
-            (|n: &str| n.parse::<u64>().ok().map(Value::U64)) as fn(&str) -> Option<Value>,
-        ),
-        ("int64 ", |n: &str| n.parse::<i64>().ok().map(Value::I64)),
-        ("uint32 ", |n: &str| n.parse::<u32>().ok().map(Value::U32)),
-        ("", |n: &str| n.parse::<i32>().ok().map(Value::I32)),
-    ] {
-        if let Some(n) = t.strip_prefix(prefix)
-            && let Some(v) = f(n.trim())
-        {
-            return Ok(v);
-        }
-    }
-    bail!("Unsupported GVariant text '{s}' (use --add-metadata-string for strings)")
-}
-
 fn commit(repo: &mut Repo, args: CommitArgs) -> Result<Checksum> {
     if let Some(on) = args.fsync {
         repo.set_fsync(on);
@@ -825,7 +780,11 @@ fn commit(repo: &mut Repo, args: CommitArgs) -> Result<Checksum> {
             None => None,
         },
     };
-    let timestamp = args.timestamp.as_deref().map(parse_time).transpose()?;
+    let timestamp = args
+        .timestamp
+        .as_deref()
+        .map(time::parse_timestamp)
+        .transpose()?;
     let mut metadata = Vec::new();
     for kv in &args.add_metadata_string {
         let (k, v) = parse_kv(kv)?;
@@ -833,7 +792,7 @@ fn commit(repo: &mut Repo, args: CommitArgs) -> Result<Checksum> {
     }
     for kv in &args.add_metadata {
         let (k, v) = parse_kv(kv)?;
-        metadata.push((k, parse_gvariant_text(&v)?));
+        metadata.push((k, Value::parse_text(&v)?));
     }
     if !args.no_bindings {
         let mut refs = args.bind_ref.clone();
@@ -925,92 +884,6 @@ fn commit(repo: &mut Repo, args: CommitArgs) -> Result<Checksum> {
     Ok(c)
 }
 
-fn format_time(t: u64) -> String {
-    let (y, m, d) = civil_time::civil_from_days((t / 86_400) as i64);
-    let s = t % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
-/// As GLib's ISO 8601 in UTC, the way `ostree summary --view` prints times.
-fn format_iso(t: u64) -> String {
-    let (y, m, d) = civil_time::civil_from_days((t / 86_400) as i64);
-    let s = t % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
-/// `@EPOCH`, or ISO 8601 `YYYY-MM-DD[T ]HH:MM[:SS][Z|±HH:MM]` (UTC when no
-/// zone is given), or a date alone.
-fn parse_time(s: &str) -> Result<u64> {
-    if let Some(n) = s.strip_prefix('@') {
-        return n.parse().map_err(|_| anyhow!("Could not parse '{s}'"));
-    }
-    let bad = || anyhow!("Could not parse '{s}'");
-    let (date, rest) = s.split_at(s.find(['T', ' ']).unwrap_or(s.len()));
-    let mut dp = date.splitn(3, '-');
-    let (y, mo, d): (i64, u32, u32) = (
-        dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?,
-        dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?,
-        dp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return Err(bad());
-    }
-    let mut secs = civil_time::days_from_civil(y, mo, d) * 86_400;
-    let rest = rest.get(1..).unwrap_or("");
-    if !rest.is_empty() {
-        let (time, zone) = match rest.find(['Z', '+', '-']) {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
-        let mut tp = time.split(':');
-        let h: i64 = tp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-        let mi: i64 = tp.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
-        let sec: f64 = tp
-            .next()
-            .map(|x| x.parse().map_err(|_| bad()))
-            .transpose()?
-            .unwrap_or(0.0);
-        secs += h * 3600 + mi * 60 + sec as i64;
-        if let Some(z) = zone.strip_prefix(['+', '-']) {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let (zh, zm) = z
-                .split_once(':')
-                .unwrap_or((z.get(..2).unwrap_or(z), z.get(2..).unwrap_or("0")));
-            let off =
-                zh.parse::<i64>().map_err(|_| bad())? * 3600 + zm.parse::<i64>().unwrap_or(0) * 60;
-            secs -= sign * off;
-        } else if !zone.is_empty() && zone != "Z" {
-            return Err(bad());
-        }
-    }
-    u64::try_from(secs).map_err(|_| bad())
-}
-
-fn format_size(n: u64) -> String {
-    match n {
-        0..1000 => format!("{n} bytes"),
-        1000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        _ => format!("{:.1} GB", n as f64 / 1e9),
-    }
-}
-
-fn content_checksum(c: &Commit) -> Checksum {
-    let mut b = c.root_tree.0.to_vec();
-    b.extend_from_slice(&c.root_meta.0);
-    Checksum::of(&b)
-}
-
 fn print_commit(
     out: &mut dyn Write,
     repo: &Repo,
@@ -1031,8 +904,8 @@ fn print_commit(
     if let Some(p) = commit.parent {
         writeln!(out, "Parent:  {p}")?;
     }
-    writeln!(out, "ContentChecksum:  {}", content_checksum(commit))?;
-    writeln!(out, "Date:  {}", format_time(commit.timestamp))?;
+    writeln!(out, "ContentChecksum:  {}", commit.content_checksum())?;
+    writeln!(out, "Date:  {}", time::format_log_date(commit.timestamp))?;
     if let Some(v) = commit.version() {
         writeln!(out, "Version: {v}")?;
     }
@@ -1068,7 +941,7 @@ fn print_summary(out: &mut dyn Write, s: &summary::Summary) -> Result<()> {
                 }
                 ("ostree.commit.timestamp", v) => {
                     let t = v.as_be64().unwrap_or(0);
-                    writeln!(out, "    Timestamp ({k}): {}", format_iso(t))?
+                    writeln!(out, "    Timestamp ({k}): {}", time::format_iso(t))?
                 }
                 _ => writeln!(out, "    {k}: {v}")?,
             }
@@ -1081,7 +954,7 @@ fn print_summary(out: &mut dyn Write, s: &summary::Summary) -> Result<()> {
             ("ostree.summary.last-modified", v) => writeln!(
                 out,
                 "Last-Modified ({k}): {}",
-                format_iso(v.as_be64().unwrap_or(0))
+                time::format_iso(v.as_be64().unwrap_or(0))
             )?,
             ("ostree.summary.tombstone-commits", Value::Bool(b)) => writeln!(
                 out,
@@ -1092,29 +965,6 @@ fn print_summary(out: &mut dyn Write, s: &summary::Summary) -> Result<()> {
         }
     }
     Ok(())
-}
-
-enum Node {
-    File(Checksum),
-    Dir(Checksum, Checksum),
-}
-
-fn lookup(repo: &Repo, commit: &Commit, path: &str) -> Result<Node> {
-    let mut node = Node::Dir(commit.root_tree, commit.root_meta);
-    for comp in path.split('/').filter(|c| !c.is_empty()) {
-        let Node::Dir(t, _) = node else {
-            bail!("No such file or directory: {path}");
-        };
-        let tree = repo.load_dirtree(&t)?;
-        node = if let Some((_, tc, mc)) = tree.dirs.iter().find(|d| d.0 == comp) {
-            Node::Dir(*tc, *mc)
-        } else if let Some((_, fc)) = tree.files.iter().find(|f| f.0 == comp) {
-            Node::File(*fc)
-        } else {
-            bail!("No such file or directory: {path}");
-        };
-    }
-    Ok(node)
 }
 
 struct Ls<'a> {
@@ -1143,9 +993,9 @@ impl Ls<'_> {
     fn path(&self, out: &mut dyn Write, commit: &Commit, path: &str, dironly: bool) -> Result<()> {
         let clean = format!("/{}", path.trim_matches('/'));
         let clean = if clean == "/" { "/".to_string() } else { clean };
-        match lookup(self.repo, commit, &clean)? {
-            Node::File(c) => self.file(out, &clean, &c),
-            Node::Dir(t, m) => {
+        match tree::lookup(self.repo, commit, &clean)? {
+            tree::Node::File(c) => self.file(out, &clean, &c),
+            tree::Node::Dir(t, m) => {
                 self.dir_line(out, &clean, &t, &m)?;
                 if !dironly {
                     self.children(out, &clean, &t)?;
@@ -1231,82 +1081,6 @@ impl Ls<'_> {
     }
 }
 
-type TreeRef = Option<(Checksum, Checksum)>;
-
-/// A dirtree's files and directories by name.
-type Listing = (
-    BTreeMap<String, Checksum>,
-    BTreeMap<String, (Checksum, Checksum)>,
-);
-
-fn diff_trees(
-    repo: &Repo,
-    a: TreeRef,
-    b: TreeRef,
-    prefix: &str,
-    out: &mut Vec<(char, String)>,
-) -> Result<()> {
-    let load = |t: TreeRef| -> Result<Listing> {
-        match t {
-            None => Ok(Default::default()),
-            Some((tc, _)) => {
-                let tree = repo.load_dirtree(&tc)?;
-                Ok((
-                    tree.files.into_iter().collect(),
-                    tree.dirs.into_iter().map(|(n, t, m)| (n, (t, m))).collect(),
-                ))
-            }
-        }
-    };
-    let (fa, da) = load(a)?;
-    let (fb, db) = load(b)?;
-    let mut names: Vec<&String> = fa
-        .keys()
-        .chain(fb.keys())
-        .chain(da.keys())
-        .chain(db.keys())
-        .collect();
-    names.sort();
-    names.dedup();
-    for n in names {
-        let path = format!("{prefix}/{n}");
-        match (fa.get(n), fb.get(n), da.get(n), db.get(n)) {
-            (Some(x), Some(y), _, _) if x != y => out.push(('M', path)),
-            (Some(_), Some(_), _, _) => {}
-            (Some(_), None, _, None) => out.push(('D', path)),
-            (None, Some(_), None, _) => out.push(('A', path)),
-            (Some(_), None, _, Some(d)) => {
-                out.push(('D', path.clone()));
-                out.push(('A', path.clone()));
-                diff_trees(repo, None, Some(*d), &path, out)?;
-            }
-            (None, Some(_), Some(d), _) => {
-                diff_trees(repo, Some(*d), None, &path, out)?;
-                out.push(('D', path.clone()));
-                out.push(('A', path));
-            }
-            (None, None, Some(x), Some(y)) => {
-                if x.1 != y.1 {
-                    out.push(('M', path.clone()));
-                }
-                if x.0 != y.0 {
-                    diff_trees(repo, Some(*x), Some(*y), &path, out)?;
-                }
-            }
-            (None, None, Some(x), None) => {
-                out.push(('D', path.clone()));
-                diff_trees(repo, Some(*x), None, &path, out)?;
-            }
-            (None, None, None, Some(y)) => {
-                out.push(('A', path.clone()));
-                diff_trees(repo, None, Some(*y), &path, out)?;
-            }
-            (None, None, None, None) => {}
-        }
-    }
-    Ok(())
-}
-
 fn fsck_cmd(repo: &Repo, quiet: bool, out: &mut dyn Write) -> Result<ExitCode> {
     if !quiet {
         writeln!(out, "Validating refs...")?;
@@ -1347,13 +1121,8 @@ fn fsck_cmd(repo: &Repo, quiet: bool, out: &mut dyn Write) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn remote_group(name: &str) -> String {
-    format!("remote \"{name}\"")
-}
-
 fn remote_cmd(repo_arg: &Option<PathBuf>, v: RemoteVerb, out: &mut dyn Write) -> Result<()> {
     let mut repo = open(repo_arg)?;
-    let mut cfg: KeyFile = repo.config().clone();
     match v {
         RemoteVerb::Add {
             name,
@@ -1364,69 +1133,49 @@ fn remote_cmd(repo_arg: &Option<PathBuf>, v: RemoteVerb, out: &mut dyn Write) ->
             set,
             if_not_exists,
         } => {
-            if cfg.groups().contains(&remote_group(&name).as_str()) {
-                if if_not_exists {
-                    return Ok(());
+            let sign_verify = match sign_verify {
+                None => None,
+                Some(sv) => {
+                    let (ty, src) = sv
+                        .split_once('=')
+                        .ok_or_else(|| anyhow!("Invalid --sign-verify '{sv}'"))?;
+                    check_sign_type(ty)?;
+                    Some(match src.split_once(':') {
+                        Some(("inline", key)) => KeySource::Inline(key.to_string()),
+                        Some(("file", path)) => KeySource::File(path.into()),
+                        _ => {
+                            bail!("Invalid key reference '{src}': expected inline:KEY or file:PATH")
+                        }
+                    })
                 }
-                bail!("Remote configuration for \"{name}\" already exists");
-            }
-            let g = remote_group(&name);
-            cfg.set(&g, "url", &url);
-            if !branches.is_empty() {
-                cfg.set(&g, "branches", &format!("{};", branches.join(";")));
-            }
-            if no_gpg_verify {
-                cfg.set(&g, "gpg-verify", "false");
-            }
-            if let Some(sv) = sign_verify {
-                let (ty, src) = sv
-                    .split_once('=')
-                    .ok_or_else(|| anyhow!("Invalid --sign-verify '{sv}'"))?;
-                check_sign_type(ty)?;
-                cfg.set(&g, "sign-verify", "true");
-                match src.split_once(':') {
-                    Some(("inline", key)) => cfg.set(&g, "verification-ed25519-key", key),
-                    Some(("file", path)) => cfg.set(&g, "verification-ed25519-file", path),
-                    _ => bail!("Invalid key reference '{src}': expected inline:KEY or file:PATH"),
-                }
-            }
-            for kv in set {
-                let (k, v) = parse_kv(&kv)?;
-                cfg.set(&g, &k, &v);
-            }
-            repo.write_config(cfg)?;
+            };
+            let new = NewRemote {
+                name,
+                url,
+                branches,
+                no_gpg_verify,
+                sign_verify,
+                set: set.iter().map(|kv| parse_kv(kv)).collect::<Result<_>>()?,
+            };
+            Remote::add(&mut repo, &new, if_not_exists)?;
         }
         RemoteVerb::List { show_urls } => {
-            for g in cfg.groups() {
-                if let Some(name) = g
-                    .strip_prefix("remote \"")
-                    .and_then(|r| r.strip_suffix('"'))
-                {
-                    if show_urls {
-                        writeln!(out, "{name}  {}", cfg.get(g, "url").unwrap_or(""))?;
-                    } else {
-                        writeln!(out, "{name}")?;
-                    }
+            for (name, url) in Remote::list(&repo) {
+                if show_urls {
+                    writeln!(out, "{name}  {url}")?;
+                } else {
+                    writeln!(out, "{name}")?;
                 }
             }
         }
         RemoteVerb::Delete { name, if_exists } => {
-            if !cfg.remove_group(&remote_group(&name)) {
-                if if_exists {
-                    return Ok(());
-                }
-                bail!("Remote \"{name}\" not found");
-            }
-            repo.write_config(cfg)?;
+            Remote::delete(&mut repo, &name, if_exists)?;
         }
         RemoteVerb::ShowUrl { name } => {
-            let url = cfg
-                .get(&remote_group(&name), "url")
-                .ok_or_else(|| anyhow!("Remote \"{name}\" not found"))?;
-            writeln!(out, "{url}")?;
+            writeln!(out, "{}", Remote::load(&repo, &name)?.url)?;
         }
         RemoteVerb::Refs { name } => {
-            let f = remote_fetcher(&repo, &name, None)?;
+            let f = Remote::load(&repo, &name)?.fetcher()?;
             let summary = ostree_store::pull::fetch_summary(&f)?
                 .ok_or_else(|| anyhow!("Remote refs not available; server has no summary file"))?;
             for r in summary.refs {
@@ -1437,27 +1186,8 @@ fn remote_cmd(repo_arg: &Option<PathBuf>, v: RemoteVerb, out: &mut dyn Write) ->
     Ok(())
 }
 
-/// The fetcher for a remote: its URL (or `url` given instead) and its
-/// `tls-ca-path`, as ostree reads them.
-fn remote_fetcher(repo: &Repo, remote: &str, url: Option<String>) -> Result<HttpFetcher> {
-    let cfg = repo.config();
-    let g = remote_group(remote);
-    let url = match url {
-        Some(u) => u,
-        None => cfg
-            .get(&g, "url")
-            .ok_or_else(|| anyhow!("Remote \"{remote}\" not found"))?
-            .to_string(),
-    };
-    // As ostree: `tls-ca-path` names a PEM file of CAs for this remote.
-    let cas = match cfg.get(&g, "tls-ca-path") {
-        Some(p) => vec![std::fs::read(p).with_context(|| format!("tls-ca-path {p}"))?],
-        None => Vec::new(),
-    };
-    Ok(HttpFetcher::new(&url, &cas)?)
-}
-
-pub(crate) fn pull_cmd(
+/// `ostree pull REMOTE [REF…]`, with a progress line on a terminal.
+fn pull_cmd(
     repo: &Repo,
     remote: &str,
     refs: Vec<String>,
@@ -1465,111 +1195,20 @@ pub(crate) fn pull_cmd(
     mirror: bool,
     url: Option<String>,
 ) -> Result<ExitCode> {
-    let fetcher = remote_fetcher(repo, remote, url)?;
-    let cfg = repo.config();
-    let g = remote_group(remote);
-    let refs = if refs.is_empty() {
-        cfg.get(&g, "branches")
-            .map(|b| {
-                b.split(';')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    } else {
-        refs
-    };
-    if refs.is_empty() {
-        bail!("No refs given and remote \"{remote}\" has no default branches");
-    }
-    let verify_keys = if cfg.get_bool(&g, "sign-verify").unwrap_or(false) {
-        let mut text = String::new();
-        if let Some(k) = cfg.get(&g, "verification-ed25519-key") {
-            text.push_str(k);
-            text.push('\n');
-        }
-        if let Some(f) = cfg.get(&g, "verification-ed25519-file") {
-            text.push_str(&std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?);
-        }
-        let keys = sign::public_keys(&text)?;
-        if keys.is_empty() {
-            bail!(
-                "Remote \"{remote}\" requires signatures but has no verification-ed25519-key/-file"
-            );
-        }
-        Some(keys)
-    } else {
-        None
-    };
-    let opts = PullOptions {
-        remote: remote.to_string(),
-        refs,
-        verify_keys,
-        connections,
-        mirror,
-    };
-    let tty = std::io::stderr().is_terminal();
+    let remote = Remote::load_with_url(repo, remote, url.as_deref())?;
     let stats = PullStats::default();
-    let last = std::sync::Mutex::new(std::time::Instant::now());
-    let progress = |s: &PullStats| {
-        use std::sync::atomic::Ordering::Relaxed;
-        if !tty {
-            return;
-        }
-        let mut l = last.lock().expect("lock");
-        if l.elapsed().as_millis() < 100 {
-            return;
-        }
-        *l = std::time::Instant::now();
-        let (f, r, p) = (
-            s.fetched.load(Relaxed),
-            s.requested.load(Relaxed),
-            s.present.load(Relaxed),
-        );
-        let done = f + p;
-        eprint!(
-            "\rReceiving objects: {}% ({done}/{r}) {}   ",
-            done * 100 / r.max(1),
-            format_size(s.bytes.load(Relaxed))
-        );
-    };
-    let report = ostree_store::pull::pull(repo, &fetcher, &opts, &stats, &progress)?;
-    if tty {
-        eprint!("\r\x1b[K");
-    }
-    eprintln!(
-        "{} metadata and content objects fetched; {} transferred ({} bytes)",
-        report.fetched,
-        format_size(report.bytes),
-        report.bytes
-    );
+    let progress = PullProgress::new();
+    let show = |s: &PullStats| progress.show(s);
+    let report = remote.pull(
+        repo,
+        &PullRequest {
+            refs: &refs,
+            connections,
+            mirror,
+            stats: &stats,
+            progress: &show,
+        },
+    )?;
+    progress.finish(&report);
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_parse_and_print() {
-        assert_eq!(parse_time("2024-01-01T00:00:00Z").unwrap(), 1_704_067_200);
-        assert_eq!(
-            parse_time("2024-01-01T01:00:00+01:00").unwrap(),
-            1_704_067_200
-        );
-        assert_eq!(parse_time("@1704067200").unwrap(), 1_704_067_200);
-        assert_eq!(parse_time("2024-01-01").unwrap(), 1_704_067_200);
-        assert!(parse_time("yesterday").is_err());
-        assert_eq!(format_time(1_704_067_200), "2024-01-01 00:00:00 +0000");
-        assert_eq!(format_time(951_782_400), "2000-02-29 00:00:00 +0000");
-    }
-
-    #[test]
-    fn gvariant_text() {
-        assert_eq!(parse_gvariant_text("'x'").unwrap(), Value::Str("x".into()));
-        assert_eq!(parse_gvariant_text("uint64 5").unwrap(), Value::U64(5));
-        assert_eq!(parse_gvariant_text("true").unwrap(), Value::Bool(true));
-        assert!(parse_gvariant_text("[1, 2]").is_err());
-    }
 }

@@ -29,9 +29,11 @@
 pub mod bls;
 pub mod etc_merge;
 pub mod lock;
+pub mod policy;
 pub mod prepare;
 
 pub use lock::SysrootLock;
+pub use policy::{Puller, UpdateOptions, Upgrade};
 
 use std::collections::HashSet;
 use std::fs;
@@ -75,6 +77,34 @@ pub enum Error {
         dir: String,
         /// What is wrong.
         why: String,
+    },
+    /// There is no deployment to start from.
+    #[error("No deployments")]
+    NoDeployments,
+    /// The deployment's origin follows no refspec.
+    #[error("Deployment has no origin refspec")]
+    NoOriginRefspec,
+    /// The update is older than what is deployed, and that was not allowed.
+    #[error(
+        "Upgrade target revision '{new}' with timestamp {new_timestamp} is chronologically older than current revision '{old}' with timestamp {old_timestamp}; use --allow-downgrade to permit"
+    )]
+    Downgrade {
+        /// The update.
+        new: Checksum,
+        /// Its commit time.
+        new_timestamp: u64,
+        /// The deployed commit.
+        old: Checksum,
+        /// Its commit time.
+        old_timestamp: u64,
+    },
+    /// `deploy VERSION` found no such version in the origin's history.
+    #[error("Version {version} not found in the history of {refspec}")]
+    VersionNotFound {
+        /// The version asked for.
+        version: String,
+        /// The origin's refspec.
+        refspec: String,
     },
     /// Anything else, in words.
     #[error("{0}")]
