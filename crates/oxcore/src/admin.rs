@@ -513,65 +513,39 @@ fn open_locked(root: &Path) -> Result<(Sysroot, sysroot::SysrootLock)> {
     Ok((sr, lock))
 }
 
-/// `ostree admin status`, or JSON with the same facts.
+/// `ostree admin status`, or `rpm-ostree status --json` (the format
+/// Zincati reads).
 pub fn print_status(sr: &Sysroot, json: bool, out: &mut dyn Write) -> Result<()> {
-    let mut list = sr.deployments()?;
-    let booted = sr.booted_index(&list)?;
-    // A staged deployment is listed first, as ostree does; indexes of the
-    // boot configuration shift by one in the listing.
-    let staged = sr.staged()?;
-    let has_staged = staged.is_some();
-    if let Some(s) = staged {
-        list.insert(0, s);
-    }
-    let booted = booted.map(|b| b + usize::from(has_staged));
-    let locked = sr.finalization_locked();
+    let status = sr.status()?;
     if json {
-        let items: Vec<serde_json::Value> = list
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                serde_json::json!({
-                    "index": i,
-                    "osname": d.os,
-                    "checksum": d.checksum.to_hex(),
-                    "serial": d.serial,
-                    "version": d.version,
-                    "origin": d.refspec(),
-                    "booted": Some(i) == booted,
-                    "pending": booted.is_some_and(|b| i < b),
-                    "rollback": booted.is_some_and(|b| i > b) || (booted.is_none() && i > 0),
-                    "pinned": d.pinned(),
-                    "staged": has_staged && i == 0,
-                    "finalization-locked": has_staged && i == 0 && locked,
-                    "kargs": d.kargs_display(),
-                })
-            })
-            .collect();
         writeln!(
             out,
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "deployments": items }))?
+            serde_json::to_string_pretty(&status.to_rpm_ostree_json())?
         )?;
         return Ok(());
     }
-    if list.is_empty() {
+    if status.deployments.is_empty() {
         writeln!(out, "No deployments.")?;
         return Ok(());
     }
-    for (i, d) in list.iter().enumerate() {
-        let mark = if Some(i) == booted { "* " } else { "  " };
-        let label = match booted {
-            _ if has_staged && i == 0 => " (staged)",
-            Some(b) if i < b => " (pending)",
-            Some(b) if i > b => " (rollback)",
-            _ => "",
+    for s in &status.deployments {
+        let d = &s.deployment;
+        let mark = if s.booted { "* " } else { "  " };
+        let label = if s.staged {
+            " (staged)"
+        } else if s.pending {
+            " (pending)"
+        } else if s.rollback && status.deployments.iter().any(|o| o.booted) {
+            " (rollback)"
+        } else {
+            ""
         };
         writeln!(out, "{mark}{} {}{label}", d.os, d.name())?;
         if let Some(v) = &d.version {
             writeln!(out, "    Version: {v}")?;
         }
-        if has_staged && i == 0 && locked {
+        if s.finalization_locked {
             writeln!(out, "    finalization locked")?;
         }
         if d.pinned() {

@@ -31,6 +31,7 @@ pub mod etc_merge;
 pub mod lock;
 pub mod policy;
 pub mod prepare;
+pub mod status;
 
 pub use lock::SysrootLock;
 pub use policy::{Puller, UpdateOptions, Upgrade};
