@@ -156,7 +156,7 @@ fn read_update_driver(path: &Path) -> Result<Option<UpdateDriver>> {
 }
 
 /// A GVariant value as json-glib serializes it.
-pub fn value_to_json(v: &Value) -> Json {
+pub(crate) fn value_to_json(v: &Value) -> Json {
     match v {
         Value::Bool(b) => json!(b),
         Value::Byte(n) => json!(n),
