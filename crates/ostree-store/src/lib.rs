@@ -23,6 +23,7 @@ pub mod repo;
 pub mod sign;
 pub mod summary;
 pub mod time;
+mod transaction;
 pub mod tree;
 
 pub use object::{Checksum, ObjectType};
