@@ -62,6 +62,7 @@ pub const NETWORK_RETRIES: usize = 5;
 /// Fetches a remote's paths over HTTP(S), on one pooled client built for
 /// the remote (its `tls-ca-path` trusted besides the system's CAs), or
 /// from a `file://` directory.
+#[derive(Debug)]
 pub struct HttpFetcher {
     base: String,
     client: Option<http_client::Client>,
