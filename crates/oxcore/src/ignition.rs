@@ -214,16 +214,23 @@ fn apply(root: &Path, config: &Path, offline: bool) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// Upstream `ignition`'s command line.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "ignition",
+    about = "Ignition: first-boot provisioning, one stage per run",
+    term_width = 80,
+    disable_version_flag = true
+)]
+pub(crate) struct Upstream {
+    #[command(flatten)]
+    stage: StageArgs,
+}
+
 /// `ignition` (argv[0]): upstream's binary, flags and defaults (root `/`,
 /// `-platform` and `-stage` required, exit 2 for a usage error), with no
 /// first-boot check: upstream leaves that to the systemd generator.
 pub fn ignition_main(args: Vec<OsString>) -> ExitCode {
-    #[derive(Debug, clap::Parser)]
-    #[command(name = "ignition", term_width = 80, disable_version_flag = true)]
-    struct Upstream {
-        #[command(flatten)]
-        stage: StageArgs,
-    }
     let argv = upstream_flags(args);
     let mut cli = match <Upstream as clap::Parser>::try_parse_from(&argv) {
         Ok(c) => c,

@@ -8,6 +8,7 @@ mod admin;
 mod butane;
 mod cli;
 mod demo;
+mod docs;
 mod graph;
 mod ignition;
 mod links;
@@ -20,10 +21,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `oxcore --version`: the package version and the commit it was built from.
+pub(crate) const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("OXCORE_GIT_COMMIT"),
+    ")"
+);
+
 /// Fedora CoreOS, rebuilt in Rust.
 #[derive(Debug, Parser)]
-#[command(name = "oxcore", version, about, long_about = None, term_width = 80)]
-struct Cli {
+#[command(name = "oxcore", version = VERSION, about, long_about = None, term_width = 80)]
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -163,6 +172,14 @@ enum Command {
         /// Replace existing files of the same names.
         #[arg(short, long)]
         force: bool,
+        /// Also write the man pages (oxcore.8, oxcore-COMMAND.8, and one
+        /// per link under its upstream name) into this directory.
+        #[arg(long, value_name = "DIR")]
+        man_dir: Option<PathBuf>,
+        /// Also write bash, zsh and fish completions into DIR/bash,
+        /// DIR/zsh and DIR/fish.
+        #[arg(long, value_name = "DIR")]
+        completions_dir: Option<PathBuf>,
     },
 }
 
@@ -288,7 +305,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::InstallLinks { dir, force } => links::install(&dir, force),
+        Command::InstallLinks {
+            dir,
+            force,
+            man_dir,
+            completions_dir,
+        } => {
+            let code = links::install(&dir, force)?;
+            if let Some(m) = man_dir {
+                for f in docs::write_man(&m)? {
+                    println!("{}", m.join(f).display());
+                }
+            }
+            if let Some(c) = completions_dir {
+                for f in docs::write_completions(&c)? {
+                    println!("{f}");
+                }
+            }
+            Ok(code)
+        }
     }
 }
 

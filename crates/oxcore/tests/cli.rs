@@ -594,3 +594,59 @@ fn shadow_tools_can_be_stand_ins_and_get_upstreams_arguments() {
         format!("--root {r} --gid 5100 research\n--root {r} --password $6$x$y --system ops\n")
     );
 }
+
+/// Man pages and completions come from the clap definitions that parse the
+/// command lines, and `--version` names the commit.
+#[test]
+fn man_pages_completions_and_version() {
+    let v = String::from_utf8(oxcore().arg("--version").output().unwrap().stdout).unwrap();
+    assert!(v.starts_with("oxcore 0."), "{v}");
+    assert!(v.contains("(commit "), "{v}");
+    let tmp = tempfile::tempdir().unwrap();
+    let (bin, man, comp) = (
+        tmp.path().join("bin"),
+        tmp.path().join("man"),
+        tmp.path().join("completions"),
+    );
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&man).unwrap();
+    let out = oxcore()
+        .arg("install-links")
+        .arg(&bin)
+        .arg("--man-dir")
+        .arg(&man)
+        .arg("--completions-dir")
+        .arg(&comp)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (page, title) in [
+        ("oxcore.8", ".TH oxcore 8"),
+        ("oxcore-upgrade.8", ".TH oxcore-upgrade 8"),
+        ("oxcore-ostree.8", ".TH oxcore-ostree 8"),
+        ("ostree.1", ".TH ostree 1"),
+        ("butane.1", ".TH butane 1"),
+        ("ignition-validate.1", ".TH ignition-validate 1"),
+        ("ignition.8", ".TH ignition 8"),
+    ] {
+        let text = std::fs::read_to_string(man.join(page)).unwrap();
+        assert!(
+            text.contains(title),
+            "{page}: {}",
+            &text[..200.min(text.len())]
+        );
+    }
+    // Each page documents its real options.
+    let upgrade = std::fs::read_to_string(man.join("oxcore-upgrade.8")).unwrap();
+    assert!(upgrade.contains("allow\\-downgrade"), "{upgrade}");
+    let butane = std::fs::read_to_string(comp.join("bash/butane.bash")).unwrap();
+    assert!(butane.contains("--files-dir"), "{butane}");
+    let ostree = std::fs::read_to_string(comp.join("zsh/_ostree")).unwrap();
+    assert!(ostree.contains("checkout"), "zsh completion lists verbs");
+    let fish = std::fs::read_to_string(comp.join("fish/oxcore.fish")).unwrap();
+    assert!(fish.contains("upgrade"));
+}
