@@ -12,7 +12,7 @@ use crate::repo::{Error, Repo, Result};
 /// Every object reachable from `commit` (itself included), following
 /// parents up to `depth` generations (`None`: all; 0: just this commit).
 /// Missing parents end the walk; missing trees are errors.
-pub fn reachable(
+pub(crate) fn reachable(
     repo: &Repo,
     commit: &Checksum,
     depth: Option<usize>,
@@ -139,7 +139,7 @@ pub fn fsck(repo: &Repo, progress: &mut (dyn FnMut(usize, usize) + Send)) -> Res
 }
 
 /// Checks that one stored object parses and hashes to its name.
-pub fn verify_object(repo: &Repo, c: &Checksum, kind: ObjectType) -> Result<()> {
+pub(crate) fn verify_object(repo: &Repo, c: &Checksum, kind: ObjectType) -> Result<()> {
     let corrupt = |msg: String| Error::Corrupt {
         checksum: *c,
         kind,

@@ -296,17 +296,17 @@ impl Value {
     }
 
     /// A `u` that OSTree stores big-endian.
-    pub fn be32(v: u32) -> Value {
+    pub(crate) fn be32(v: u32) -> Value {
         Value::U32(v.swap_bytes())
     }
 
     /// A `t` that OSTree stores big-endian.
-    pub fn be64(v: u64) -> Value {
+    pub(crate) fn be64(v: u64) -> Value {
         Value::U64(v.swap_bytes())
     }
 
     /// Reads a big-endian `u`.
-    pub fn as_be32(&self) -> Option<u32> {
+    pub(crate) fn as_be32(&self) -> Option<u32> {
         match self {
             Value::U32(v) => Some(v.swap_bytes()),
             _ => None,
@@ -338,7 +338,7 @@ impl Value {
     }
 
     /// The items of a tuple.
-    pub fn as_tuple(&self) -> Option<&[Value]> {
+    pub(crate) fn as_tuple(&self) -> Option<&[Value]> {
         match self {
             Value::Tuple(items) => Some(items),
             _ => None,
@@ -354,7 +354,7 @@ impl Value {
     }
 
     /// An `a{sv}` dictionary from its entries, in the order given.
-    pub fn vardict(entries: Vec<(String, Value)>) -> Value {
+    pub(crate) fn vardict(entries: Vec<(String, Value)>) -> Value {
         Value::Array(
             Type::DictEntry(Box::new(Type::Str), Box::new(Type::Variant)),
             entries
@@ -370,7 +370,7 @@ impl Value {
     }
 
     /// The entries of an `a{sv}`, unwrapped from their variants.
-    pub fn as_vardict(&self) -> Option<Vec<(&str, &Value)>> {
+    pub(crate) fn as_vardict(&self) -> Option<Vec<(&str, &Value)>> {
         let mut out = Vec::new();
         for e in self.as_array()? {
             let Value::DictEntry(k, v) = e else {
@@ -385,7 +385,7 @@ impl Value {
     }
 
     /// The value's type.
-    pub fn type_of(&self) -> Type {
+    pub(crate) fn type_of(&self) -> Type {
         match self {
             Value::Bool(_) => Type::Bool,
             Value::Byte(_) => Type::Byte,

@@ -109,7 +109,7 @@ impl ObjectType {
     }
 
     /// From an extension (`filez` counts as `file`).
-    pub fn from_extension(ext: &str) -> Option<ObjectType> {
+    pub(crate) fn from_extension(ext: &str) -> Option<ObjectType> {
         Some(match ext {
             "file" | "filez" => ObjectType::File,
             "dirtree" => ObjectType::DirTree,
@@ -119,11 +119,6 @@ impl ObjectType {
             "commitmeta" => ObjectType::CommitMeta,
             _ => return None,
         })
-    }
-
-    /// Whether the object is a GVariant metadata object.
-    pub fn is_meta(self) -> bool {
-        self != ObjectType::File
     }
 }
 
@@ -238,7 +233,7 @@ impl FileMeta {
     }
 
     /// The archive header `(tuuuusa(ayay))`: the uncompressed size first.
-    pub fn archive_header(&self, size: u64) -> Value {
+    pub(crate) fn archive_header(&self, size: u64) -> Value {
         let Value::Tuple(mut items) = self.header() else {
             unreachable!("header is a tuple")
         };
@@ -325,7 +320,7 @@ impl FileHasher {
 }
 
 /// The checksum of a file object held in memory.
-pub fn file_checksum(meta: &FileMeta, content: &[u8]) -> Checksum {
+pub(crate) fn file_checksum(meta: &FileMeta, content: &[u8]) -> Checksum {
     let mut h = FileHasher::new(meta);
     h.update(content);
     h.finish()
@@ -333,7 +328,7 @@ pub fn file_checksum(meta: &FileMeta, content: &[u8]) -> Checksum {
 
 /// Prefixes a serialized header as file objects and `.filez` do:
 /// big-endian length, four zero bytes, header.
-pub fn framed_header(header: &[u8]) -> Vec<u8> {
+pub(crate) fn framed_header(header: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(header.len() + 8);
     out.extend_from_slice(&(header.len() as u32).to_be_bytes());
     out.extend_from_slice(&[0; 4]);
@@ -410,7 +405,7 @@ pub struct DirTree {
 }
 
 /// Whether `name` may appear in a dirtree.
-pub fn valid_filename(name: &str) -> bool {
+pub(crate) fn valid_filename(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/')
 }
 

@@ -57,7 +57,7 @@ impl std::fmt::Display for FetchError {
 
 /// How often an object is fetched again after a network failure (OSTree's
 /// default `n-network-retries`).
-pub const NETWORK_RETRIES: usize = 5;
+pub(crate) const NETWORK_RETRIES: usize = 5;
 
 /// Fetches a remote's paths over HTTP(S), on one pooled client built for
 /// the remote (its `tls-ca-path` trusted besides the system's CAs), or

@@ -128,7 +128,7 @@ pub(crate) fn msg(s: impl Into<String>) -> Error {
 }
 
 /// The xattr bare-user repositories keep the true metadata in.
-pub const OSTREEMETA_XATTR: &str = "user.ostreemeta";
+pub(crate) const OSTREEMETA_XATTR: &str = "user.ostreemeta";
 
 /// Compression level of `.filez` content, as OSTree's default.
 pub(crate) const ARCHIVE_LEVEL: u32 = 6;
@@ -267,7 +267,7 @@ impl Repo {
     }
 
     /// The path relative to the repository, as served over HTTP.
-    pub fn object_relpath(checksum: &Checksum, kind: ObjectType, mode: RepoMode) -> String {
+    pub(crate) fn object_relpath(checksum: &Checksum, kind: ObjectType, mode: RepoMode) -> String {
         let (dir, name) = Repo::object_name(checksum, kind, mode);
         format!("objects/{dir}/{name}")
     }
@@ -278,7 +278,7 @@ impl Repo {
     }
 
     /// Reads a metadata object's bytes.
-    pub fn load_meta_bytes(&self, checksum: &Checksum, kind: ObjectType) -> Result<Vec<u8>> {
+    pub(crate) fn load_meta_bytes(&self, checksum: &Checksum, kind: ObjectType) -> Result<Vec<u8>> {
         let path = self.object_path(checksum, kind);
         match fs::read(&path) {
             Ok(b) => Ok(b),
@@ -474,7 +474,7 @@ impl Repo {
     }
 
     /// Lists objects of the repository (optionally only of one kind).
-    pub fn list_objects(&self) -> Result<Vec<(Checksum, ObjectType)>> {
+    pub(crate) fn list_objects(&self) -> Result<Vec<(Checksum, ObjectType)>> {
         let objects = self.path.join("objects");
         let mut out = Vec::new();
         for entry in fs::read_dir(&objects).at(&objects)? {
@@ -582,7 +582,7 @@ impl Repo {
     }
 
     /// As [`Repo::resolve_rev`], `None` when the ref does not exist.
-    pub fn resolve_rev_opt(&self, rev: &str) -> Result<Option<Checksum>> {
+    pub(crate) fn resolve_rev_opt(&self, rev: &str) -> Result<Option<Checksum>> {
         if let Some(base) = rev.strip_suffix('^') {
             let Some(c) = self.resolve_rev_opt(base)? else {
                 return Ok(None);
@@ -649,7 +649,7 @@ impl Repo {
 }
 
 /// Whether a ref name is valid: path components of `[\w.-]`, no `..`.
-pub fn valid_ref(name: &str) -> bool {
+pub(crate) fn valid_ref(name: &str) -> bool {
     !name.is_empty()
         && name.split('/').all(|c| {
             !c.is_empty()
@@ -722,7 +722,7 @@ impl Content {
     }
 
     /// The underlying file when the content is stored uncompressed.
-    pub fn as_file(&self) -> Option<&File> {
+    pub(crate) fn as_file(&self) -> Option<&File> {
         match self {
             Content::File(f, _) => Some(f),
             _ => None,
@@ -828,4 +828,5 @@ impl FromBytes for std::ffi::OsStr {
     }
 }
 
-pub use crate::transaction::{MAX_METADATA_SIZE, Transaction};
+pub(crate) use crate::transaction::MAX_METADATA_SIZE;
+pub use crate::transaction::Transaction;

@@ -13,7 +13,7 @@ use crate::object::{Checksum, ObjectType};
 use crate::repo::{Repo, Result, msg};
 
 /// The detached-metadata key of ed25519 signatures.
-pub const ED25519_KEY: &str = "ostree.sign.ed25519";
+pub(crate) const ED25519_KEY: &str = "ostree.sign.ed25519";
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -158,7 +158,7 @@ pub fn verify(data: &[u8], sigs: &[Vec<u8>], keys: &[Vec<u8>]) -> Result<()> {
 }
 
 /// Adds a signature to `meta`'s `ostree.sign.ed25519` list.
-pub fn add_signature(meta: &mut Vec<(String, Value)>, sig: Vec<u8>) {
+pub(crate) fn add_signature(meta: &mut Vec<(String, Value)>, sig: Vec<u8>) {
     let mut sigs = signatures(meta);
     if sigs.contains(&sig) {
         return;

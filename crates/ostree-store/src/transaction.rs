@@ -143,14 +143,8 @@ impl<'r> Transaction<'r> {
             || self.repo.has_object(checksum, kind)
     }
 
-    /// Number of objects written so far in this transaction (including a
-    /// resumed one's).
-    pub fn staged_count(&self) -> usize {
-        self.written.lock().expect("lock").len()
-    }
-
     /// Reads a metadata object from this transaction or the repository.
-    pub fn load_meta_bytes(&self, checksum: &Checksum, kind: ObjectType) -> Result<Vec<u8>> {
+    pub(crate) fn load_meta_bytes(&self, checksum: &Checksum, kind: ObjectType) -> Result<Vec<u8>> {
         let staged = self.staged_path(checksum, kind);
         match fs::read(&staged) {
             Ok(b) => Ok(b),
@@ -183,14 +177,14 @@ impl<'r> Transaction<'r> {
     }
 
     /// Writes a metadata object and returns its checksum.
-    pub fn write_meta(&self, kind: ObjectType, data: &[u8]) -> Result<Checksum> {
+    pub(crate) fn write_meta(&self, kind: ObjectType, data: &[u8]) -> Result<Checksum> {
         let checksum = Checksum::of(data);
         self.write_meta_trusted(kind, &checksum, data)?;
         Ok(checksum)
     }
 
     /// Writes a metadata object whose name must be `expected`.
-    pub fn write_meta_expect(
+    pub(crate) fn write_meta_expect(
         &self,
         kind: ObjectType,
         expected: &Checksum,
@@ -228,7 +222,7 @@ impl<'r> Transaction<'r> {
 
     /// Writes a file object already known to be named `checksum` (the
     /// caller hashed exactly these bytes).
-    pub fn write_file_trusted(
+    pub(crate) fn write_file_trusted(
         &self,
         meta: &FileMeta,
         content: &[u8],
@@ -263,7 +257,7 @@ impl<'r> Transaction<'r> {
 
     /// Writes a file object by streaming its content, hashing as it goes;
     /// returns the checksum. `size` must be the content's length.
-    pub fn write_file_stream(
+    pub(crate) fn write_file_stream(
         &self,
         meta: &FileMeta,
         content: &mut dyn Read,
@@ -658,7 +652,7 @@ impl Read for TeeReader<'_> {
 
 /// The largest metadata object (and file header) accepted, as OSTree's
 /// `OSTREE_MAX_METADATA_SIZE`.
-pub const MAX_METADATA_SIZE: u64 = 10 << 20;
+pub(crate) const MAX_METADATA_SIZE: u64 = 10 << 20;
 
 /// Bytes accepted after a `.filez`'s compressed stream.
 const MAX_TRAILING: u64 = 64 << 10;
