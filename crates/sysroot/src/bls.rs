@@ -6,7 +6,7 @@
 
 /// One entry: its keys in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BootEntry {
+pub(crate) struct BootEntry {
     /// `(key, value)` lines.
     pub fields: Vec<(String, String)>,
 }
@@ -46,24 +46,14 @@ impl BootEntry {
     }
 
     /// The `ostree=` argument of `options`.
-    pub fn ostree_arg(&self) -> Option<&str> {
+    pub(crate) fn ostree_arg(&self) -> Option<&str> {
         self.get("options")?
             .split_whitespace()
             .find_map(|a| a.strip_prefix("ostree="))
     }
 
-    /// The kernel arguments without `ostree=`.
-    pub fn kargs(&self) -> String {
-        self.get("options")
-            .unwrap_or("")
-            .split_whitespace()
-            .filter(|a| !a.starts_with("ostree="))
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
     /// The entry's text.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         self.fields
             .iter()
             .map(|(k, v)| format!("{k} {v}\n"))
@@ -72,7 +62,7 @@ impl BootEntry {
 }
 
 /// Parses `ostree=/ostree/boot.N/<os>/<bootcsum>/<serial>`.
-pub fn parse_ostree_arg(arg: &str) -> Option<(u8, String, String, u32)> {
+pub(crate) fn parse_ostree_arg(arg: &str) -> Option<(u8, String, String, u32)> {
     let rest = arg.strip_prefix("/ostree/boot.")?;
     let mut parts = rest.split('/');
     let bootversion = parts.next()?.parse().ok()?;
@@ -149,7 +139,10 @@ mod tests {
         let text = "title Fedora CoreOS 41 41.2 (ostree:0)\nversion 2\noptions root=LABEL=root rw ostree=/ostree/boot.0/fcos/ff6d/0\nlinux /ostree/fcos-ff6d/vmlinuz-6.1.0\n";
         let e = BootEntry::parse(text);
         assert_eq!(e.get("version"), Some("2"));
-        assert_eq!(e.kargs(), "root=LABEL=root rw");
+        assert_eq!(
+            e.get("options"),
+            Some("root=LABEL=root rw ostree=/ostree/boot.0/fcos/ff6d/0")
+        );
         assert_eq!(
             parse_ostree_arg(e.ostree_arg().unwrap()),
             Some((0, "fcos".into(), "ff6d".into(), 0))

@@ -36,12 +36,6 @@ impl Sysroot {
         }
     }
 
-    /// The current boot version (the N of `boot/loader -> loader.N`); 0
-    /// when the link is missing, as OSTree reads it.
-    pub fn bootversion(&self) -> Result<u8> {
-        Ok(self.loader_link()?.unwrap_or(0))
-    }
-
     /// The deployment directories on disk (`<os>/<checksum>.<serial>`),
     /// whatever the boot configuration says.
     pub(crate) fn deployment_dirs(&self) -> Result<Vec<String>> {
@@ -197,7 +191,7 @@ impl Sysroot {
     /// The booted deployment's index: the one named by `ostree=` in
     /// `<sysroot>/proc/cmdline` when `<sysroot>/run/ostree-booted` exists
     /// (on a booted host both are the real ones).
-    pub fn booted_index(&self, deployments: &[Deployment]) -> Result<Option<usize>> {
+    pub(crate) fn booted_index(&self, deployments: &[Deployment]) -> Result<Option<usize>> {
         if !self.path.join("run/ostree-booted").exists() {
             return Ok(None);
         }
@@ -219,7 +213,7 @@ impl Sysroot {
     /// Makes `list` the boot configuration, default first: writes the
     /// other `loader.N` and `boot.N.M` and GC refs, syncs, switches with
     /// one rename, then removes what the old configuration used.
-    pub fn write_deployments(&self, list: &[Deployment]) -> Result<()> {
+    pub(crate) fn write_deployments(&self, list: &[Deployment]) -> Result<()> {
         let _sysroot_lock = self.lock()?;
         let _lock = self.repo.lock(false)?;
         let (old_bv, _) = self.readable_bootversion()?;

@@ -40,7 +40,7 @@ impl Sysroot {
     /// configuration): checkout, `/etc` from the new defaults merged with
     /// `merge`'s local changes, kernel installed under `boot/ostree`,
     /// origin written. On any error nothing of it remains.
-    pub fn new_deployment(
+    pub(crate) fn new_deployment(
         &self,
         os: &str,
         commit: &Checksum,
@@ -316,7 +316,7 @@ impl Sysroot {
     }
 
     /// Replaces deployment `index`'s origin file.
-    pub fn write_origin(&self, d: &Deployment, origin: &KeyFile) -> Result<()> {
+    pub(crate) fn write_origin(&self, d: &Deployment, origin: &KeyFile) -> Result<()> {
         let _lock = self.lock()?;
         let path = self
             .path

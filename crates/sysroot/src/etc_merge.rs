@@ -252,7 +252,7 @@ fn copy_meta(src: &Path, sm: &fs::Metadata, dst: &Path) -> Result<()> {
 }
 
 /// Copies one entry (recursively for directories) with owner, mode and xattrs.
-pub fn copy_entry(src: &Path, sm: &fs::Metadata, dst: &Path) -> Result<()> {
+pub(crate) fn copy_entry(src: &Path, sm: &fs::Metadata, dst: &Path) -> Result<()> {
     match kind(sm) {
         Kind::Link => {
             let target = fs::read_link(src).map_err(|e| io_err(src, e))?;

@@ -46,7 +46,7 @@ mod staging;
 mod status;
 
 pub use deploy::DeployOptions;
-pub use lock::{LOCK_FILE, SysrootLock};
+pub use lock::SysrootLock;
 pub use policy::{Puller, UpdateOptions, Upgrade};
 
 use std::fs;
@@ -172,15 +172,6 @@ impl Deployment {
     /// The directory, relative to the sysroot.
     pub fn rel_dir(&self) -> String {
         format!("ostree/deploy/{}/deploy/{}", self.os, self.name())
-    }
-
-    /// The kernel arguments without `ostree=`.
-    pub fn kargs_display(&self) -> String {
-        self.kargs
-            .split_whitespace()
-            .filter(|a| !a.starts_with("ostree="))
-            .collect::<Vec<_>>()
-            .join(" ")
     }
 
     /// Whether it is pinned (kept by cleanups).

@@ -24,7 +24,7 @@ use rustix::fs::FlockOperation;
 use crate::{Result, io_err};
 
 /// The lock file, relative to the sysroot (OSTree's `OSTREE_SYSROOT_LOCKFILE`).
-pub const LOCK_FILE: &str = "ostree/lock";
+pub(crate) const LOCK_FILE: &str = "ostree/lock";
 
 /// A sysroot is named by the device and inode of its directory.
 type Key = (u64, u64);
