@@ -9,8 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-/dev/shm/oxcore-admin-bench}
 command -v ostree >/dev/null || { echo "SKIP: ostree is not installed" >&2; exit 0; }
-cargo build --release --locked -q -p oxcore
-ox=$PWD/target/release/oxcore
+# OXCORE=path measures another build (an earlier commit, for before/after).
+if [ -n "${OXCORE:-}" ]; then
+    ox=$(realpath "$OXCORE")
+else
+    cargo build --release --locked -q -p oxcore
+    ox=$PWD/target/release/oxcore
+fi
 for d in "$work"/*/ostree/deploy/*/deploy/*; do chattr -i "$d" 2>/dev/null || true; done
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 

@@ -11,8 +11,13 @@ cd "$(dirname "$0")/.."
 secs=${1:-30}
 conns=${2:-32}
 command -v wrk >/dev/null || { echo "SKIP: wrk is not installed (apt-get install wrk)" >&2; exit 0; }
-cargo build --release --locked -q -p oxcore
-ox=$PWD/target/release/oxcore
+# OXCORE=path measures another build (an earlier commit, for before/after).
+if [ -n "${OXCORE:-}" ]; then
+    ox=$(realpath "$OXCORE")
+else
+    cargo build --release --locked -q -p oxcore
+    ox=$PWD/target/release/oxcore
+fi
 work=$(mktemp -d)
 trap 'kill $srv 2>/dev/null; rm -rf "$work"' EXIT
 

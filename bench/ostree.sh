@@ -11,8 +11,13 @@ cd "$(dirname "$0")/.."
 top=$PWD
 work=${1:-/dev/shm/oxcore-bench}
 command -v ostree >/dev/null || { echo "SKIP: ostree is not installed" >&2; exit 0; }
-cargo build --release --locked -q -p oxcore
-ox=$PWD/target/release/oxcore
+# OXCORE=path measures another build (an earlier commit, for before/after).
+if [ -n "${OXCORE:-}" ]; then
+    ox=$(realpath "$OXCORE")
+else
+    cargo build --release --locked -q -p oxcore
+    ox=$PWD/target/release/oxcore
+fi
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 
 python3 - <<'PY'
