@@ -6,7 +6,7 @@
 //! NUL, containers of variable-sized children followed by framing offsets
 //! whose width (1, 2, 4 or 8 bytes) is the smallest that can address the
 //! container. OSTree stores some integers big-endian *inside* the variant;
-//! that is the object layer's business (see [`Value::be32`]).
+//! that is the object layer's business (see [`Be32`]).
 //!
 //! Parsing is strict: data that is not in normal form is an error rather
 //! than the default value GLib would substitute, because every OSTree
@@ -216,8 +216,9 @@ impl fmt::Display for Type {
 }
 
 /// A GVariant value. Integers hold the value GVariant itself sees; OSTree's
-/// big-endian fields are built with [`Value::be32`] and read with
-/// [`Value::as_be32`].
+/// big-endian fields are read and written through the typed layer's
+/// [`Be32`] and [`Be64`] (or `Value::be64` and [`Value::as_be64`] in
+/// dynamic metadata).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// `b`
@@ -295,22 +296,9 @@ impl Value {
         ))
     }
 
-    /// A `u` that OSTree stores big-endian.
-    pub(crate) fn be32(v: u32) -> Value {
-        Value::U32(v.swap_bytes())
-    }
-
     /// A `t` that OSTree stores big-endian.
     pub(crate) fn be64(v: u64) -> Value {
         Value::U64(v.swap_bytes())
-    }
-
-    /// Reads a big-endian `u`.
-    pub(crate) fn as_be32(&self) -> Option<u32> {
-        match self {
-            Value::U32(v) => Some(v.swap_bytes()),
-            _ => None,
-        }
     }
 
     /// Reads a big-endian `t`.
@@ -337,14 +325,6 @@ impl Value {
         }
     }
 
-    /// The items of a tuple.
-    pub(crate) fn as_tuple(&self) -> Option<&[Value]> {
-        match self {
-            Value::Tuple(items) => Some(items),
-            _ => None,
-        }
-    }
-
     /// The elements of an array (not `ay`).
     pub fn as_array(&self) -> Option<&[Value]> {
         match self {
@@ -367,21 +347,6 @@ impl Value {
                 })
                 .collect(),
         )
-    }
-
-    /// The entries of an `a{sv}`, unwrapped from their variants.
-    pub(crate) fn as_vardict(&self) -> Option<Vec<(&str, &Value)>> {
-        let mut out = Vec::new();
-        for e in self.as_array()? {
-            let Value::DictEntry(k, v) = e else {
-                return None;
-            };
-            let Value::Variant(inner) = v.as_ref() else {
-                return None;
-            };
-            out.push((k.as_str()?, inner.as_ref()));
-        }
-        Some(out)
     }
 
     /// The value's type.
@@ -826,9 +791,262 @@ fn print(v: &Value, f: &mut fmt::Formatter<'_>, annotate: bool) -> fmt::Result {
     }
 }
 
+/// Rust types with a GVariant type: the typed access layer. An object's
+/// shape is written once as a Rust type, whose GVariant type string is
+/// derived from it, so the type parsed and the fields read cannot
+/// disagree; [`decode`] still parses through [`Value::parse`] and its
+/// normal-form checks, then moves the parts out by position and type
+/// instead of looking them up and unwrapping them one by one.
+pub trait Typed: Sized {
+    /// Appends this type's GVariant type string to `out`.
+    fn type_string(out: &mut String);
+    /// Takes the value apart; `None` if it is not of this type.
+    fn from_value(v: Value) -> Option<Self>;
+    /// Builds the value.
+    fn into_value(self) -> Value;
+}
+
+/// The GVariant type of `T`.
+pub fn type_of<T: Typed>() -> Type {
+    let mut s = String::new();
+    T::type_string(&mut s);
+    Type::parse(&s).expect("a Typed type has a valid type string")
+}
+
+/// Parses `data` (normal form, strictly) as a `T`.
+pub fn decode<T: Typed>(data: &[u8]) -> Result<T, Error> {
+    let v = Value::parse(&type_of::<T>(), data)?;
+    T::from_value(v).ok_or_else(|| Error("value does not have its type's shape".into()))
+}
+
+/// Serializes `t` in normal form.
+pub fn encode<T: Typed>(t: T) -> Vec<u8> {
+    t.into_value().to_bytes()
+}
+
+/// `ay`: bytes (a checksum, an xattr, a name with its NUL).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Bytes(pub Vec<u8>);
+
+/// A `u` that OSTree stores big-endian (owners, modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Be32(pub u32);
+
+/// A `t` that OSTree stores big-endian (sizes, times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Be64(pub u64);
+
+/// `a{sv}`: named values of any type, in stored order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VarDict(pub Vec<(String, Value)>);
+
+impl Typed for String {
+    fn type_string(out: &mut String) {
+        out.push('s');
+    }
+    fn from_value(v: Value) -> Option<Self> {
+        match v {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn into_value(self) -> Value {
+        Value::Str(self)
+    }
+}
+
+impl Typed for bool {
+    fn type_string(out: &mut String) {
+        out.push('b');
+    }
+    fn from_value(v: Value) -> Option<Self> {
+        match v {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+    fn into_value(self) -> Value {
+        Value::Bool(self)
+    }
+}
+
+impl Typed for u64 {
+    fn type_string(out: &mut String) {
+        out.push('t');
+    }
+    fn from_value(v: Value) -> Option<Self> {
+        match v {
+            Value::U64(n) => Some(n),
+            _ => None,
+        }
+    }
+    fn into_value(self) -> Value {
+        Value::U64(self)
+    }
+}
+
+impl Typed for Bytes {
+    fn type_string(out: &mut String) {
+        out.push_str("ay");
+    }
+    fn from_value(v: Value) -> Option<Self> {
+        match v {
+            Value::Bytes(b) => Some(Bytes(b)),
+            _ => None,
+        }
+    }
+    fn into_value(self) -> Value {
+        Value::Bytes(self.0)
+    }
+}
+
+impl Typed for Be32 {
+    fn type_string(out: &mut String) {
+        out.push('u');
+    }
+    fn from_value(v: Value) -> Option<Self> {
+        match v {
+            Value::U32(n) => Some(Be32(n.swap_bytes())),
+            _ => None,
+        }
+    }
+    fn into_value(self) -> Value {
+        Value::U32(self.0.swap_bytes())
+    }
+}
+
+impl Typed for Be64 {
+    fn type_string(out: &mut String) {
+        out.push('t');
+    }
+    fn from_value(v: Value) -> Option<Self> {
+        match v {
+            Value::U64(n) => Some(Be64(n.swap_bytes())),
+            _ => None,
+        }
+    }
+    fn into_value(self) -> Value {
+        Value::U64(self.0.swap_bytes())
+    }
+}
+
+impl Typed for VarDict {
+    fn type_string(out: &mut String) {
+        out.push_str("a{sv}");
+    }
+    fn from_value(v: Value) -> Option<Self> {
+        let Value::Array(_, entries) = v else {
+            return None;
+        };
+        entries
+            .into_iter()
+            .map(|e| match e {
+                Value::DictEntry(k, v) => match (*k, *v) {
+                    (Value::Str(k), Value::Variant(inner)) => Some((k, *inner)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(VarDict)
+    }
+    fn into_value(self) -> Value {
+        Value::vardict(self.0)
+    }
+}
+
+impl<T: Typed> Typed for Vec<T> {
+    fn type_string(out: &mut String) {
+        out.push('a');
+        T::type_string(out);
+    }
+    fn from_value(v: Value) -> Option<Self> {
+        match v {
+            Value::Array(_, items) => items.into_iter().map(T::from_value).collect(),
+            _ => None,
+        }
+    }
+    fn into_value(self) -> Value {
+        Value::Array(
+            type_of::<T>(),
+            self.into_iter().map(Typed::into_value).collect(),
+        )
+    }
+}
+
+macro_rules! typed_tuple {
+    ($($t:ident),+) => {
+        impl<$($t: Typed),+> Typed for ($($t,)+) {
+            fn type_string(out: &mut String) {
+                out.push('(');
+                $($t::type_string(out);)+
+                out.push(')');
+            }
+            #[allow(non_snake_case)]
+            fn from_value(v: Value) -> Option<Self> {
+                let Value::Tuple(items) = v else {
+                    return None;
+                };
+                let mut items = items.into_iter();
+                $(let $t = $t::from_value(items.next()?)?;)+
+                if items.next().is_some() {
+                    return None;
+                }
+                Some(($($t,)+))
+            }
+            #[allow(non_snake_case)]
+            fn into_value(self) -> Value {
+                let ($($t,)+) = self;
+                Value::Tuple(vec![$($t.into_value()),+])
+            }
+        }
+    };
+}
+
+typed_tuple!(A, B);
+typed_tuple!(A, B, C);
+typed_tuple!(A, B, C, D);
+typed_tuple!(A, B, C, D, E);
+typed_tuple!(A, B, C, D, E, F);
+typed_tuple!(A, B, C, D, E, F, G);
+typed_tuple!(A, B, C, D, E, F, G, H);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_shapes_name_their_types_and_round_trip() {
+        let mut t = String::new();
+        <(
+            VarDict,
+            Bytes,
+            Vec<(String, Bytes)>,
+            String,
+            String,
+            Be64,
+            Bytes,
+            Bytes,
+        )>::type_string(&mut t);
+        assert_eq!(t, "(a{sv}aya(say)sstayay)");
+        assert_eq!(
+            type_of::<(Vec<(String, Bytes)>, Vec<(String, Bytes, Bytes)>)>(),
+            Type::parse("(a(say)a(sayay))").unwrap()
+        );
+        let v = (
+            Be32(0x0102_0304),
+            Be64(7),
+            vec![(String::from("n"), Bytes(vec![1, 2]))],
+            VarDict(vec![("k".into(), Value::Bool(true))]),
+        );
+        let bytes = encode(v.clone());
+        // Big-endian inside the variant, as OSTree stores them.
+        assert_eq!(&bytes[..4], &[1, 2, 3, 4]);
+        let back: (Be32, Be64, Vec<(String, Bytes)>, VarDict) = decode(&bytes).unwrap();
+        assert_eq!(back, v);
+        // Bytes of another shape are refused, not read as defaults.
+        assert!(decode::<(String, Be64)>(&bytes).is_err());
+    }
 
     #[test]
     fn gvariant_text() {

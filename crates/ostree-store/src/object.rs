@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use crate::gvariant::{Type, Value};
+use crate::gvariant::{Be32, Be64, Bytes, Typed, Value, VarDict, decode, encode};
 
 /// A SHA-256 object name.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -153,37 +153,57 @@ fn field<T>(kind: &'static str, msg: impl Into<String>) -> Result<T, ObjectError
 /// Extended attributes: names without their trailing NUL, sorted by name.
 pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
-fn xattrs_value(xattrs: &Xattrs) -> Value {
+/// Xattrs as stored: `a(ayay)`, names with their C terminator.
+type XattrList = Vec<(Bytes, Bytes)>;
+
+fn xattrs_typed(xattrs: &Xattrs) -> XattrList {
     let mut sorted: Vec<&(Vec<u8>, Vec<u8>)> = xattrs.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    Value::Array(
-        Type::parse("(ayay)").expect("static type"),
-        sorted
-            .into_iter()
-            .map(|(k, v)| {
-                // OSTree keeps the C string's terminator in the name.
-                let mut name = k.clone();
-                name.push(0);
-                Value::Tuple(vec![Value::Bytes(name), Value::Bytes(v.clone())])
-            })
-            .collect(),
-    )
+    sorted
+        .into_iter()
+        .map(|(k, v)| {
+            // OSTree keeps the C string's terminator in the name.
+            let mut name = k.clone();
+            name.push(0);
+            (Bytes(name), Bytes(v.clone()))
+        })
+        .collect()
 }
 
-fn parse_xattrs(kind: &'static str, v: &Value) -> Result<Xattrs, ObjectError> {
-    let mut out = Vec::new();
-    for item in v.as_array().unwrap_or_default() {
-        let [k, val] = item.as_tuple().unwrap_or_default() else {
-            return field(kind, "xattr entry is not a pair");
-        };
-        let mut name = k.as_bytes().unwrap_or_default().to_vec();
-        if name.last() == Some(&0) {
-            name.pop();
-        }
-        out.push((name, val.as_bytes().unwrap_or_default().to_vec()));
-    }
-    Ok(out)
+fn xattrs_from(list: XattrList) -> Xattrs {
+    list.into_iter()
+        .map(|(Bytes(mut name), Bytes(value))| {
+            if name.last() == Some(&0) {
+                name.pop();
+            }
+            (name, value)
+        })
+        .collect()
 }
+
+/// The shape of a file object's header: uid, gid, mode, rdev (big-endian),
+/// symlink target, xattrs.
+type FileHeader = (Be32, Be32, Be32, Be32, String, XattrList);
+/// The shape of an archive `.filez` header: the uncompressed size, then a
+/// file header's fields.
+type ArchiveHeader = (Be64, Be32, Be32, Be32, Be32, String, XattrList);
+/// The shape of a dirmeta object: uid, gid, mode, xattrs.
+type DirMetaT = (Be32, Be32, Be32, XattrList);
+/// The shape of a dirtree object: files (name, checksum), directories
+/// (name, dirtree, dirmeta).
+type DirTreeT = (Vec<(String, Bytes)>, Vec<(String, Bytes, Bytes)>);
+/// The shape of a commit object: metadata, parent, related, subject, body,
+/// time, root dirtree, root dirmeta.
+type CommitT = (
+    VarDict,
+    Bytes,
+    Vec<(String, Bytes)>,
+    String,
+    String,
+    Be64,
+    Bytes,
+    Bytes,
+);
 
 /// `S_IFMT` and friends.
 pub mod mode {
@@ -220,60 +240,86 @@ impl FileMeta {
         self.mode & mode::IFMT == mode::IFLNK
     }
 
+    fn typed(&self) -> FileHeader {
+        (
+            Be32(self.uid),
+            Be32(self.gid),
+            Be32(self.mode),
+            Be32(self.rdev),
+            self.symlink_target.clone(),
+            xattrs_typed(&self.xattrs),
+        )
+    }
+
     /// The file header `(uuuusa(ayay))`.
     pub fn header(&self) -> Value {
-        Value::Tuple(vec![
-            Value::be32(self.uid),
-            Value::be32(self.gid),
-            Value::be32(self.mode),
-            Value::be32(self.rdev),
-            Value::Str(self.symlink_target.clone()),
-            xattrs_value(&self.xattrs),
-        ])
+        self.typed().into_value()
     }
 
     /// The archive header `(tuuuusa(ayay))`: the uncompressed size first.
     pub(crate) fn archive_header(&self, size: u64) -> Value {
-        let Value::Tuple(mut items) = self.header() else {
-            unreachable!("header is a tuple")
-        };
-        items.insert(0, Value::be64(size));
-        Value::Tuple(items)
+        let (uid, gid, mode, rdev, target, xattrs) = self.typed();
+        (Be64(size), uid, gid, mode, rdev, target, xattrs).into_value()
     }
 
     /// Parses a file header.
     pub fn from_header(data: &[u8]) -> Result<FileMeta, ObjectError> {
-        let ty = Type::parse("(uuuusa(ayay))").expect("static type");
-        let v = Value::parse(&ty, data).map_err(|source| ObjectError::Variant {
-            kind: "file header",
-            cause: source,
-        })?;
-        FileMeta::from_items(v.as_tuple().expect("tuple"), "file header")
+        let kind = "file header";
+        let (uid, gid, mode, rdev, target, xattrs) =
+            decode::<FileHeader>(data).map_err(|cause| ObjectError::Variant { kind, cause })?;
+        FileMeta::checked(kind, (uid, gid, mode, rdev, target, xattrs))
     }
 
     /// Parses an archive header, returning the uncompressed size too.
     pub fn from_archive_header(data: &[u8]) -> Result<(FileMeta, u64), ObjectError> {
-        let ty = Type::parse("(tuuuusa(ayay))").expect("static type");
-        let v = Value::parse(&ty, data).map_err(|source| ObjectError::Variant {
-            kind: "archive file header",
-            cause: source,
-        })?;
-        let items = v.as_tuple().expect("tuple");
-        let size = items[0].as_be64().expect("t");
+        let kind = "archive file header";
+        let (Be64(size), uid, gid, mode, rdev, target, xattrs) =
+            decode::<ArchiveHeader>(data).map_err(|cause| ObjectError::Variant { kind, cause })?;
         Ok((
-            FileMeta::from_items(&items[1..], "archive file header")?,
+            FileMeta::checked(kind, (uid, gid, mode, rdev, target, xattrs))?,
             size,
         ))
     }
 
-    fn from_items(items: &[Value], kind: &'static str) -> Result<FileMeta, ObjectError> {
+    /// The `user.ostreemeta` xattr of a bare-user file: `(uuua(ayay))`,
+    /// the real owner, mode and xattrs.
+    pub(crate) fn ostreemeta(&self) -> Vec<u8> {
+        let t: DirMetaT = (
+            Be32(self.uid),
+            Be32(self.gid),
+            Be32(self.mode),
+            xattrs_typed(&self.xattrs),
+        );
+        encode(t)
+    }
+
+    /// Reads a `user.ostreemeta` xattr (no symlink target: a bare-user
+    /// symlink's target is the file's content).
+    pub(crate) fn from_ostreemeta(data: &[u8]) -> Result<FileMeta, ObjectError> {
+        let (uid, gid, mode, xattrs) =
+            decode::<DirMetaT>(data).map_err(|cause| ObjectError::Variant {
+                kind: "user.ostreemeta",
+                cause,
+            })?;
+        Ok(FileMeta {
+            uid: uid.0,
+            gid: gid.0,
+            mode: mode.0,
+            rdev: 0,
+            symlink_target: String::new(),
+            xattrs: xattrs_from(xattrs),
+        })
+    }
+
+    fn checked(kind: &'static str, header: FileHeader) -> Result<FileMeta, ObjectError> {
+        let (uid, gid, mode, rdev, symlink_target, xattrs) = header;
         let meta = FileMeta {
-            uid: items[0].as_be32().expect("u"),
-            gid: items[1].as_be32().expect("u"),
-            mode: items[2].as_be32().expect("u"),
-            rdev: items[3].as_be32().expect("u"),
-            symlink_target: items[4].as_str().expect("s").to_string(),
-            xattrs: parse_xattrs(kind, &items[5])?,
+            uid: uid.0,
+            gid: gid.0,
+            mode: mode.0,
+            rdev: rdev.0,
+            symlink_target,
+            xattrs: xattrs_from(xattrs),
         };
         meta.check(kind)?;
         Ok(meta)
@@ -359,12 +405,13 @@ pub struct DirMeta {
 impl DirMeta {
     /// The GVariant form.
     pub fn to_value(&self) -> Value {
-        Value::Tuple(vec![
-            Value::be32(self.uid),
-            Value::be32(self.gid),
-            Value::be32(self.mode),
-            xattrs_value(&self.xattrs),
-        ])
+        let t: DirMetaT = (
+            Be32(self.uid),
+            Be32(self.gid),
+            Be32(self.mode),
+            xattrs_typed(&self.xattrs),
+        );
+        t.into_value()
     }
 
     /// Serialized bytes.
@@ -375,18 +422,13 @@ impl DirMeta {
     /// Parses a dirmeta object.
     pub fn parse(data: &[u8]) -> Result<DirMeta, ObjectError> {
         let kind = "dirmeta";
-        let v = Value::parse(&Type::parse("(uuua(ayay))").expect("static"), data).map_err(
-            |source| ObjectError::Variant {
-                kind,
-                cause: source,
-            },
-        )?;
-        let items = v.as_tuple().expect("tuple");
+        let (uid, gid, mode, xattrs) =
+            decode::<DirMetaT>(data).map_err(|cause| ObjectError::Variant { kind, cause })?;
         let meta = DirMeta {
-            uid: items[0].as_be32().expect("u"),
-            gid: items[1].as_be32().expect("u"),
-            mode: items[2].as_be32().expect("u"),
-            xattrs: parse_xattrs(kind, &items[3])?,
+            uid: uid.0,
+            gid: gid.0,
+            mode: mode.0,
+            xattrs: xattrs_from(xattrs),
         };
         if meta.mode & mode::IFMT != mode::IFDIR || meta.mode & !(mode::IFMT | 0o7777) != 0 {
             return field(kind, format!("invalid directory mode 0{:o}", meta.mode));
@@ -416,29 +458,16 @@ impl DirTree {
         files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let mut dirs: Vec<&(String, Checksum, Checksum)> = self.dirs.iter().collect();
         dirs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        Value::Tuple(vec![
-            Value::Array(
-                Type::parse("(say)").expect("static"),
-                files
-                    .into_iter()
-                    .map(|(n, c)| {
-                        Value::Tuple(vec![Value::Str(n.clone()), Value::Bytes(c.0.to_vec())])
-                    })
-                    .collect(),
-            ),
-            Value::Array(
-                Type::parse("(sayay)").expect("static"),
-                dirs.into_iter()
-                    .map(|(n, t, m)| {
-                        Value::Tuple(vec![
-                            Value::Str(n.clone()),
-                            Value::Bytes(t.0.to_vec()),
-                            Value::Bytes(m.0.to_vec()),
-                        ])
-                    })
-                    .collect(),
-            ),
-        ])
+        let t: DirTreeT = (
+            files
+                .into_iter()
+                .map(|(n, c)| (n.clone(), Bytes(c.0.to_vec())))
+                .collect(),
+            dirs.into_iter()
+                .map(|(n, t, m)| (n.clone(), Bytes(t.0.to_vec()), Bytes(m.0.to_vec())))
+                .collect(),
+        );
+        t.into_value()
     }
 
     /// Serialized bytes.
@@ -449,18 +478,11 @@ impl DirTree {
     /// Parses a dirtree object, checking names, checksums and order.
     pub fn parse(data: &[u8]) -> Result<DirTree, ObjectError> {
         let kind = "dirtree";
-        let v = Value::parse(&Type::parse("(a(say)a(sayay))").expect("static"), data).map_err(
-            |source| ObjectError::Variant {
-                kind,
-                cause: source,
-            },
-        )?;
-        let items = v.as_tuple().expect("tuple");
+        let (files, dirs) =
+            decode::<DirTreeT>(data).map_err(|cause| ObjectError::Variant { kind, cause })?;
         let mut tree = DirTree::default();
-        for f in items[0].as_array().unwrap_or_default() {
-            let t = f.as_tuple().expect("tuple");
-            let name = t[0].as_str().expect("s").to_string();
-            let Some(c) = Checksum::from_bytes(t[1].as_bytes().expect("ay")) else {
+        for (name, c) in files {
+            let Some(c) = Checksum::from_bytes(&c.0) else {
                 return field(
                     kind,
                     format!("file {name:?} has a checksum of the wrong length"),
@@ -468,13 +490,9 @@ impl DirTree {
             };
             tree.files.push((name, c));
         }
-        for d in items[1].as_array().unwrap_or_default() {
-            let t = d.as_tuple().expect("tuple");
-            let name = t[0].as_str().expect("s").to_string();
-            let (Some(tc), Some(mc)) = (
-                Checksum::from_bytes(t[1].as_bytes().expect("ay")),
-                Checksum::from_bytes(t[2].as_bytes().expect("ay")),
-            ) else {
+        for (name, t, m) in dirs {
+            let (Some(tc), Some(mc)) = (Checksum::from_bytes(&t.0), Checksum::from_bytes(&m.0))
+            else {
                 return field(
                     kind,
                     format!("directory {name:?} has a checksum of the wrong length"),
@@ -531,24 +549,20 @@ pub struct Commit {
 impl Commit {
     /// The GVariant form.
     pub fn to_value(&self) -> Value {
-        Value::Tuple(vec![
-            Value::vardict(self.metadata.clone()),
-            Value::Bytes(self.parent.map(|p| p.0.to_vec()).unwrap_or_default()),
-            Value::Array(
-                Type::parse("(say)").expect("static"),
-                self.related
-                    .iter()
-                    .map(|(n, c)| {
-                        Value::Tuple(vec![Value::Str(n.clone()), Value::Bytes(c.0.to_vec())])
-                    })
-                    .collect(),
-            ),
-            Value::Str(self.subject.clone()),
-            Value::Str(self.body.clone()),
-            Value::be64(self.timestamp),
-            Value::Bytes(self.root_tree.0.to_vec()),
-            Value::Bytes(self.root_meta.0.to_vec()),
-        ])
+        let t: CommitT = (
+            VarDict(self.metadata.clone()),
+            Bytes(self.parent.map(|p| p.0.to_vec()).unwrap_or_default()),
+            self.related
+                .iter()
+                .map(|(n, c)| (n.clone(), Bytes(c.0.to_vec())))
+                .collect(),
+            self.subject.clone(),
+            self.body.clone(),
+            Be64(self.timestamp),
+            Bytes(self.root_tree.0.to_vec()),
+            Bytes(self.root_meta.0.to_vec()),
+        );
+        t.into_value()
     }
 
     /// Serialized bytes.
@@ -577,73 +591,43 @@ impl Commit {
     /// Parses a commit object.
     pub fn parse(data: &[u8]) -> Result<Commit, ObjectError> {
         let kind = "commit";
-        let v = Value::parse(
-            &Type::parse("(a{sv}aya(say)sstayay)").expect("static"),
-            data,
-        )
-        .map_err(|source| ObjectError::Variant {
-            kind,
-            cause: source,
-        })?;
-        let items = v.as_tuple().expect("tuple");
-        let metadata = items[0]
-            .as_vardict()
-            .expect("a{sv}")
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        let parent = match items[1].as_bytes().expect("ay") {
-            [] => None,
-            b => Some(Checksum::from_bytes(b).ok_or_else(|| ObjectError::Field {
+        let (VarDict(metadata), parent, related, subject, body, Be64(timestamp), tree, meta) =
+            decode::<CommitT>(data).map_err(|cause| ObjectError::Variant { kind, cause })?;
+        let checksum = |b: &Bytes, what: &str| {
+            Checksum::from_bytes(&b.0).ok_or_else(|| ObjectError::Field {
                 kind,
-                msg: "parent checksum of the wrong length".into(),
-            })?),
-        };
-        let mut related = Vec::new();
-        for r in items[2].as_array().unwrap_or_default() {
-            let t = r.as_tuple().expect("tuple");
-            let c = Checksum::from_bytes(t[1].as_bytes().expect("ay")).ok_or_else(|| {
-                ObjectError::Field {
-                    kind,
-                    msg: "related checksum of the wrong length".into(),
-                }
-            })?;
-            related.push((t[0].as_str().expect("s").to_string(), c));
-        }
-        let root = |i: usize, what: &str| {
-            Checksum::from_bytes(items[i].as_bytes().expect("ay")).ok_or_else(|| {
-                ObjectError::Field {
-                    kind,
-                    msg: format!("{what} checksum of the wrong length"),
-                }
+                msg: format!("{what} checksum of the wrong length"),
             })
         };
+        let parent = match parent.0.as_slice() {
+            [] => None,
+            _ => Some(checksum(&parent, "parent")?),
+        };
+        let related = related
+            .into_iter()
+            .map(|(n, c)| Ok((n, checksum(&c, "related")?)))
+            .collect::<Result<_, ObjectError>>()?;
         Ok(Commit {
             metadata,
             parent,
             related,
-            subject: items[3].as_str().expect("s").to_string(),
-            body: items[4].as_str().expect("s").to_string(),
-            timestamp: items[5].as_be64().expect("t"),
-            root_tree: root(6, "root tree")?,
-            root_meta: root(7, "root meta")?,
+            subject,
+            body,
+            timestamp,
+            root_tree: checksum(&tree, "root tree")?,
+            root_meta: checksum(&meta, "root meta")?,
         })
     }
 }
 
 /// Detached metadata `a{sv}` (commitmeta objects, summary signatures).
 pub fn parse_vardict(data: &[u8]) -> Result<Vec<(String, Value)>, ObjectError> {
-    let v = Value::parse(&Type::parse("a{sv}").expect("static"), data).map_err(|source| {
-        ObjectError::Variant {
+    decode::<VarDict>(data)
+        .map(|d| d.0)
+        .map_err(|cause| ObjectError::Variant {
             kind: "detached metadata",
-            cause: source,
-        }
-    })?;
-    Ok(v.as_vardict()
-        .expect("a{sv}")
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect())
+            cause,
+        })
 }
 
 #[cfg(test)]

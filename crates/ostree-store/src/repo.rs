@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::FlockOperation;
 
-use crate::gvariant::{Type, Value};
+use crate::gvariant::Value;
 use crate::keyfile::KeyFile;
 use crate::object::{
-    self, Checksum, Commit, DirMeta, DirTree, FileMeta, ObjectError, ObjectType, Xattrs, mode,
+    self, Checksum, Commit, DirMeta, DirTree, FileMeta, ObjectError, ObjectType, Xattrs,
 };
 
 /// How a repository stores file objects.
@@ -419,25 +419,8 @@ impl Repo {
                         },
                     ));
                 };
-                let dm = Value::parse(&Type::parse("(uuua(ayay))").expect("static"), &raw)
-                    .map_err(|e| msg(format!("{}: {OSTREEMETA_XATTR}: {e}", path.display())))?;
-                let items = dm.as_tuple().expect("tuple");
-                let xattrs = DirMeta::parse(&{
-                    // Reuse the dirmeta parser for the xattr list.
-                    let mut t = items.to_vec();
-                    t[2] = Value::be32(mode::IFDIR | 0o755);
-                    Value::Tuple(t).to_bytes()
-                })
-                .map_err(|e| Repo::corrupt(checksum, kind, e))?
-                .xattrs;
-                let mut meta = FileMeta {
-                    uid: items[0].as_be32().expect("u"),
-                    gid: items[1].as_be32().expect("u"),
-                    mode: items[2].as_be32().expect("u"),
-                    rdev: 0,
-                    symlink_target: String::new(),
-                    xattrs,
-                };
+                let mut meta = FileMeta::from_ostreemeta(&raw)
+                    .map_err(|e| Repo::corrupt(checksum, kind, e))?;
                 let len = f.metadata().at(&path)?.len();
                 if meta.is_symlink() {
                     let mut target = Vec::new();

@@ -3,7 +3,7 @@
 //! `(a(s(taya{sv}))a{sv})`. Clients read it to resolve refs in one request;
 //! `summary.sig` holds its signatures as detached metadata.
 
-use crate::gvariant::{Type, Value};
+use crate::gvariant::{Bytes, Value, VarDict, decode, encode};
 use crate::object::{self, Checksum, ObjectType};
 use crate::repo::{Error, Repo, Result, msg, write_atomic};
 
@@ -29,9 +29,9 @@ pub struct Summary {
     pub metadata: Vec<(String, Value)>,
 }
 
-fn summary_type() -> Type {
-    Type::parse("(a(s(taya{sv}))a{sv})").expect("static")
-}
+/// The shape of a summary: refs (name, (commit size, checksum, metadata)),
+/// then the repository's metadata.
+type SummaryT = (Vec<(String, (u64, Bytes, VarDict))>, VarDict);
 
 impl Summary {
     /// Builds the summary of a repository's local refs, as `summary -u`.
@@ -85,61 +85,43 @@ impl Summary {
 
     /// Serialized bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let entry_ty = Type::parse("(s(taya{sv}))").expect("static");
-        Value::Tuple(vec![
-            Value::Array(
-                entry_ty,
-                self.refs
-                    .iter()
-                    .map(|r| {
-                        Value::Tuple(vec![
-                            Value::Str(r.name.clone()),
-                            Value::Tuple(vec![
-                                Value::U64(r.commit_size),
-                                Value::Bytes(r.checksum.0.to_vec()),
-                                Value::vardict(r.metadata.clone()),
-                            ]),
-                        ])
-                    })
-                    .collect(),
-            ),
-            Value::vardict(self.metadata.clone()),
-        ])
-        .to_bytes()
+        let t: SummaryT = (
+            self.refs
+                .iter()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        (
+                            r.commit_size,
+                            Bytes(r.checksum.0.to_vec()),
+                            VarDict(r.metadata.clone()),
+                        ),
+                    )
+                })
+                .collect(),
+            VarDict(self.metadata.clone()),
+        );
+        encode(t)
     }
 
     /// Parses a summary file.
     pub fn parse(data: &[u8]) -> Result<Summary> {
         let bad = |m: String| msg(format!("invalid summary: {m}"));
-        let v = Value::parse(&summary_type(), data).map_err(|e| bad(e.to_string()))?;
-        let items = v.as_tuple().expect("tuple");
-        let mut refs = Vec::new();
-        for e in items[0].as_array().unwrap_or_default() {
-            let t = e.as_tuple().expect("tuple");
-            let inner = t[1].as_tuple().expect("tuple");
-            let Value::U64(size) = inner[0] else {
-                return Err(bad("ref entry without a size".into()));
-            };
-            let checksum = Checksum::from_bytes(inner[1].as_bytes().expect("ay"))
-                .ok_or_else(|| bad("ref checksum of the wrong length".into()))?;
-            refs.push(SummaryRef {
-                name: t[0].as_str().expect("s").to_string(),
-                commit_size: size,
-                checksum,
-                metadata: inner[2]
-                    .as_vardict()
-                    .expect("a{sv}")
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect(),
-            });
-        }
-        let metadata = items[1]
-            .as_vardict()
-            .expect("a{sv}")
+        let (entries, VarDict(metadata)) =
+            decode::<SummaryT>(data).map_err(|e| bad(e.to_string()))?;
+        let refs = entries
             .into_iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
+            .map(|(name, (commit_size, checksum, VarDict(metadata)))| {
+                let checksum = Checksum::from_bytes(&checksum.0)
+                    .ok_or_else(|| bad("ref checksum of the wrong length".into()))?;
+                Ok(SummaryRef {
+                    name,
+                    commit_size,
+                    checksum,
+                    metadata,
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(Summary { refs, metadata })
     }
 

@@ -16,8 +16,7 @@ use std::sync::Mutex;
 use flate2::Compression;
 use rustix::fs::{FlockOperation, Timestamps, XattrFlags};
 
-use crate::gvariant::Value;
-use crate::object::{self, Checksum, DirMeta, FileHasher, FileMeta, ObjectType};
+use crate::object::{self, Checksum, FileHasher, FileMeta, ObjectType};
 use crate::repo::{
     ARCHIVE_LEVEL, Error, FromBytes, IoContext, OSTREEMETA_XATTR, Repo, RepoLock, RepoMode, Result,
     create_dirs, msg, unique,
@@ -518,23 +517,13 @@ impl<'r> Transaction<'r> {
                     f.set_permissions(fs::Permissions::from_mode((meta.mode & 0o775) | 0o400))
                         .at(tmp)?;
                 }
-                let dm = Value::Tuple(vec![
-                    Value::be32(meta.uid),
-                    Value::be32(meta.gid),
-                    Value::be32(meta.mode),
-                    DirMeta {
-                        uid: 0,
-                        gid: 0,
-                        mode: 0,
-                        xattrs: meta.xattrs.clone(),
-                    }
-                    .to_value()
-                    .as_tuple()
-                    .expect("tuple")[3]
-                        .clone(),
-                ]);
-                rustix::fs::fsetxattr(&f, OSTREEMETA_XATTR, &dm.to_bytes(), XattrFlags::empty())
-                    .at(tmp)?;
+                rustix::fs::fsetxattr(
+                    &f,
+                    OSTREEMETA_XATTR,
+                    &meta.ostreemeta(),
+                    XattrFlags::empty(),
+                )
+                .at(tmp)?;
                 zero_mtime(&f, tmp)
             }
             RepoMode::BareUserOnly => {
