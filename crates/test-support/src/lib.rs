@@ -64,6 +64,55 @@ pub fn root(what_for: &str) -> bool {
     ok
 }
 
+/// Set in the copy of a test that [`rerun_in_private_mount_namespace`]
+/// started.
+const PRIVATE_MOUNT_NS: &str = "OXCORE_TEST_PRIVATE_MOUNT_NS";
+
+/// Whether this process is the copy of a test that
+/// [`rerun_in_private_mount_namespace`] started, with mounts of its own.
+pub fn in_private_mount_namespace() -> bool {
+    std::env::var_os(PRIVATE_MOUNT_NS).is_some()
+}
+
+/// Runs test `name` of the running test binary again, alone, in a child
+/// process with a private mount namespace (`unshare --mount --propagation
+/// private`), so it can mount over host paths (a tmpfs over `/run/udev`
+/// beside a udev daemon the host runs) without the host seeing it. Panics
+/// with the child's output when it fails or did not run exactly that one
+/// test; skips (see [`skip`]) when `unshare` cannot make the namespace.
+#[track_caller]
+pub fn rerun_in_private_mount_namespace(name: &str) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .arg(&exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(PRIVATE_MOUNT_NS, "1")
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            skip(&format!("{name}: `unshare` (util-linux) cannot run: {e}"));
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("unshare failed") {
+        skip(&format!(
+            "{name}: no private mount namespace here: {stderr}"
+        ));
+        return;
+    }
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name}, run again in a private mount namespace, failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    // What the copy printed (a SKIP: line too) shows in this run's output.
+    eprint!("{stderr}");
+}
+
 /// Runs a command in `dir`, panicking with its stderr on failure.
 #[track_caller]
 pub fn run_in(dir: &Path, args: &[&str]) {
