@@ -476,8 +476,9 @@ pub fn decode_data_url(s: &str) -> Result<Vec<u8>, DataUrlError> {
         let mut j = 0;
         while j < data.len() {
             if data[j] == b'%' {
-                let h = std::str::from_utf8(&data[j + 1..j + 3]).unwrap_or("00");
-                out.push(u8::from_str_radix(h, 16).unwrap_or(0));
+                // Two hex digits: percent_unescape checked them.
+                let digit = |k: usize| util::hex_digit(data[k]).unwrap_or(0);
+                out.push(digit(j + 1) << 4 | digit(j + 2));
                 j += 3;
             } else {
                 out.push(data[j]);
