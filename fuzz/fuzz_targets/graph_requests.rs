@@ -11,9 +11,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use graph_server::Ctx;
-use graph_server::state::{Source, State};
-use graph_server::stats::{OTHER, Stats};
+use graph_server::{Ctx, OTHER, Source, SourceError, State, Stats};
 use hyper::Request;
 use libfuzzer_sys::fuzz_target;
 use release::graph::{Graph, Scheme, wariness};
@@ -63,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let json: serde_json::Value = serde_json::from_slice(&g.to_json_filtered(w, now)).unwrap();
         assert_eq!(json["edges"].as_array().unwrap().len(), f.edges.len());
-        let prepared = graph_server::state::Prepared::new(g);
+        let prepared = graph_server::Prepared::new(g);
         let (body, _) = prepared.body(w, now);
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap(), json);
     }
@@ -131,11 +129,11 @@ fn uri_safe(b: &[u8]) -> String {
 struct Mem(ReleaseIndex, UpdatesDoc);
 
 impl Source for Mem {
-    fn get(&self, rel: &str) -> Result<Vec<u8>, String> {
+    fn get(&self, rel: &str) -> Result<Vec<u8>, SourceError> {
         match rel {
             "prod/streams/stable/releases.json" => Ok(serde_json::to_vec(&self.0).expect("serializes")),
             "updates/stable.json" => Ok(serde_json::to_vec(&self.1).expect("serializes")),
-            other => Err(format!("{other}: none")),
+            other => Err(SourceError::Unavailable(format!("{other}: none"))),
         }
     }
 

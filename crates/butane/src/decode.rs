@@ -23,21 +23,21 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::report::{Path, Seg};
-use crate::yaml::{Kind, Mark, Node, Resolved, Scalar};
+use crate::yaml::{Kind, Mark, Node, Resolved, Scalar, is_null};
 
 /// Scalar text (bytes) that alias expansion may copy into the decoded
 /// config. yaml.v3 shares the text and has no such bound; without one, a
 /// megabyte anchored once and aliased 100,000 times is 100 GB.
-pub const ALIAS_TEXT_LIMIT: usize = 64 << 20;
+pub(crate) const ALIAS_TEXT_LIMIT: usize = 64 << 20;
 
 /// Duplicate-key errors listed for one mapping; yaml.v3 lists every pair,
 /// which is quadratic in the number of copies of a key.
-pub const MAX_DUPLICATE_ERRORS: usize = 1000;
+pub(crate) const MAX_DUPLICATE_ERRORS: usize = 1000;
 
 /// yaml.v3's `allowedAliasRatio`: the share of decode steps that may come
 /// from alias expansion, 99% for documents up to 400,000 steps, scaled
 /// down to 10% at 4,000,000.
-pub fn allowed_alias_ratio(decode_count: u64) -> f64 {
+pub(crate) fn allowed_alias_ratio(decode_count: u64) -> f64 {
     const LOW: u64 = 400_000;
     const HIGH: u64 = 4_000_000;
     if decode_count <= LOW {
@@ -51,7 +51,7 @@ pub fn allowed_alias_ratio(decode_count: u64) -> f64 {
 
 /// The Butane base schema versions (the sugar shared by all variants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Base {
+pub(crate) enum Base {
     /// v0_1 (fcos 1.0)
     V0_1,
     /// v0_2 (fcos 1.1)
@@ -72,7 +72,7 @@ pub enum Base {
 
 impl Base {
     /// The Go package name upstream's messages use.
-    pub fn pkg(self) -> &'static str {
+    pub(crate) fn pkg(self) -> &'static str {
         match self {
             Base::V0_1 => "v0_1",
             Base::V0_2 => "v0_2",
@@ -88,7 +88,7 @@ impl Base {
 
 /// Which Go package declares a type, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pkg {
+pub(crate) enum Pkg {
     /// A base type (`v0_5.File`).
     Base,
     /// An fcos type (`v1_5.BootDevice`).
@@ -101,7 +101,7 @@ pub enum Pkg {
 
 /// A key that is not a field, or a struct whose YAML is not a mapping.
 #[derive(Debug, Clone)]
-pub struct Unused {
+pub(crate) struct Unused {
     /// Walk order (see the Ignition library's decoder).
     pub order: Vec<u32>,
     /// Path of the key (last element is the key) or of the struct.
@@ -113,7 +113,7 @@ pub struct Unused {
 }
 
 /// Decoding state.
-pub struct Decoder {
+pub(crate) struct Decoder {
     /// The base schema version: newer fields are unused keys.
     pub base: Base,
     /// A version number for variant-specific fields, compared against
@@ -151,7 +151,7 @@ pub struct Decoder {
 
 /// When a field appeared.
 #[derive(Debug, Clone, Copy)]
-pub enum Since {
+pub(crate) enum Since {
     /// In a base version.
     Base(Base),
     /// In an fcos minor version (1.N), for fcos-only sugar.
@@ -165,7 +165,7 @@ pub enum Since {
 
 impl Decoder {
     /// A decoder for one variant version.
-    pub fn new(base: Base, fcos_minor: u32, fcos_pkg: &str, os_pkg: &str) -> Decoder {
+    pub(crate) fn new(base: Base, fcos_minor: u32, fcos_pkg: &str, os_pkg: &str) -> Decoder {
         Decoder {
             base,
             fcos_minor,
@@ -191,7 +191,7 @@ impl Decoder {
     }
 
     /// Stops decoding with `message` (the first such error wins).
-    pub fn fail(&mut self, message: impl Into<String>) {
+    pub(crate) fn fail(&mut self, message: impl Into<String>) {
         if self.fatal.is_none() {
             self.fatal = Some(message.into());
         }
@@ -219,7 +219,7 @@ impl Decoder {
     }
 
     /// yaml.v3's document node: one step before the root.
-    pub fn document(&mut self) {
+    pub(crate) fn document(&mut self) {
         self.step();
     }
 
@@ -228,7 +228,11 @@ impl Decoder {
     /// under the alias. `f` gets the node with its contents resolved (an
     /// alias keeps its own position and `alias` flag). `None` once
     /// decoding has stopped.
-    pub fn visit<R>(&mut self, node: &Node, f: impl FnOnce(&mut Decoder, &Node) -> R) -> Option<R> {
+    pub(crate) fn visit<R>(
+        &mut self,
+        node: &Node,
+        f: impl FnOnce(&mut Decoder, &Node) -> R,
+    ) -> Option<R> {
         if !self.step() {
             return None;
         }
@@ -295,7 +299,7 @@ impl Decoder {
 
     /// yaml.v3's check for duplicate keys, run on every mapping it decodes:
     /// every pair of equal keys, in order. True when there were some.
-    pub fn map_duplicates(&mut self, map: &Rc<crate::yaml::Mapping>) -> bool {
+    pub(crate) fn map_duplicates(&mut self, map: &Rc<crate::yaml::Mapping>) -> bool {
         self.duplicate_keys(map)
     }
 
@@ -335,7 +339,7 @@ impl Decoder {
     }
 
     /// The Go name of a type in a package.
-    pub fn go_name(&self, pkg: Pkg, name: &str) -> String {
+    pub(crate) fn go_name(&self, pkg: Pkg, name: &str) -> String {
         match pkg {
             Pkg::Base => format!("{}.{name}", self.pkgs[0]),
             Pkg::Fcos => format!("{}.{name}", self.pkgs[1]),
@@ -346,7 +350,7 @@ impl Decoder {
 
     /// Records yaml.v3's type error for `node` decoded into `go_type`
     /// (for a mapping with duplicate keys, those errors instead).
-    pub fn mismatch(&mut self, node: &Node, go_type: &str) {
+    pub(crate) fn mismatch(&mut self, node: &Node, go_type: &str) {
         let what = match &node.kind {
             Kind::Seq(_) | Kind::Cycle(_) => "!!seq".to_string(),
             Kind::Map(m) => {
@@ -382,7 +386,7 @@ impl Decoder {
     /// Decodes a mapping into a struct (yaml.v3's `mappingStruct`):
     /// `fields` are the YAML keys with when each appeared; `set` receives
     /// each matched key and value.
-    pub fn object<T>(
+    pub(crate) fn object<T>(
         &mut self,
         node: &Node,
         go_type: &str,
@@ -555,7 +559,7 @@ impl Decoder {
     }
 
     /// Decodes a sequence; null elements are dropped, as yaml.v3 does.
-    pub fn list<T: Decode>(&mut self, node: &Node) -> Vec<T> {
+    pub(crate) fn list<T: Decode>(&mut self, node: &Node) -> Vec<T> {
         match &node.kind {
             Kind::Seq(items) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -684,11 +688,6 @@ fn key_text(k: &Node) -> &str {
     }
 }
 
-/// Whether a node is YAML null.
-pub fn is_null(n: &Node) -> bool {
-    matches!(&n.kind, Kind::Scalar(s) if s.resolve() == Resolved::Null)
-}
-
 fn looks_like_timestamp(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() >= 10
@@ -700,7 +699,7 @@ fn looks_like_timestamp(s: &str) -> bool {
 }
 
 /// A Butane type decodable from YAML.
-pub trait Decode: Sized {
+pub(crate) trait Decode: Sized {
     /// Whether this is a struct (upstream's walker visits structs only).
     const STRUCT: bool = false;
     /// The Go type name in messages.
@@ -814,7 +813,7 @@ impl<T: Decode> Decode for Vec<T> {
 }
 
 /// Field slots: how a decoded value lands in a struct field.
-pub trait Slot {
+pub(crate) trait Slot {
     /// Decodes `node` into the slot.
     fn fill(&mut self, node: &Node, d: &mut Decoder);
 }
@@ -868,7 +867,7 @@ macro_rules! bu_struct {
     ) => {
         $(#[$sm])*
         #[derive(Debug, Clone, Default, PartialEq)]
-        pub struct $name {
+        pub(crate) struct $name {
             $(
                 $(#[$fm])*
                 pub $field: $ty,
@@ -877,7 +876,7 @@ macro_rules! bu_struct {
 
         impl $name {
             /// YAML keys and when each appeared.
-            pub const FIELDS: &'static [(&'static str, $crate::decode::Since)] = &[$(($key, $since)),*];
+            pub(crate) const FIELDS: &'static [(&'static str, $crate::decode::Since)] = &[$(($key, $since)),*];
             const GO: &'static str = bu_struct!(@go $name $($goname)?);
         }
 

@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use ignition_config::validate::clean_path;
 
 /// No `-d/--files-dir` was given.
-pub const NO_FILES_DIR: &str =
+pub(crate) const NO_FILES_DIR: &str =
     "local file paths are relative to a files directory that must be specified with -d/--files-dir";
 /// The path leaves the files directory.
-pub const TRAVERSAL: &str = "local file path traverses outside the files directory";
+pub(crate) const TRAVERSAL: &str = "local file path traverses outside the files directory";
 
 /// Joins a slash-separated `local` path to the files directory as Go's
 /// `filepath.Join` does, and checks that it stays inside.
-pub fn resolve(files_dir: Option<&Path>, local: &str) -> Result<PathBuf, String> {
+pub(crate) fn resolve(files_dir: Option<&Path>, local: &str) -> Result<PathBuf, String> {
     let Some(dir) = files_dir else {
         return Err(NO_FILES_DIR.into());
     };
@@ -54,13 +54,13 @@ fn absolute(p: &str) -> String {
 
 /// Reads a local file, with Go's error wording (`open fd/x: no such file or
 /// directory`).
-pub fn read_local(files_dir: Option<&Path>, local: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn read_local(files_dir: Option<&Path>, local: &str) -> Result<Vec<u8>, String> {
     let path = resolve(files_dir, local)?;
     read_go(&path)
 }
 
 /// Reads a file, wording errors as Go's `os` package.
-pub fn read_go(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_go(path: &Path) -> Result<Vec<u8>, String> {
     let mut f = std::fs::File::open(path).map_err(|e| go_error("open", path, &e))?;
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)
@@ -90,7 +90,7 @@ pub fn errno_text(err: &std::io::Error) -> String {
 
 /// RFC 2396 escaping as upstream's data URL library does: unreserved bytes
 /// stay, every other byte becomes `%XX` (upper-case hex).
-pub fn escape(data: &[u8]) -> String {
+pub(crate) fn escape(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len() * 3 / 2);
     for &b in data {
         if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
@@ -103,7 +103,7 @@ pub fn escape(data: &[u8]) -> String {
 }
 
 /// Standard base64 with padding.
-pub fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
@@ -133,7 +133,7 @@ pub fn base64(data: &[u8]) -> String {
 /// set no compression and compression is allowed) gzip+base64, whichever is
 /// shortest (gzip counting the four bytes of `"gzip"`). Returns the URL and
 /// the compression to record (`None`: keep the user's).
-pub fn make_data_url(
+pub(crate) fn make_data_url(
     contents: &[u8],
     user_compression: Option<&str>,
     allow_compression: bool,

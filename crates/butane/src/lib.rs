@@ -9,25 +9,44 @@
 //! output with the Ignition library and map its findings back to the YAML.
 //! Docs: <https://coreos.github.io/butane/>.
 
-pub mod decode;
-pub mod fcos;
-pub mod files;
-pub mod goflate;
-pub mod report;
-pub mod sugar;
-pub mod translate;
-pub mod types;
-pub mod validate;
-pub mod variant;
-pub mod yaml;
-pub mod yamlout;
+//!
+//! | module | job |
+//! |---|---|
+//! | `yaml` | the YAML tree with positions, resolved as yaml.v3 resolves |
+//! | `decode`, `types` | the tree into Butane's types, with yaml.v3's rules |
+//! | `variant` | which variant versions exist and what each builds on |
+//! | `validate` | the base schema's source checks |
+//! | `translate`, `sugar` | the generic copy, the base sugar, the translation set |
+//! | `config` | each variant's checks, sugar, restrictions and output |
+//! | `files`, `goflate` | `local` files, data URLs, Go's gzip |
+//! | `output`, `yamlout` | the Ignition JSON and MachineConfig YAML written |
+//! | `report` | findings on YAML paths, printed as upstream prints them |
+
+mod config;
+mod decode;
+mod files;
+mod goflate;
+mod output;
+mod report;
+mod sugar;
+mod translate;
+mod types;
+mod validate;
+mod variant;
+mod yaml;
+mod yamlout;
+
+pub use files::{errno_text, go_error};
+pub use report::{Entry, Report};
+pub use yaml::Mark;
 
 use std::path::PathBuf;
 
 use ignition_config::version::Semver;
 
 use crate::decode::{Decode, Decoder, bu_struct};
-use crate::report::{Path, Report, Seg, Severity};
+use crate::output::output_json;
+use crate::report::{Path, Seg, Severity};
 use crate::types::Config;
 use crate::variant::{Target, Variant};
 use crate::yaml::Node;
@@ -54,13 +73,51 @@ pub struct Outcome {
     pub report: Report,
     /// The output (without the final newline), or why there is none
     /// (printed after `Error translating config: `).
-    pub output: Result<String, String>,
+    pub output: Result<String, Error>,
 }
 
-fn fail(report: Report, message: impl Into<String>) -> Outcome {
+/// Why a config has no output; the text is upstream's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The input is not YAML (or not UTF-8), or `variant` and `version`
+    /// are not strings: yaml.v3's message.
+    #[error("Error unmarshaling yaml: {0}")]
+    Syntax(String),
+    /// `variant` is missing or empty.
+    #[error("error parsing variant; must be specified")]
+    NoVariant,
+    /// `version` is not a semver.
+    #[error("error parsing version; must be a valid semver")]
+    BadVersion,
+    /// `variant: rhcos`, version 0.1.0, which upstream removed.
+    #[error(
+        "rhcos variant has been removed; use openshift variant instead: https://coreos.github.io/butane/upgrading-openshift/"
+    )]
+    RhcosRemoved,
+    /// No such version of the variant.
+    #[error("No translator exists for variant {variant} with version {version}")]
+    NoTranslator {
+        /// The variant asked for.
+        variant: String,
+        /// The version asked for, normalized.
+        version: String,
+    },
+    /// The config does not decode into the version's types (type
+    /// mismatches, excessive aliasing): yaml.v3's message.
+    #[error("{0}")]
+    Decode(String),
+    /// The source config has errors (in the report).
+    #[error("source config is invalid")]
+    InvalidSource,
+    /// The generated Ignition config is invalid (errors in the report).
+    #[error("config generated was invalid")]
+    InvalidOutput,
+}
+
+fn fail(report: Report, error: Error) -> Outcome {
     Outcome {
         report,
-        output: Err(message.into()),
+        output: Err(error),
     }
 }
 
@@ -71,7 +128,7 @@ pub fn transpile(input: &[u8], opts: &Options) -> Outcome {
         Err(_) => {
             return fail(
                 Report::default(),
-                "Error unmarshaling yaml: yaml: invalid leading UTF-8 octet",
+                Error::Syntax("yaml: invalid leading UTF-8 octet".into()),
             );
         }
     };
@@ -85,10 +142,7 @@ pub fn transpile(input: &[u8], opts: &Options) -> Outcome {
             };
             return fail(
                 Report::default(),
-                format!(
-                    "Error unmarshaling yaml: yaml: {at}{}",
-                    yaml::libyaml_message(&e.message)
-                ),
+                Error::Syntax(format!("yaml: {at}{}", yaml::libyaml_message(&e.message))),
             );
         }
     };
@@ -117,7 +171,7 @@ bu_struct! {
 
 /// Reads `variant` and `version` as upstream's first pass does (a yaml.v3
 /// decode of its own, with its own count against excessive aliasing).
-fn common_fields(root: Option<&Node>) -> Result<Target, String> {
+fn common_fields(root: Option<&Node>) -> Result<Target, Error> {
     let mut d = Decoder::new(decode::Base::V0_1, 0, "", "");
     let fields = match root {
         Some(r) => {
@@ -127,27 +181,27 @@ fn common_fields(root: Option<&Node>) -> Result<Target, String> {
         None => CommonFields::default(),
     };
     if let Some(fatal) = d.fatal {
-        return Err(format!("Error unmarshaling yaml: yaml: {fatal}"));
+        return Err(Error::Syntax(format!("yaml: {fatal}")));
     }
     if !d.errors.is_empty() {
-        return Err(format!(
-            "Error unmarshaling yaml: yaml: unmarshal errors:\n  {}",
+        return Err(Error::Syntax(format!(
+            "yaml: unmarshal errors:\n  {}",
             d.errors.join("\n  ")
-        ));
+        )));
     }
     let CommonFields { variant, version } = fields;
     if variant.is_empty() {
-        return Err("error parsing variant; must be specified".into());
+        return Err(Error::NoVariant);
     }
     let Some(semver) = Semver::parse(&version) else {
-        return Err("error parsing version; must be a valid semver".into());
+        return Err(Error::BadVersion);
     };
     if variant == "rhcos"
         && semver.numbers == [0, 1, 0]
         && semver.pre.is_empty()
         && semver.meta.is_empty()
     {
-        return Err("rhcos variant has been removed; use openshift variant instead: https://coreos.github.io/butane/upgrading-openshift/".into());
+        return Err(Error::RhcosRemoved);
     }
     Target::lookup(&variant, &semver).ok_or_else(|| {
         let [a, b, c] = semver.numbers;
@@ -158,7 +212,10 @@ fn common_fields(root: Option<&Node>) -> Result<Target, String> {
         if !semver.meta.is_empty() {
             v.push_str(&format!("+{}", semver.meta));
         }
-        format!("No translator exists for variant {variant} with version {v}")
+        Error::NoTranslator {
+            variant,
+            version: v,
+        }
     })
 }
 
@@ -183,12 +240,15 @@ fn run(root: Option<&Node>, target: Target, opts: &Options) -> Outcome {
         None => Config::default(),
     };
     if let Some(fatal) = d.fatal {
-        return fail(Report::default(), format!("yaml: {fatal}"));
+        return fail(Report::default(), Error::Decode(format!("yaml: {fatal}")));
     }
     if !d.errors.is_empty() {
         return fail(
             Report::default(),
-            format!("yaml: unmarshal errors:\n  {}", d.errors.join("\n  ")),
+            Error::Decode(format!(
+                "yaml: unmarshal errors:\n  {}",
+                d.errors.join("\n  ")
+            )),
         );
     }
     let mut report = Report::default();
@@ -215,9 +275,9 @@ fn run(root: Option<&Node>, target: Target, opts: &Options) -> Outcome {
     }
 
     // Source checks.
-    validate::source(&config, &target, &mut report);
+    config::source(&config, &target, &mut report);
     if report.is_fatal() {
-        return fail(report, "source config is invalid");
+        return fail(report, Error::InvalidSource);
     }
 
     // Translate.
@@ -230,24 +290,20 @@ fn run(root: Option<&Node>, target: Target, opts: &Options) -> Outcome {
     };
     let mut out = sugar::translate(&config, &mut cx);
     if cx.report.is_fatal() {
-        return fail(cx.report, "source config is invalid");
+        return fail(cx.report, Error::InvalidSource);
     }
-    if matches!(target.variant, Variant::Fcos | Variant::Openshift) {
-        fcos::translate(&config, &mut out, &mut cx);
-        if cx.report.is_fatal() {
-            return fail(cx.report, "source config is invalid");
-        }
-    }
-    let mut output = None;
-    if target.variant == Variant::Openshift {
-        match sugar::openshift(&config, &mut out, opts.raw, opts.pretty, &mut cx) {
-            Some(o) => output = Some(o),
-            None => return fail(cx.report, "source config is invalid"),
-        }
-    }
-    validate::filters(&out, &config, &target, opts.raw, &mut cx);
+    config::translate(&config, &mut out, &mut cx);
     if cx.report.is_fatal() {
-        return fail(cx.report, "source config is invalid");
+        return fail(cx.report, Error::InvalidSource);
+    }
+    let output = match config::output(&config, &mut out, opts.raw, opts.pretty, &mut cx) {
+        Some(Some(o)) => Some(o),
+        Some(None) => return fail(cx.report, Error::InvalidSource),
+        None => None,
+    };
+    config::filters(&out, opts.raw, &mut cx);
+    if cx.report.is_fatal() {
+        return fail(cx.report, Error::InvalidSource);
     }
 
     // Check the output as Ignition would.
@@ -268,7 +324,7 @@ fn run(root: Option<&Node>, target: Target, opts: &Options) -> Outcome {
         });
     }
     if invalid {
-        return fail(cx.report, "config generated was invalid");
+        return fail(cx.report, Error::InvalidOutput);
     }
     let text = match output {
         Some(o) => o,
@@ -282,79 +338,4 @@ fn run(root: Option<&Node>, target: Target, opts: &Options) -> Outcome {
         std::mem::forget((config, out, cx.ts));
     }
     outcome
-}
-
-/// The output config as upstream writes it for the target spec. Ignition
-/// 3.2 made a LUKS volume's `clevis` and its `custom` pin pointers: written
-/// (`{}`) whenever the source has them, even empty.
-pub(crate) fn output_json(
-    out: &ignition_config::Config,
-    target: Target,
-    root: Option<&Node>,
-    pretty: bool,
-) -> String {
-    let plain = ignition_config::to_go_json_for(out, target.ignition, pretty);
-    if target.ignition != ignition_config::Version::V3_2 {
-        return plain;
-    }
-    let Some(root) = root else { return plain };
-    let present = |path: &Path| report::exists_at_all(root, path);
-    let mut hints = Vec::new();
-    let mut i = 0;
-    while present(&p!["storage", "luks", i]) {
-        let name = report::scalar_at(root, &p!["storage", "luks", i, "name"]).unwrap_or_default();
-        let clevis = report::mapping_at(root, &p!["storage", "luks", i, "clevis"]);
-        let custom = report::mapping_at(root, &p!["storage", "luks", i, "clevis", "custom"]);
-        if clevis || custom {
-            hints.push((name, custom));
-        }
-        i += 1;
-    }
-    if hints.is_empty() {
-        return plain;
-    }
-    // The first hint of each name, as a search in order would find.
-    let mut by_name: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
-    for (n, custom) in &hints {
-        by_name.entry(n.as_str()).or_insert(*custom);
-    }
-    let mut v: serde_json::Value = serde_json::from_str(&ignition_config::to_go_json_for(
-        out,
-        target.ignition,
-        false,
-    ))
-    .expect("our own JSON parses");
-    if let Some(luks) = v
-        .pointer_mut("/storage/luks")
-        .and_then(|l| l.as_array_mut())
-    {
-        for l in luks {
-            let Some(m) = l.as_object_mut() else { continue };
-            let name = m
-                .get("name")
-                .and_then(|n| n.as_str())
-                .unwrap_or_default()
-                .to_string();
-            let Some(&custom) = by_name.get(name.as_str()) else {
-                continue;
-            };
-            if !m.contains_key("clevis") {
-                m.shift_insert(0, "clevis".into(), serde_json::json!({}));
-            }
-            if custom && let Some(c) = m.get_mut("clevis").and_then(|c| c.as_object_mut()) {
-                let custom = c.entry("custom").or_insert_with(|| serde_json::json!({}));
-                if let Some(cm) = custom.as_object_mut() {
-                    if !cm.contains_key("config") {
-                        cm.shift_insert(0, "config".into(), serde_json::json!(""));
-                    }
-                    cm.entry("pin").or_insert_with(|| serde_json::json!(""));
-                }
-                // `custom` comes first in a clevis.
-                if let Some(value) = c.shift_remove("custom") {
-                    c.shift_insert(0, "custom".into(), value);
-                }
-            }
-        }
-    }
-    ignition_config::to_go_json(&v, pretty)
 }

@@ -7,9 +7,41 @@
 
 use std::fmt::Write as _;
 
-pub use ignition_config::report::{Path, Seg, Severity};
+pub(crate) use ignition_config::report::{Path, Seg, Severity};
 
-use crate::yaml::{Kind, Mark, Node};
+use crate::yaml::{Kind, Mark, Node, is_null};
+
+/// Builds a path from keys and indices: `p!["storage", "files", 0]`.
+macro_rules! p {
+    ($($seg:expr),* $(,)?) => {
+        $crate::report::Path(vec![$($crate::report::IntoSeg::seg($seg)),*])
+    };
+}
+pub(crate) use p;
+
+/// Conversion of path elements.
+pub(crate) trait IntoSeg {
+    /// The element.
+    fn seg(self) -> Seg;
+}
+
+impl IntoSeg for &'static str {
+    fn seg(self) -> Seg {
+        Seg::Key(self)
+    }
+}
+
+impl IntoSeg for usize {
+    fn seg(self) -> Seg {
+        Seg::Index(self)
+    }
+}
+
+impl IntoSeg for Seg {
+    fn seg(self) -> Seg {
+        self
+    }
+}
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,12 +65,12 @@ pub struct Report {
 
 impl Report {
     /// Whether any finding is an error.
-    pub fn is_fatal(&self) -> bool {
+    pub(crate) fn is_fatal(&self) -> bool {
         self.entries.iter().any(|e| e.severity == Severity::Error)
     }
 
     /// Adds a finding; its position is filled in by [`Report::correlate`].
-    pub fn add(&mut self, severity: Severity, path: Path, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, severity: Severity, path: Path, message: impl Into<String>) {
         self.entries.push(Entry {
             severity,
             path,
@@ -48,18 +80,18 @@ impl Report {
     }
 
     /// Adds an error.
-    pub fn error(&mut self, path: Path, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, path: Path, message: impl Into<String>) {
         self.add(Severity::Error, path, message);
     }
 
     /// Adds a warning.
-    pub fn warn(&mut self, path: Path, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, path: Path, message: impl Into<String>) {
         self.add(Severity::Warning, path, message);
     }
 
     /// Sets missing positions from the YAML tree: the deepest node on each
     /// entry's path, the key's position for an unknown key.
-    pub fn correlate(&mut self, root: Option<&Node>) {
+    pub(crate) fn correlate(&mut self, root: Option<&Node>) {
         for e in &mut self.entries {
             if e.mark.is_none() {
                 e.mark = root.map(|r| locate(r, &e.path));
@@ -112,7 +144,7 @@ fn raw_line(e: &Entry) -> String {
 /// is printed in the raw form. Upstream quotes the lines around every
 /// finding, so a one-line document of many findings would print the
 /// whole document once per finding.
-pub const MAX_QUOTED_LINE: usize = 4096;
+pub(crate) const MAX_QUOTED_LINE: usize = 4096;
 
 fn pretty_entry(e: &Entry, lines: &[&str], name: &str, color: bool, out: &mut String) {
     let raw = |out: &mut String| {
@@ -214,17 +246,17 @@ fn walk<'n>(root: &'n Node, path: &Path) -> (&'n Node, bool, Mark) {
 
 /// The position of a path in the YAML tree: the deepest node that exists.
 /// (Unused keys carry their key's position from the decoder.)
-pub fn locate(root: &Node, path: &Path) -> Mark {
+pub(crate) fn locate(root: &Node, path: &Path) -> Mark {
     walk(root, path).2
 }
 
 /// Whether every element of `path` is in the YAML tree with a value that
 /// is not empty (upstream records translations only for non-zero values).
-pub fn exists(root: &Node, path: &Path) -> bool {
+pub(crate) fn exists(root: &Node, path: &Path) -> bool {
     match node_at(root, path).map(|n| &n.kind) {
         Some(Kind::Map(e)) => !e.is_empty(),
         Some(Kind::Seq(items)) => !items.is_empty(),
-        Some(Kind::Scalar(_)) => !node_at(root, path).is_some_and(crate::decode::is_null),
+        Some(Kind::Scalar(_)) => !node_at(root, path).is_some_and(is_null),
         Some(Kind::Cycle(_)) => true,
         None => false,
     }
@@ -238,17 +270,17 @@ fn node_at<'n>(root: &'n Node, path: &Path) -> Option<&'n Node> {
 }
 
 /// Whether the path is in the YAML tree (any value, even null).
-pub fn exists_at_all(root: &Node, path: &Path) -> bool {
+pub(crate) fn exists_at_all(root: &Node, path: &Path) -> bool {
     node_at(root, path).is_some()
 }
 
 /// Whether the path holds a mapping (not null).
-pub fn mapping_at(root: &Node, path: &Path) -> bool {
+pub(crate) fn mapping_at(root: &Node, path: &Path) -> bool {
     node_at(root, path).is_some_and(|n| matches!(n.kind, Kind::Map(_)))
 }
 
 /// The text of a scalar at the path.
-pub fn scalar_at(root: &Node, path: &Path) -> Option<String> {
+pub(crate) fn scalar_at(root: &Node, path: &Path) -> Option<String> {
     match &node_at(root, path)?.kind {
         Kind::Scalar(s) => Some(s.text.clone()),
         _ => None,

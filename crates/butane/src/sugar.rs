@@ -1,5 +1,6 @@
-//! Base sugar beyond the field copy: mount units, trees, quadlets, and the
-//! openshift MachineConfig wrapper.
+//! Base sugar beyond the field copy: mount units (`with_mount_unit`),
+//! `storage.trees`, quadlets, and the merge of generated config under the
+//! user's that the variants' sugar uses too.
 
 use std::collections::HashMap;
 
@@ -7,13 +8,12 @@ use ignition_config::types as ign;
 
 use crate::decode::Base;
 use crate::files;
-use crate::p;
-use crate::report::{Path, Seg};
+use crate::report::{Path, Seg, p};
 use crate::translate::{Cx, Ts};
 use crate::types::*;
 
 /// The base translation with all base sugar.
-pub fn translate(c: &Config, cx: &mut Cx<'_>) -> ign::Config {
+pub(crate) fn translate(c: &Config, cx: &mut Cx<'_>) -> ign::Config {
     let mut out = cx.base(c);
     if cx.target.base >= Base::V0_2 {
         mount_units(c, &mut out, cx);
@@ -75,7 +75,7 @@ fn first_index(keys: &[String]) -> HashMap<&str, usize> {
 /// true for the user's entries.
 /// `generated` lists where the parent's entries came from (added to the
 /// translation set as generated subtrees, below the user's entries).
-pub fn merge_generated(
+pub(crate) fn merge_generated(
     parent: &ign::Config,
     out: &mut ign::Config,
     ts: &mut Ts<'_>,
@@ -194,7 +194,7 @@ pub fn merge_generated(
 }
 
 /// `systemd-escape --path`.
-pub fn path_escape(p: &str) -> String {
+pub(crate) fn path_escape(p: &str) -> String {
     let trimmed: Vec<&str> = p.split('/').filter(|s| !s.is_empty()).collect();
     let joined = trimmed.join("/");
     if joined.is_empty() {
@@ -618,7 +618,7 @@ fn quadlets(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
         let yp = p!["systemd", "quadlets", n];
         if nodes.kind.contains_key(&qpath) {
             cx.report.error(yp.clone(), NODE_EXISTS);
-        } else if let Some(template) = crate::validate::quadlet_template(&q.name) {
+        } else if let Some(template) = quadlet_template(&q.name) {
             nodes
                 .kind
                 .insert(qpath.clone(), (LINK, out.storage.links.len()));
@@ -644,6 +644,16 @@ fn quadlets(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
             quadlet_file(&dp, &contents, &dyp, out, &mut nodes, cx);
         }
     }
+}
+
+/// `web@8080.container` → `web@.container`; `None` for non-instances.
+pub(crate) fn quadlet_template(name: &str) -> Option<String> {
+    let a = name.find('@')?;
+    let d = name.rfind('.')?;
+    if a + 1 == d || d < a {
+        return None;
+    }
+    Some(format!("{}@.{}", &name[..a], &name[d + 1..]))
 }
 
 fn quadlet_contents(
@@ -690,41 +700,17 @@ fn quadlet_file(
     });
 }
 
-/// openshift: wraps the config in a MachineConfig (or, with `raw`, checks
-/// and returns the Ignition config). Returns the output text, or `None`
-/// after errors.
-pub fn openshift(
-    c: &Config,
-    out: &mut ign::Config,
-    raw: bool,
-    pretty: bool,
-    cx: &mut Cx<'_>,
-) -> Option<String> {
-    crate::validate::openshift_checks(c, out, raw, cx);
-    if !raw && cx.report.is_fatal() {
-        return None;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quadlet_templates() {
+        assert_eq!(
+            quadlet_template("web@8080.container").as_deref(),
+            Some("web@.container")
+        );
+        assert_eq!(quadlet_template("web@.container"), None);
+        assert_eq!(quadlet_template("db.volume"), None);
     }
-    let os = &c.openshift;
-    if raw {
-        let msg = "field ignored in raw mode";
-        if os.kernel_arguments.is_some() {
-            cx.report.warn(p!["openshift", "kernel_arguments"], msg);
-        }
-        if os.extensions.is_some() {
-            cx.report.warn(p!["openshift", "extensions"], msg);
-        }
-        if os.fips.is_some() {
-            cx.report.warn(p!["openshift", "fips"], msg);
-        }
-        if os.kernel_type.as_deref().is_some_and(|k| !k.is_empty()) {
-            cx.report.warn(p!["openshift", "kernel_type"], msg);
-        }
-        if cx.report.is_fatal() {
-            return None;
-        }
-        return Some(crate::output_json(out, cx.target, cx.ts.root, pretty));
-    }
-    Some(crate::validate::machine_config_yaml(
-        c, out, cx.target, cx.ts.root,
-    ))
 }

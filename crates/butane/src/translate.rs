@@ -8,7 +8,7 @@ use ignition_config::types as ign;
 
 use crate::decode::Base;
 use crate::files;
-use crate::report::{Path, Report, Seg};
+use crate::report::{Path, Report, Seg, p};
 use crate::types::*;
 use crate::variant::Target;
 
@@ -34,7 +34,7 @@ enum Link {
 /// wins. Entries are kept by path, so a lookup costs a few map probes and
 /// moving the entries of a list touches only that list's entries.
 #[derive(Debug, Clone, Default)]
-pub struct Ts<'a> {
+pub(crate) struct Ts<'a> {
     /// JSON path → (precedence, YAML path, link).
     entries: BTreeMap<Vec<Seg>, (i64, Path, Link)>,
     /// Precedence of the next entry recorded last / first.
@@ -49,7 +49,7 @@ pub struct Ts<'a> {
 }
 
 /// An output path's elements as source (snake_case) elements.
-pub fn snake_rest(rest: &[Seg]) -> impl Iterator<Item = Seg> + '_ {
+pub(crate) fn snake_rest(rest: &[Seg]) -> impl Iterator<Item = Seg> + '_ {
     rest.iter().map(|seg| match seg {
         Seg::Index(i) => Seg::Index(*i),
         s => Seg::Name(snake(s.key().unwrap_or_default())),
@@ -58,7 +58,7 @@ pub fn snake_rest(rest: &[Seg]) -> impl Iterator<Item = Seg> + '_ {
 
 impl<'a> Ts<'a> {
     /// An empty set over the given source tree.
-    pub fn new(root: Option<&'a crate::yaml::Node>) -> Ts<'a> {
+    pub(crate) fn new(root: Option<&'a crate::yaml::Node>) -> Ts<'a> {
         Ts {
             root,
             ..Ts::default()
@@ -84,33 +84,28 @@ impl<'a> Ts<'a> {
 
     /// Records that `json` (and what is below it, field by field) came from
     /// `yaml`.
-    pub fn add(&mut self, json: Path, yaml: Path) {
+    pub(crate) fn add(&mut self, json: Path, yaml: Path) {
         self.push(json, yaml, Link::Prefix);
     }
 
     /// Records that `json` and everything below it was generated from
     /// `yaml`.
-    pub fn add_subtree(&mut self, json: Path, yaml: Path) {
+    pub(crate) fn add_subtree(&mut self, json: Path, yaml: Path) {
         self.push(json, yaml, Link::Subtree);
     }
 
     /// Moves recorded entries of the list at `list` from index `i` to
     /// `map[i]` (a generated list was merged in front of the user's), and
-    /// records each user entry's new place.
-    pub fn reindex(&mut self, list: &Path, map: &[usize]) {
-        let yaml_list = Path(snake_rest(&list.0).collect());
-        self.reindex_from(list, &yaml_list, map);
-    }
-
-    /// [`Ts::reindex`] for a list whose source path differs from its output
-    /// path (a nested list in an entry that itself moved).
-    pub fn reindex_from(&mut self, list: &Path, yaml_list: &Path, map: &[usize]) {
+    /// records each user entry's new place; `yaml_list` is the list's
+    /// source path (it differs from the output path for a nested list in
+    /// an entry that itself moved).
+    pub(crate) fn reindex_from(&mut self, list: &Path, yaml_list: &Path, map: &[usize]) {
         self.reindex_merged(list, yaml_list, map, &[]);
     }
 
     /// [`Ts::reindex_from`], where `merged[i]` is the generated source of the
     /// entry child `i` was merged into (if it was).
-    pub fn reindex_merged(
+    pub(crate) fn reindex_merged(
         &mut self,
         list: &Path,
         yaml_list: &Path,
@@ -162,14 +157,14 @@ impl<'a> Ts<'a> {
 
     /// Records the merged entries of the last reindexing, so that they take
     /// precedence over generated entries recorded before this call.
-    pub fn commit_merged(&mut self) {
+    pub(crate) fn commit_merged(&mut self) {
         for (j, y, link) in std::mem::take(&mut self.pending) {
             self.push(j, y, link);
         }
     }
 
     /// The YAML path an output path came from.
-    pub fn map(&self, json: &Path) -> Path {
+    pub(crate) fn map(&self, json: &Path) -> Path {
         let best = (0..=json.0.len())
             .rev()
             .find_map(|n| self.entries.get(&json.0[..n]).map(|(_, y, k)| (n, y, *k)));
@@ -206,7 +201,7 @@ impl<'a> Ts<'a> {
 }
 
 /// Ignition's camelCase key as Butane's snake_case one.
-pub fn snake(key: &str) -> String {
+pub(crate) fn snake(key: &str) -> String {
     let key = key.replace("MiB", "_mib");
     let mut out = String::with_capacity(key.len() + 4);
     for c in key.chars() {
@@ -220,40 +215,8 @@ pub fn snake(key: &str) -> String {
     out
 }
 
-/// Builds a path from keys and indices: `p!["storage", "files", 0]`.
-#[macro_export]
-macro_rules! p {
-    ($($seg:expr),* $(,)?) => {
-        $crate::report::Path(vec![$($crate::translate::IntoSeg::seg($seg)),*])
-    };
-}
-
-/// Conversion of path elements.
-pub trait IntoSeg {
-    /// The element.
-    fn seg(self) -> Seg;
-}
-
-impl IntoSeg for &'static str {
-    fn seg(self) -> Seg {
-        Seg::Key(self)
-    }
-}
-
-impl IntoSeg for usize {
-    fn seg(self) -> Seg {
-        Seg::Index(self)
-    }
-}
-
-impl IntoSeg for Seg {
-    fn seg(self) -> Seg {
-        self
-    }
-}
-
 /// Translation state.
-pub struct Cx<'a> {
+pub(crate) struct Cx<'a> {
     /// What we translate for.
     pub target: Target,
     /// `-d/--files-dir`.
@@ -273,6 +236,13 @@ fn join(base: &Path, rest: &[Seg]) -> Path {
 }
 
 impl Cx<'_> {
+    /// An error on an output (JSON) path, reported on the YAML path it came
+    /// from.
+    pub(crate) fn output_error(&mut self, json: Path, msg: &str) {
+        let yaml = self.ts.map(&json);
+        self.report.error(yaml, msg);
+    }
+
     fn v(&self) -> Base {
         self.target.base
     }
@@ -345,7 +315,7 @@ impl Cx<'_> {
 
     /// The generic copy of the whole config, with the per-field sugar
     /// (resources, local SSH keys, local unit contents).
-    pub fn base(&mut self, c: &Config) -> ign::Config {
+    pub(crate) fn base(&mut self, c: &Config) -> ign::Config {
         let mut out = ign::Config::default();
         out.ignition.version = self.target.ignition.as_str().to_string();
         let ig = &c.ignition;
@@ -650,7 +620,7 @@ impl Cx<'_> {
 }
 
 /// Clevis settings as Ignition's.
-pub fn clevis(c: &Clevis) -> ign::Clevis {
+pub(crate) fn clevis(c: &Clevis) -> ign::Clevis {
     ign::Clevis {
         custom: ign::ClevisCustom {
             config: c.custom.config.clone(),
@@ -664,7 +634,7 @@ pub fn clevis(c: &Clevis) -> ign::Clevis {
 }
 
 /// A Tang server as Ignition's.
-pub fn tang(t: &Tang) -> ign::Tang {
+pub(crate) fn tang(t: &Tang) -> ign::Tang {
     ign::Tang {
         advertisement: t.advertisement.clone(),
         thumbprint: t.thumbprint.clone(),

@@ -618,7 +618,7 @@ bu_struct! {
 
 /// openshift: MachineConfig labels, a string map in source order.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Labels(pub Vec<(String, String)>);
+pub(crate) struct Labels(pub Vec<(String, String)>);
 
 impl crate::decode::Slot for Labels {
     fn fill(&mut self, node: &crate::yaml::Node, d: &mut crate::decode::Decoder) {
@@ -654,7 +654,7 @@ impl crate::decode::Slot for Labels {
                 }
                 self.0 = slots.into_iter().flatten().collect();
             }
-            _ if crate::decode::is_null(node) => {}
+            _ if crate::yaml::is_null(node) => {}
             _ => d.mismatch(node, "map[string]string"),
         });
     }

@@ -8,7 +8,7 @@ use crate::decode::Base;
 
 /// A Butane variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Variant {
+pub(crate) enum Variant {
     /// Fedora CoreOS.
     Fcos,
     /// Flatcar Container Linux.
@@ -21,22 +21,9 @@ pub enum Variant {
     Openshift,
 }
 
-impl Variant {
-    /// The name in `variant:`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Variant::Fcos => "fcos",
-            Variant::Flatcar => "flatcar",
-            Variant::R4e => "r4e",
-            Variant::Fiot => "fiot",
-            Variant::Openshift => "openshift",
-        }
-    }
-}
-
 /// A supported variant version and what it means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// The variant.
     pub variant: Variant,
     /// Minor version: fcos 1.N, flatcar/r4e/fiot 1.N, openshift 4.N.
@@ -54,7 +41,7 @@ pub struct Target {
 
 impl Target {
     /// Looks up `variant` at `version`, as upstream's registry does.
-    pub fn lookup(variant: &str, version: &Semver) -> Option<Target> {
+    pub(crate) fn lookup(variant: &str, version: &Semver) -> Option<Target> {
         if !version.meta.is_empty() {
             return None;
         }
@@ -105,7 +92,7 @@ impl Target {
     }
 
     /// Go package of the variant's own types (`v1_5`, `v4_14`), for messages.
-    pub fn variant_pkg(&self) -> String {
+    pub(crate) fn variant_pkg(&self) -> String {
         let major = if self.variant == Variant::Openshift {
             4
         } else {
@@ -116,7 +103,7 @@ impl Target {
     }
 
     /// Go package of the fcos types this version uses (`v1_5`).
-    pub fn fcos_pkg(&self) -> String {
+    pub(crate) fn fcos_pkg(&self) -> String {
         let exp = if self.fcos_minor == 8 { "_exp" } else { "" };
         format!("v1_{}{exp}", self.fcos_minor)
     }

@@ -22,11 +22,11 @@ use std::rc::Rc;
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle};
 
 /// yaml.v3's limit on nested block collections (`max_indents`).
-pub const MAX_DEPTH: usize = 10_000;
+pub(crate) const MAX_DEPTH: usize = 10_000;
 
 /// saphyr's limit on nested flow collections (its flow level is a byte);
 /// yaml.v3 allows 10,000.
-pub const MAX_FLOW_DEPTH: usize = 255;
+pub(crate) const MAX_FLOW_DEPTH: usize = 255;
 
 /// A position in the source: 1-based line and column (in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
@@ -40,7 +40,7 @@ pub struct Mark {
 /// A YAML node with its position. Cloning is cheap: the contents are
 /// shared.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub(crate) struct Node {
     /// What it is. For an alias: the anchored node's contents.
     pub kind: Kind,
     /// Where it starts (for an alias: where the alias is written).
@@ -54,7 +54,7 @@ pub struct Node {
 
 /// The shape of a node.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A scalar: its text, and how it was written.
     Scalar(Rc<Scalar>),
     /// A sequence.
@@ -68,7 +68,7 @@ pub enum Kind {
 /// A mapping's entries in document order, with an index by key text for
 /// mappings large enough to need one.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Mapping {
+pub(crate) struct Mapping {
     entries: Vec<(Node, Node)>,
     /// Key text → index of its last entry (only for scalar keys).
     index: Option<HashMap<String, usize>>,
@@ -79,7 +79,7 @@ const INDEX_FROM: usize = 16;
 
 impl Mapping {
     /// A mapping of these entries.
-    pub fn new(entries: Vec<(Node, Node)>) -> Mapping {
+    pub(crate) fn new(entries: Vec<(Node, Node)>) -> Mapping {
         let index = (entries.len() > INDEX_FROM).then(|| {
             let mut m = HashMap::with_capacity(entries.len());
             for (i, (k, _)) in entries.iter().enumerate() {
@@ -93,7 +93,7 @@ impl Mapping {
     }
 
     /// The value of the last entry whose key is the scalar `key`.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
         match &self.index {
             Some(m) => m.get(key).map(|&i| &self.entries[i].1),
             None => self
@@ -115,7 +115,7 @@ impl std::ops::Deref for Mapping {
 
 /// An alias written inside the node it refers to (`&a [*a]`).
 #[derive(Debug)]
-pub struct Cycle {
+pub(crate) struct Cycle {
     /// The anchor's name.
     pub name: String,
     target: Rc<CycleTarget>,
@@ -130,7 +130,7 @@ struct CycleTarget {
 
 impl Cycle {
     /// The anchored node (a cheap clone), once the document is parsed.
-    pub fn target(&self) -> Option<Node> {
+    pub(crate) fn target(&self) -> Option<Node> {
         self.target.node.borrow().clone()
     }
 }
@@ -143,7 +143,7 @@ impl PartialEq for Cycle {
 
 /// A scalar as written.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Scalar {
+pub(crate) struct Scalar {
     /// The text, escapes resolved.
     pub text: String,
     /// Plain scalars are resolved to null, bool, int or float.
@@ -155,7 +155,7 @@ pub struct Scalar {
 /// A plain scalar's resolved value, per the YAML 1.2 core schema as yaml.v3
 /// applies it (with its leading-zero octal and underscores).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Resolved {
+pub(crate) enum Resolved {
     /// `null`, `~` or empty.
     Null,
     /// `true` / `false`.
@@ -170,7 +170,7 @@ pub enum Resolved {
 
 impl Scalar {
     /// Resolves the scalar as yaml.v3 does.
-    pub fn resolve(&self) -> Resolved {
+    pub(crate) fn resolve(&self) -> Resolved {
         if let Some(tag) = &self.tag {
             return match tag.as_str() {
                 "tag:yaml.org,2002:str" | "!!str" => Resolved::Str,
@@ -185,7 +185,7 @@ impl Scalar {
     }
 
     /// yaml.v3's short tag of the resolved value, for messages.
-    pub fn short_tag(&self) -> &'static str {
+    pub(crate) fn short_tag(&self) -> &'static str {
         match self.resolve() {
             Resolved::Null => "!!null",
             Resolved::Bool(_) => "!!bool",
@@ -194,6 +194,11 @@ impl Scalar {
             Resolved::Str => "!!str",
         }
     }
+}
+
+/// Whether a node is YAML null.
+pub(crate) fn is_null(n: &Node) -> bool {
+    matches!(&n.kind, Kind::Scalar(s) if s.resolve() == Resolved::Null)
 }
 
 fn resolve_plain(s: &str) -> Resolved {
@@ -313,7 +318,7 @@ fn is_yaml_float(s: &str) -> bool {
 
 /// A YAML syntax error.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyntaxError {
+pub(crate) struct SyntaxError {
     /// Where.
     pub mark: Mark,
     /// What, in the parser's words.
@@ -322,7 +327,7 @@ pub struct SyntaxError {
 
 /// A parsed document: its root node (`None` when empty).
 #[derive(Debug, Default)]
-pub struct Document {
+pub(crate) struct Document {
     root: Option<Node>,
     /// Anchors that contain their own alias: emptied on drop.
     cycles: Vec<Rc<CycleTarget>>,
@@ -330,7 +335,7 @@ pub struct Document {
 
 impl Document {
     /// The root node.
-    pub fn root(&self) -> Option<&Node> {
+    pub(crate) fn root(&self) -> Option<&Node> {
         self.root.as_ref()
     }
 }
@@ -477,7 +482,7 @@ struct Open {
 }
 
 /// Parses the first document of `text`.
-pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+pub(crate) fn parse(text: &str) -> Result<Document, SyntaxError> {
     let mut doc = Document::default();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut stack: Vec<Open> = Vec::new();
@@ -769,7 +774,7 @@ fn scan_error(text: &str, e: &saphyr_parser::ScanError, stack: &[Open]) -> Synta
 
 /// libyaml's wording for a parser error message (yaml.v3 wraps libyaml;
 /// saphyr's messages descend from the same source and mostly agree).
-pub fn libyaml_message(m: &str) -> String {
+pub(crate) fn libyaml_message(m: &str) -> String {
     // saphyr prefixes libyaml's problem with its context.
     let m = match m.split_once(", ") {
         Some((ctx, rest)) if ctx.starts_with("while ") => rest,

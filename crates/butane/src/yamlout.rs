@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 /// Emits a document.
-pub fn emit(v: &Value) -> String {
+pub(crate) fn emit(v: &Value) -> String {
     let mut out = String::new();
     node(v, 0, &mut out, Ctx::Top);
     out
@@ -80,7 +80,7 @@ fn inline(v: &Value, indent: usize, out: &mut String) {
 }
 
 /// Go's `strconv.FormatFloat(f, 'g', -1, 64)`.
-pub fn go_g(f: f64) -> String {
+pub(crate) fn go_g(f: f64) -> String {
     if f == 0.0 {
         return "0".into();
     }
@@ -250,7 +250,7 @@ fn sorted_keys(mut keys: Vec<&String>) -> Vec<&String> {
 }
 
 /// yaml.v3's natural key order.
-pub fn natural(a: &str, b: &str) -> Ordering {
+pub(crate) fn natural(a: &str, b: &str) -> Ordering {
     let (ar, br): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let mut i = 0;
     while i < ar.len() && i < br.len() {

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use graph_server::state::{DirSource, State};
+use graph_server::{DirSource, State};
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();

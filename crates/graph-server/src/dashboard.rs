@@ -18,14 +18,14 @@ use crate::state::Snapshot;
 use crate::stats::{OTHER, WeekSummary, week_start};
 
 /// Versions shown by name in the chart; the rest are added up as "other".
-pub const TOP_VERSIONS: usize = 7;
+pub(crate) const TOP_VERSIONS: usize = 7;
 /// Versions listed by name in the table of the latest week.
-pub const TOP_VERSIONS_TABLE: usize = 20;
+pub(crate) const TOP_VERSIONS_TABLE: usize = 20;
 /// Weeks in the chart.
-pub const WEEKS: usize = 12;
+pub(crate) const WEEKS: usize = 12;
 
 /// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -45,7 +45,7 @@ const PALETTE: [&str; 8] = [
 ];
 
 /// Renders the page.
-pub fn render(snap: &Snapshot, arch: &str, weekly: &[WeekSummary], now: i64) -> String {
+pub(crate) fn render(snap: &Snapshot, arch: &str, weekly: &[WeekSummary], now: i64) -> String {
     let mut h = String::new();
     h.push_str("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>oxcore update graph</title><style>");
     h.push_str("body{font-family:sans-serif;margin:1.5em;color:#222}h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}");
@@ -185,7 +185,7 @@ pub fn render(snap: &Snapshot, arch: &str, weekly: &[WeekSummary], now: i64) -> 
 }
 
 /// The graph as an SVG: releases left to right, edges as arcs.
-pub fn graph_svg(graph: &release::graph::Graph) -> String {
+pub(crate) fn graph_svg(graph: &release::graph::Graph) -> String {
     let n = graph.nodes.len();
     let step = 28.0;
     let width = (n.max(1) as f64) * step + 120.0;

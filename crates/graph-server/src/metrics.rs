@@ -16,16 +16,16 @@ use crate::state::Snapshot;
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     /// Failed `accept` calls (descriptors exhausted, …).
-    pub accept_errors: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
     /// Connections open now.
-    pub connections: AtomicI64,
+    pub(crate) connections: AtomicI64,
     /// Requests whose handler panicked (answered 500).
-    pub panics: AtomicU64,
+    pub(crate) panics: AtomicU64,
 }
 
 impl Metrics {
     /// Counts one `/v1/graph` answer.
-    pub fn request(&self, stream: &str, arch: &str, status: u16) {
+    pub(crate) fn request(&self, stream: &str, arch: &str, status: u16) {
         let mut m = lock(&self.requests);
         // Label values come from requests: keep unknown ones in one bucket
         // so a client cannot grow the map without bound.
@@ -38,7 +38,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, snap: &Snapshot, now: i64) -> String {
+    pub(crate) fn render(&self, snap: &Snapshot, now: i64) -> String {
         let mut out = String::new();
         out.push_str("# HELP oxcore_graph_requests_total Graph requests by stream, architecture and HTTP status.\n");
         out.push_str("# TYPE oxcore_graph_requests_total counter\n");

@@ -15,6 +15,8 @@
 //! server bounds that length (the request head) and the number of
 //! parameters ([`MAX_PARAMETERS`]).
 
+use util::form_decode;
+
 /// Most parameters a query may have. Zincati sends at most nine.
 pub const MAX_PARAMETERS: usize = 64;
 
@@ -81,42 +83,6 @@ impl QueryError {
     }
 }
 
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a
-/// byte, anything else as is; invalid UTF-8 is replaced.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                b.get(i + 1).and_then(|&c| hex(c)),
-                b.get(i + 2).and_then(|&c| hex(c)),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Calls `f(key, raw value)` for each parameter, keys decoded, in order;
 /// at most [`MAX_PARAMETERS`].
 fn each(
@@ -130,7 +96,7 @@ fn each(
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         // Most keys need no decoding; spare the copy.
         if k.bytes().any(|c| c == b'%' || c == b'+') {
-            f(&percent_decode(k), v)?;
+            f(&form_decode(k), v)?;
         } else {
             f(k, v)?;
         }
@@ -147,7 +113,7 @@ impl GraphQuery {
                 if slot.is_some() {
                     return Err(QueryError::Duplicate(k.to_string()));
                 }
-                *slot = Some(percent_decode(v));
+                *slot = Some(form_decode(v));
                 Ok(())
             };
             match k {
@@ -159,7 +125,7 @@ impl GraphQuery {
                     if q.oci.is_some() {
                         return Err(QueryError::Duplicate(k.to_string()));
                     }
-                    q.oci = Some(match percent_decode(v).as_str() {
+                    q.oci = Some(match form_decode(v).as_str() {
                         "true" => true,
                         "false" => false,
                         other => {
@@ -172,11 +138,11 @@ impl GraphQuery {
                     Ok(())
                 }
                 "os_version" if q.os_version.is_none() => {
-                    q.os_version = Some(percent_decode(v));
+                    q.os_version = Some(form_decode(v));
                     Ok(())
                 }
                 "platform" if q.platform.is_none() => {
-                    q.platform = Some(percent_decode(v));
+                    q.platform = Some(form_decode(v));
                     Ok(())
                 }
                 _ => Ok(()),
@@ -203,11 +169,11 @@ impl GraphQuery {
 
 /// The first value of parameter `name`, decoded (for the dashboard's
 /// `?basearch=`); at most [`MAX_PARAMETERS`] are looked at.
-pub fn first(query: &str, name: &str) -> Option<String> {
+pub(crate) fn first(query: &str, name: &str) -> Option<String> {
     let mut found = None;
     let _ = each(query, |k, v| {
         if found.is_none() && k == name {
-            found = Some(percent_decode(v));
+            found = Some(form_decode(v));
         }
         Ok(())
     });
@@ -292,9 +258,9 @@ mod tests {
 
     #[test]
     fn decoding() {
-        assert_eq!(percent_decode("a+b%20c%2"), "a b c%2");
-        assert_eq!(percent_decode("%e2%82%ac%zz%"), "€%zz%");
-        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+        assert_eq!(form_decode("a+b%20c%2"), "a b c%2");
+        assert_eq!(form_decode("%e2%82%ac%zz%"), "€%zz%");
+        assert_eq!(form_decode("%ff"), "\u{fffd}");
         assert_eq!(
             first("a=1&basearch=aarch64&basearch=x", "basearch").as_deref(),
             Some("aarch64")

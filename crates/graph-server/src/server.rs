@@ -27,13 +27,46 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Semaphore, watch};
 
+use crate::api::{Ctx, error, is_quick, respond};
 use crate::metrics::Metrics;
+use crate::settings::{Settings, SettingsError};
 use crate::state::{Source, State};
-use crate::stats::Stats;
-use crate::{Ctx, Settings, is_quick, respond};
+use crate::stats::{Stats, StatsError, week_of};
+
+/// Why the server could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The settings are refused.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The statistics store cannot be opened.
+    #[error(transparent)]
+    Stats(StatsError),
+    /// The runtime could not be made.
+    #[error("starting the runtime")]
+    Runtime(#[source] std::io::Error),
+    /// An address cannot be listened on (in use, not this host's, …).
+    #[error("listening on {addr}")]
+    Listen {
+        /// The address, as in the settings.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A listener's own address cannot be read.
+    #[error(transparent)]
+    LocalAddr(std::io::Error),
+    /// The statistics could not be written when the server stopped.
+    #[error("writing fleet statistics")]
+    WriteStats(#[source] StatsError),
+    /// The server's thread panicked.
+    #[error("the server thread panicked")]
+    Panicked,
+}
 
 /// Slow requests (dashboard, metrics, status, statistics) handled at once.
-pub const SLOW_AT_ONCE: usize = 2;
+pub(crate) const SLOW_AT_ONCE: usize = 2;
 
 /// Weeks of statistics in memory (what the dashboard shows).
 const WEEKS_IN_MEMORY: i64 = 12;
@@ -49,20 +82,18 @@ const MAX_HEAD: usize = 32 * 1024;
 pub struct Running {
     /// The addresses it listens on.
     pub addrs: Vec<SocketAddr>,
-    thread: std::thread::JoinHandle<Result<(), String>>,
+    thread: std::thread::JoinHandle<Result<(), ServerError>>,
     stop: Arc<watch::Sender<bool>>,
 }
 
 impl Running {
     /// Waits for the server (until a signal or [`Running::stop`]).
-    pub fn join(self) -> Result<(), String> {
-        self.thread
-            .join()
-            .map_err(|_| "the server thread panicked".to_string())?
+    pub fn join(self) -> Result<(), ServerError> {
+        self.thread.join().map_err(|_| ServerError::Panicked)?
     }
 
     /// Stops listening, writes the statistics and waits for the end.
-    pub fn stop(self) -> Result<(), String> {
+    pub fn stop(self) -> Result<(), ServerError> {
         let _ = self.stop.send(true);
         self.join()
     }
@@ -75,7 +106,7 @@ pub fn run(
     settings: Settings,
     source: Arc<dyn Source>,
     fake_now: Option<i64>,
-) -> Result<(), String> {
+) -> Result<(), ServerError> {
     raise_descriptor_limit();
     let running = start(settings, source, fake_now, true)?;
     for a in &running.addrs {
@@ -107,7 +138,7 @@ pub fn start(
     source: Arc<dyn Source>,
     fake_now: Option<i64>,
     signals: bool,
-) -> Result<Running, String> {
+) -> Result<Running, ServerError> {
     settings.validate()?;
     let (tx, rx) = std::sync::mpsc::channel();
     let stop = Arc::new(watch::channel(false).0);
@@ -122,11 +153,8 @@ pub fn start(
             stop,
         }),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(thread
-            .join()
-            .map_err(|_| "the server thread panicked".to_string())?
-            .err()
-            .unwrap_or_default()),
+        // Every way out of `serve` reports first: no report is a panic.
+        Err(_) => Err(ServerError::Panicked),
     }
 }
 
@@ -136,11 +164,12 @@ fn serve(
     fake_now: Option<i64>,
     signals: bool,
     stop: Arc<watch::Sender<bool>>,
-    ready: std::sync::mpsc::Sender<Result<Vec<SocketAddr>, String>>,
-) -> Result<(), String> {
-    let fail = |e: String| {
-        let _ = ready.send(Err(e.clone()));
-        e
+    ready: std::sync::mpsc::Sender<Result<Vec<SocketAddr>, ServerError>>,
+) -> Result<(), ServerError> {
+    // An error before the server listens goes to `start`, which returns
+    // it; this thread then ends without one.
+    let fail = |e: ServerError| {
+        let _ = ready.send(Err(e));
     };
     let state = Arc::new(State::new(
         settings.streams.clone(),
@@ -152,12 +181,17 @@ fn serve(
             .map_or(0, |d| d.as_secs() as i64)
     });
     // Memory holds the weeks the dashboard shows; the store keeps all.
-    let stats = Stats::open_since(
+    let stats = match Stats::open_since(
         settings.stats_db.as_deref(),
         settings.stats_salt.as_deref(),
-        crate::stats::week_of(now) - WEEKS_IN_MEMORY + 1,
-    )
-    .map_err(|e| fail(e.to_string()))?;
+        week_of(now) - WEEKS_IN_MEMORY + 1,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            fail(ServerError::Stats(e));
+            return Ok(());
+        }
+    };
     let ctx = Arc::new(Ctx {
         state: state.clone(),
         metrics: Metrics::default(),
@@ -168,28 +202,46 @@ fn serve(
     });
     // The first load happens before serving, so the first answer is real.
     state.refresh(source.as_ref(), ctx.now());
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(8)
         .build()
-        .map_err(|e| fail(format!("starting the runtime: {e}")))?;
-    let listeners = rt.block_on(async {
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            fail(ServerError::Runtime(e));
+            return Ok(());
+        }
+    };
+    let bound = rt.block_on(async {
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for addr in &settings.listen {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|e| fail(format!("listening on {addr}: {e}")))?;
-            addrs.push(l.local_addr().map_err(|e| fail(e.to_string()))?);
+                .map_err(|source| ServerError::Listen {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            addrs.push(l.local_addr().map_err(ServerError::LocalAddr)?);
             listeners.push(l);
         }
-        for a in &addrs {
-            tracing::info!(address = %a, streams = ?settings.streams, architectures = ?settings.architectures, max_connections = settings.max_connections, "graph server listening");
+        Ok::<_, ServerError>((listeners, addrs))
+    });
+    let listeners = match bound {
+        Ok((listeners, addrs)) => {
+            for a in &addrs {
+                tracing::info!(address = %a, streams = ?settings.streams, architectures = ?settings.architectures, max_connections = settings.max_connections, "graph server listening");
+            }
+            warn_descriptor_limit(settings.max_connections);
+            let _ = ready.send(Ok(addrs));
+            listeners
         }
-        warn_descriptor_limit(settings.max_connections);
-        let _ = ready.send(Ok(addrs));
-        Ok::<_, String>(listeners)
-    })?;
+        Err(e) => {
+            fail(e);
+            return Ok(());
+        }
+    };
     let limits = Arc::new(Limits {
         connections: Arc::new(Semaphore::new(settings.max_connections)),
         slow: Arc::new(Semaphore::new(SLOW_AT_ONCE)),
@@ -267,7 +319,7 @@ fn serve(
     ctx.stats
         .flush()
         .map(|_| ())
-        .map_err(|e| format!("writing fleet statistics: {e}"))
+        .map_err(ServerError::WriteStats)
 }
 
 /// Warns when connections could exhaust the descriptors.
@@ -364,7 +416,7 @@ async fn connection(
                 })
                 .await;
                 Ok(answer.unwrap_or_else(|_| {
-                    crate::error(
+                    error(
                         hyper::StatusCode::INTERNAL_SERVER_ERROR,
                         "internal_error",
                         "",

@@ -11,14 +11,31 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::locks::{lock, read, write};
 
+use std::hash::Hasher;
+
 use bytes::Bytes;
-use release::graph::{Graph, Scheme};
+use release::graph::{Graph, Scheme, SipHash13};
 use release::meta::{ReleaseIndex, UpdatesDoc};
+
+/// Why a metadata document could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading a file failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The server answered another status than 200.
+    #[error("server responded with status {0}")]
+    Status(u16),
+    /// Fetching failed otherwise (connection, TLS, a body over its bound):
+    /// the reason.
+    #[error("{0}")]
+    Unavailable(String),
+}
 
 /// Where metadata comes from: a directory or a URL, in upstream's layout.
 pub trait Source: Send + Sync {
     /// The bytes at a path relative to the base.
-    fn get(&self, rel: &str) -> Result<Vec<u8>, String>;
+    fn get(&self, rel: &str) -> Result<Vec<u8>, SourceError>;
     /// How to name a path in messages.
     fn describe(&self, rel: &str) -> String;
 }
@@ -27,8 +44,8 @@ pub trait Source: Send + Sync {
 pub struct DirSource(pub std::path::PathBuf);
 
 impl Source for DirSource {
-    fn get(&self, rel: &str) -> Result<Vec<u8>, String> {
-        std::fs::read(self.0.join(rel)).map_err(|e| e.to_string())
+    fn get(&self, rel: &str) -> Result<Vec<u8>, SourceError> {
+        Ok(std::fs::read(self.0.join(rel))?)
     }
 
     fn describe(&self, rel: &str) -> String {
@@ -102,7 +119,7 @@ impl Prepared {
         }
         body.push_str("]}");
         let bytes = Bytes::from(body);
-        let etag: Arc<str> = crate::etag_of(&bytes).into();
+        let etag: Arc<str> = etag_of(&bytes).into();
         if cacheable {
             let mut cache = lock(&self.bodies);
             // Bounded: the masks that occur are few (rollouts open in order).
@@ -112,6 +129,13 @@ impl Prepared {
         }
         (bytes, etag)
     }
+}
+
+/// A strong ETag for a body.
+pub(crate) fn etag_of(body: &[u8]) -> String {
+    let mut h = SipHash13::default();
+    h.write(body);
+    format!("\"{:016x}-{:x}\"", h.finish(), body.len())
 }
 
 /// How a stream's last refresh went.
@@ -146,11 +170,11 @@ pub struct Snapshot {
 /// The server's shared state.
 pub struct State {
     /// Streams served.
-    pub streams: Vec<String>,
+    pub(crate) streams: Vec<String>,
     /// Architectures served.
-    pub architectures: Vec<String>,
+    pub(crate) architectures: Vec<String>,
     /// The current snapshot.
-    pub snapshot: RwLock<Arc<Snapshot>>,
+    pub(crate) snapshot: RwLock<Arc<Snapshot>>,
 }
 
 impl State {
@@ -203,7 +227,7 @@ impl State {
                 }
                 Err(e) => {
                     tracing::warn!(stream = %stream, error = %e, "metadata refresh failed; keeping the last good graph");
-                    status.error = Some(e);
+                    status.error = Some(e.to_string());
                     status.failures += 1;
                     for ((s, a, sc), g) in &old.graphs {
                         if s == stream {
@@ -235,18 +259,35 @@ impl State {
     }
 }
 
-fn load(source: &dyn Source, stream: &str) -> Result<(ReleaseIndex, UpdatesDoc), String> {
+/// Why a stream's metadata did not load: the document, as the source
+/// names it, and what went wrong (the text kept in the stream's status).
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error("{place}: {error}")]
+    Get { place: String, error: SourceError },
+    #[error("{place}: {error}")]
+    Parse {
+        place: String,
+        error: serde_json::Error,
+    },
+}
+
+fn load(source: &dyn Source, stream: &str) -> Result<(ReleaseIndex, UpdatesDoc), LoadError> {
     let index_path = format!("prod/streams/{stream}/releases.json");
     let updates_path = format!("updates/{stream}.json");
-    let index_bytes = source
-        .get(&index_path)
-        .map_err(|e| format!("{}: {e}", source.describe(&index_path)))?;
-    let index: ReleaseIndex = serde_json::from_slice(&index_bytes)
-        .map_err(|e| format!("{}: {e}", source.describe(&index_path)))?;
-    let updates_bytes = source
-        .get(&updates_path)
-        .map_err(|e| format!("{}: {e}", source.describe(&updates_path)))?;
-    let updates: UpdatesDoc = serde_json::from_slice(&updates_bytes)
-        .map_err(|e| format!("{}: {e}", source.describe(&updates_path)))?;
+    let get = |rel: &str| {
+        source.get(rel).map_err(|error| LoadError::Get {
+            place: source.describe(rel),
+            error,
+        })
+    };
+    let parse = |rel: &str, error| LoadError::Parse {
+        place: source.describe(rel),
+        error,
+    };
+    let index: ReleaseIndex =
+        serde_json::from_slice(&get(&index_path)?).map_err(|e| parse(&index_path, e))?;
+    let updates: UpdatesDoc =
+        serde_json::from_slice(&get(&updates_path)?).map_err(|e| parse(&updates_path, e))?;
     Ok((index, updates))
 }

@@ -36,10 +36,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHand
 use crate::locks::lock;
 
 /// log2 of the number of registers of a sketch.
-pub const LG_K: u8 = 12;
+pub(crate) const LG_K: u8 = 12;
 
 /// The relative standard error of a count: 1.04/√(2^[`LG_K`]).
-pub const RELATIVE_STANDARD_ERROR: f64 = 1.04 / 64.0;
+pub(crate) const RELATIVE_STANDARD_ERROR: f64 = 1.04 / 64.0;
 
 /// What an unknown or invalid value is counted as.
 pub const OTHER: &str = "other";
@@ -56,7 +56,7 @@ const LEGACY_NODES: TableDefinition<&[u8], &str> = TableDefinition::new("nodes")
 
 /// What a sketch counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Dim {
+pub(crate) enum Dim {
     /// Every node.
     All,
     /// Nodes of a stream.
@@ -87,7 +87,7 @@ impl Dim {
     }
 
     /// Its name in `/v1/stats`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Dim::All => "all",
             Dim::Stream => "stream",
@@ -105,7 +105,7 @@ impl Dim {
 /// What a node reported, validated by the caller (unknown values are
 /// [`OTHER`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Report {
+pub(crate) struct Report {
     /// `os_version`.
     pub version: String,
     /// `stream`.
@@ -117,12 +117,12 @@ pub struct Report {
 }
 
 /// Weeks since the Monday 1970-01-05 (ISO weeks).
-pub fn week_of(epoch_secs: i64) -> i64 {
+pub(crate) fn week_of(epoch_secs: i64) -> i64 {
     (epoch_secs.div_euclid(86_400) - 4).div_euclid(7)
 }
 
 /// The Monday starting week `w`, as `YYYY-MM-DD`.
-pub fn week_start(w: i64) -> String {
+pub(crate) fn week_start(w: i64) -> String {
     let (y, m, d) = civil_time::civil_from_days(w * 7 + 4);
     format!("{y:04}-{m:02}-{d:02}")
 }
@@ -296,7 +296,7 @@ impl Stats {
 
     /// [`Stats::open`], reading only the weeks from `oldest_week` on into
     /// memory (the store keeps the others).
-    pub fn open_since(
+    pub(crate) fn open_since(
         path: Option<&Path>,
         salt: Option<&str>,
         oldest_week: i64,
@@ -450,7 +450,7 @@ impl Stats {
     /// Counts a node's report for the week of `now`. The report's values
     /// should be validated; any that is long or unprintable counts as
     /// [`OTHER`] all the same.
-    pub fn record(&self, node_uuid: &str, report: &Report, now: i64) {
+    pub(crate) fn record(&self, node_uuid: &str, report: &Report, now: i64) {
         if node_uuid.is_empty() {
             return;
         }
@@ -460,7 +460,7 @@ impl Stats {
     }
 
     /// Writes the sketches changed since the last flush; returns how many.
-    pub fn flush(&self) -> Result<usize, StatsError> {
+    pub(crate) fn flush(&self) -> Result<usize, StatsError> {
         let Some((db, path)) = &self.db else {
             return Ok(0);
         };
@@ -523,7 +523,7 @@ impl Stats {
     /// Forgets (in memory only; the store keeps them) the weeks older
     /// than the last `keep` before the week of `now` once written, so
     /// memory holds a bounded number of weeks.
-    pub fn forget_old_weeks(&self, now: i64, keep: i64) {
+    pub(crate) fn forget_old_weeks(&self, now: i64, keep: i64) {
         let oldest = week_of(now) - keep + 1;
         let persistent = self.db.is_some();
         lock(&self.weeks).retain(|w, week| *w >= oldest || (persistent && week.dirty()));
@@ -553,7 +553,7 @@ impl Stats {
 
     /// `/v1/stats`: the counts per week, with each sketch's DataSketches
     /// image in hex when `sketches` (what [`merge`] reads).
-    pub fn to_json(&self, sketches: bool) -> serde_json::Value {
+    pub(crate) fn to_json(&self, sketches: bool) -> serde_json::Value {
         let summary = self.summary();
         let images: BTreeMap<i64, Vec<serde_json::Value>> = if sketches {
             let weeks = lock(&self.weeks);
@@ -595,7 +595,7 @@ fn export_week(w: &Week) -> Vec<serde_json::Value> {
             for (name, e) in names {
                 out.push(serde_json::json!({
                     "dimension": dim.name(), "stream": group, "name": name,
-                    "hll": to_hex(&e.sketch.serialize()),
+                    "hll": util::hex(&e.sketch.serialize()),
                 }));
             }
         }
@@ -671,7 +671,8 @@ pub fn merge(docs: &[(String, serde_json::Value)]) -> Result<serde_json::Value, 
                     name: format!("{group}/{name}"),
                     message,
                 };
-                let bytes = from_hex(field("hll")?).ok_or_else(|| sketch_err("not hex".into()))?;
+                let bytes =
+                    util::unhex(field("hll")?).ok_or_else(|| sketch_err("not hex".into()))?;
                 let sketch =
                     HllSketch::deserialize(&bytes).map_err(|e| sketch_err(e.to_string()))?;
                 unions
@@ -696,33 +697,13 @@ pub fn merge(docs: &[(String, serde_json::Value)]) -> Result<serde_json::Value, 
             s.add(dim, &group, &name, count(&sketch));
             out.push(serde_json::json!({
                 "dimension": dim.name(), "stream": group, "name": name,
-                "hll": to_hex(&sketch.serialize()),
+                "hll": util::hex(&sketch.serialize()),
             }));
         }
         summary.push(s);
         images.insert(week, out);
     }
     Ok(document(summary, images))
-}
-
-fn to_hex(b: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for &c in b {
-        s.push(char::from(HEX[usize::from(c >> 4)]));
-        s.push(char::from(HEX[usize::from(c & 15)]));
-    }
-    s
-}
-
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn random_salt() -> Result<Vec<u8>, StatsError> {

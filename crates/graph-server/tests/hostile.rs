@@ -8,8 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use graph_server::state::DirSource;
-use graph_server::{Running, Settings};
+use graph_server::{DirSource, Running, Settings};
 
 fn metadata(dir: &Path) {
     std::fs::create_dir_all(dir.join("prod/streams/stable")).unwrap();

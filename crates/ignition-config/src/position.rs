@@ -17,7 +17,7 @@ use crate::report::{Path, Position, Seg};
 
 /// What to locate for a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Anchor {
+pub(crate) enum Anchor {
     /// The value at the path (objects and arrays: just inside the bracket).
     Value,
     /// The key of the last path element.
@@ -31,7 +31,7 @@ pub enum Anchor {
 /// step per path element (objects of many keys are indexed on first use)
 /// and a binary search for the line, so locating every finding of a large
 /// report stays linear.
-pub struct Locator<'a> {
+pub(crate) struct Locator<'a> {
     text: &'a [u8],
     root: Option<ast::Value<'a>>,
     /// Offsets where lines start.
@@ -54,7 +54,7 @@ fn prop_name<'p>(p: &'p ast::ObjectProp<'_>) -> &'p str {
 impl<'a> Locator<'a> {
     /// Parses `text` for ranges. Text that is not UTF-8 or not JSON yields a
     /// locator that finds nothing.
-    pub fn new(text: &'a [u8]) -> Locator<'a> {
+    pub(crate) fn new(text: &'a [u8]) -> Locator<'a> {
         let strict = ParseOptions {
             allow_comments: false,
             allow_loose_object_property_names: false,
@@ -100,7 +100,7 @@ impl<'a> Locator<'a> {
 
     /// The position of `path`. A path that is not (entirely) in the text is
     /// located at its deepest ancestor that is, as upstream does.
-    pub fn locate(&self, path: &Path, anchor: Anchor) -> Option<Position> {
+    pub(crate) fn locate(&self, path: &Path, anchor: Anchor) -> Option<Position> {
         let mut node = self.root.as_ref()?;
         let mut key_start = None;
         let mut found_all = true;
@@ -169,7 +169,7 @@ const KEEP_DEPTH: usize = 64;
 /// The text with everything nested deeper than [`KEEP_DEPTH`] blanked out
 /// (newlines kept), so that every offset and line stays where it was.
 /// The position parser refuses nesting past 512; Go's goes to 10,000.
-pub fn shallow(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub(crate) fn shallow(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     let mut out: Option<Vec<u8>> = None;
     for (i, &b) in text.iter().enumerate() {
@@ -204,7 +204,7 @@ pub fn shallow(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// Line and column of a byte offset the way upstream computes them: an
 /// offset at or past the end of the text is never reached by upstream's
 /// scan, which then prints `line 0 col 0`.
-pub fn go_position(text: &[u8], offset: usize) -> Option<Position> {
+pub(crate) fn go_position(text: &[u8], offset: usize) -> Option<Position> {
     Some(if offset < text.len() {
         Position::of_offset(text, offset)
     } else {

@@ -5,7 +5,7 @@ use crate::version::Version;
 
 /// The parts of a URL that validation looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url<'a> {
+pub(crate) struct Url<'a> {
     /// Lower-cased scheme, or empty.
     pub scheme: String,
     /// Everything after `scheme:` when it does not start with `/`.
@@ -31,7 +31,7 @@ fn valid_escapes(s: &str) -> bool {
 }
 
 /// Parses like Go's `url.Parse`: `None` where Go fails.
-pub fn parse(s: &str) -> Option<Url<'_>> {
+pub(crate) fn parse(s: &str) -> Option<Url<'_>> {
     if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
         return None;
     }
@@ -202,14 +202,57 @@ fn query_first(query: &str, key: &str) -> Option<String> {
     None
 }
 
+/// Why a resource URL is refused; the text is upstream's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not a URL.
+    #[error("unable to parse url")]
+    Unparsable,
+    /// A scheme Ignition does not fetch, or not in this spec version.
+    #[error("invalid url scheme")]
+    Scheme,
+    /// An `arn:` URL that names no S3 object.
+    #[error("invalid S3 ARN format")]
+    S3Arn,
+    /// An `s3:` or `arn:` URL with an empty `versionId`.
+    #[error("invalid S3 object VersionId")]
+    S3VersionId,
+    /// A `data:` URL upstream's decoder refuses.
+    #[error(transparent)]
+    DataUrl(#[from] DataUrlError),
+}
+
+/// Why a `data:` URL is refused (RFC 2397 as upstream's decoder reads
+/// it); the text is upstream's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataUrlError {
+    /// The URL's syntax: what is wrong where.
+    #[error("{0}")]
+    Syntax(&'static str),
+    /// A parameter without a value other than `base64`.
+    #[error("expected base64, got {0}")]
+    NotBase64(String),
+    /// The base64 payload.
+    #[error(transparent)]
+    Base64(#[from] Base64Error),
+}
+
+/// Base64 that Go's `StdEncoding` refuses, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("illegal base64 data at input byte {offset}")]
+pub struct Base64Error {
+    /// The offset of the first byte in error.
+    pub offset: usize,
+}
+
 /// Upstream's `validateURL`: the message for a source URL that is not
 /// acceptable in this spec version.
-pub fn validate(s: &str, version: Version) -> Result<(), String> {
+pub fn validate(s: &str, version: Version) -> Result<(), UrlError> {
     let Some(u) = parse(s) else {
-        return Err("unable to parse url".into());
+        return Err(UrlError::Unparsable);
     };
     let version_id = |u: &Url<'_>| match query_first(u.query, "versionId") {
-        Some(v) if v.is_empty() => Err("invalid S3 object VersionId".to_string()),
+        Some(v) if v.is_empty() => Err(UrlError::S3VersionId),
         _ => Ok(()),
     };
     match u.scheme.as_str() {
@@ -219,7 +262,7 @@ pub fn validate(s: &str, version: Version) -> Result<(), String> {
         "arn" if version >= Version::V3_4 => {
             let full = format!("arn:{}", u.opaque);
             let sections: Vec<&str> = full.splitn(6, ':').collect();
-            let bad = || Err("invalid S3 ARN format".to_string());
+            let bad = || Err(UrlError::S3Arn);
             if sections.len() < 6 || sections[2] != "s3" {
                 return bad();
             }
@@ -233,8 +276,8 @@ pub fn validate(s: &str, version: Version) -> Result<(), String> {
             }
             version_id(&u)
         }
-        "data" => data_url(s),
-        _ => Err("invalid url scheme".into()),
+        "data" => Ok(data_url(s)?),
+        _ => Err(UrlError::Scheme),
     }
 }
 
@@ -242,15 +285,19 @@ fn is_token(c: u8) -> bool {
     c.is_ascii() && !c.is_ascii_control() && c != b' ' && !b"()<>@,;:\\\"/[]?=".contains(&c)
 }
 
-fn percent_unescape(s: &[u8]) -> Result<(), String> {
+fn percent_unescape(s: &[u8]) -> Result<(), DataUrlError> {
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'%' {
             if i + 2 >= s.len() {
-                return Err("rfc2396: unexpected end of unescape sequence".into());
+                return Err(DataUrlError::Syntax(
+                    "rfc2396: unexpected end of unescape sequence",
+                ));
             }
             if !s[i + 1].is_ascii_hexdigit() || !s[i + 2].is_ascii_hexdigit() {
-                return Err("rfc2396: invalid char 0x25 in unescape sequence".into());
+                return Err(DataUrlError::Syntax(
+                    "rfc2396: invalid char 0x25 in unescape sequence",
+                ));
             }
             i += 3;
         } else {
@@ -262,33 +309,33 @@ fn percent_unescape(s: &[u8]) -> Result<(), String> {
 
 /// Validates a `data:` URL as upstream's data URL decoder does (RFC 2397),
 /// with its error messages.
-pub fn data_url(s: &str) -> Result<(), String> {
+pub(crate) fn data_url(s: &str) -> Result<(), DataUrlError> {
     decode_data_url(s).map(|_| ())
 }
 
 /// Decodes a `data:` URL into its bytes.
-pub fn decode_data_url(s: &str) -> Result<Vec<u8>, String> {
+pub fn decode_data_url(s: &str) -> Result<Vec<u8>, DataUrlError> {
     let Some(rest) = s.strip_prefix("data:") else {
-        return Err("missing data prefix".into());
+        return Err(DataUrlError::Syntax("missing data prefix"));
     };
     let b = rest.as_bytes();
     let mut i = 0;
     let mut base64 = false;
     // Optional media type.
     match b.first() {
-        None => return Err("missing comma before data".into()),
+        None => return Err(DataUrlError::Syntax("missing comma before data")),
         Some(b';') | Some(b',') => {}
         Some(&c) if is_token(c) => {
             let x_token = (c == b'x' || c == b'X') && b.get(1) == Some(&b'-');
             let start = i;
             while i < b.len() && b[i] != b'/' {
                 if !is_token(b[i]) {
-                    return Err("invalid character for media type".into());
+                    return Err(DataUrlError::Syntax("invalid character for media type"));
                 }
                 i += 1;
             }
             if i >= b.len() {
-                return Err("missing media type slash".into());
+                return Err(DataUrlError::Syntax("missing media type slash"));
             }
             let ty = &rest[start..i];
             let known = [
@@ -301,67 +348,77 @@ pub fn decode_data_url(s: &str) -> Result<Vec<u8>, String> {
                 "multipart",
             ];
             if !x_token && !known.iter().any(|k| ty.starts_with(k)) {
-                return Err("invalid media type".into());
+                return Err(DataUrlError::Syntax("invalid media type"));
             }
             i += 1;
             while i < b.len() && b[i] != b';' && b[i] != b',' {
                 if !is_token(b[i]) {
-                    return Err("invalid character for media subtype".into());
+                    return Err(DataUrlError::Syntax("invalid character for media subtype"));
                 }
                 i += 1;
             }
             if i >= b.len() {
-                return Err("incomplete media type".into());
+                return Err(DataUrlError::Syntax("incomplete media type"));
             }
         }
-        Some(_) => return Err("invalid character after data prefix".into()),
+        Some(_) => return Err(DataUrlError::Syntax("invalid character after data prefix")),
     }
     // Parameters.
     while i < b.len() && b[i] == b';' {
         i += 1;
         match b.get(i) {
-            None | Some(b'=') | Some(b',') => return Err("unterminated parameter sequence".into()),
+            None | Some(b'=') | Some(b',') => {
+                return Err(DataUrlError::Syntax("unterminated parameter sequence"));
+            }
             Some(&c) if !is_token(c) => {
-                return Err("invalid character for parameter attribute".into());
+                return Err(DataUrlError::Syntax(
+                    "invalid character for parameter attribute",
+                ));
             }
             _ => {}
         }
         let start = i;
         while i < b.len() && b[i] != b'=' && b[i] != b',' {
             if !is_token(b[i]) {
-                return Err("invalid character for parameter attribute".into());
+                return Err(DataUrlError::Syntax(
+                    "invalid character for parameter attribute",
+                ));
             }
             i += 1;
         }
         if i >= b.len() {
-            return Err("unterminated parameter sequence".into());
+            return Err(DataUrlError::Syntax("unterminated parameter sequence"));
         }
         if b[i] == b',' {
             let attr = &rest[start..i];
             if attr != "base64" {
-                return Err(format!("expected base64, got {attr}"));
+                return Err(DataUrlError::NotBase64(attr.to_string()));
             }
             base64 = true;
             break;
         }
         i += 1; // '='
         match b.get(i) {
-            None => return Err("missing comma before data".into()),
+            None => return Err(DataUrlError::Syntax("missing comma before data")),
             Some(b'"') => {
                 i += 1;
                 loop {
                     match b.get(i) {
-                        None => return Err("unclosed quoted string".into()),
+                        None => return Err(DataUrlError::Syntax("unclosed quoted string")),
                         Some(b'"') => {
                             i += 1;
                             break;
                         }
                         Some(b'\\') => match b.get(i + 1) {
                             Some(c) if c.is_ascii() => i += 2,
-                            _ => return Err("invalid escaped character".into()),
+                            _ => return Err(DataUrlError::Syntax("invalid escaped character")),
                         },
                         Some(c) if c.is_ascii() => i += 1,
-                        Some(_) => return Err("invalid character for parameter value".into()),
+                        Some(_) => {
+                            return Err(DataUrlError::Syntax(
+                                "invalid character for parameter value",
+                            ));
+                        }
                     }
                 }
             }
@@ -369,27 +426,33 @@ pub fn decode_data_url(s: &str) -> Result<Vec<u8>, String> {
                 let vs = i;
                 while i < b.len() && b[i] != b';' && b[i] != b',' {
                     if !is_token(b[i]) {
-                        return Err("invalid character for parameter value".into());
+                        return Err(DataUrlError::Syntax(
+                            "invalid character for parameter value",
+                        ));
                     }
                     i += 1;
                 }
                 if i >= b.len() {
-                    return Err("missing comma before data".into());
+                    return Err(DataUrlError::Syntax("missing comma before data"));
                 }
                 percent_unescape(&b[vs..i])?;
             }
-            Some(_) => return Err("invalid character for parameter value".into()),
+            Some(_) => {
+                return Err(DataUrlError::Syntax(
+                    "invalid character for parameter value",
+                ));
+            }
         }
         match b.get(i) {
             Some(b';') | Some(b',') => {}
-            None => return Err("missing comma before data".into()),
-            Some(_) => return Err("expected semicolon or comma".into()),
+            None => return Err(DataUrlError::Syntax("missing comma before data")),
+            Some(_) => return Err(DataUrlError::Syntax("expected semicolon or comma")),
         }
     }
     match b.get(i) {
         Some(b',') => i += 1,
-        None => return Err("missing comma before data".into()),
-        Some(_) => return Err("expected semicolon or comma".into()),
+        None => return Err(DataUrlError::Syntax("missing comma before data")),
+        Some(_) => return Err(DataUrlError::Syntax("expected semicolon or comma")),
     }
     let data = &b[i..];
     if base64 {
@@ -397,24 +460,25 @@ pub fn decode_data_url(s: &str) -> Result<Vec<u8>, String> {
             .iter()
             .any(|&c| !(c.is_ascii_alphanumeric() || b"+/=\n".contains(&c)))
         {
-            return Err("invalid data character".into());
+            return Err(DataUrlError::Syntax("invalid data character"));
         }
         let clean: Vec<u8> = data.iter().copied().filter(|&c| c != b'\n').collect();
-        decode_base64(&clean)
+        Ok(decode_base64(&clean)?)
     } else {
         if data
             .iter()
             .any(|&c| !c.is_ascii() || c.is_ascii_control() || b" <>#\"{}|\\^[]`".contains(&c))
         {
-            return Err("invalid data character".into());
+            return Err(DataUrlError::Syntax("invalid data character"));
         }
         percent_unescape(data)?;
         let mut out = Vec::with_capacity(data.len());
         let mut j = 0;
         while j < data.len() {
             if data[j] == b'%' {
-                let h = std::str::from_utf8(&data[j + 1..j + 3]).unwrap_or("00");
-                out.push(u8::from_str_radix(h, 16).unwrap_or(0));
+                // Two hex digits: percent_unescape checked them.
+                let digit = |k: usize| util::hex_digit(data[k]).unwrap_or(0);
+                out.push(digit(j + 1) << 4 | digit(j + 2));
                 j += 3;
             } else {
                 out.push(data[j]);
@@ -427,7 +491,7 @@ pub fn decode_data_url(s: &str) -> Result<Vec<u8>, String> {
 
 /// Standard base64 with required padding, as Go's `StdEncoding`, with its
 /// error message (`illegal base64 data at input byte N`).
-pub fn decode_base64(data: &[u8]) -> Result<Vec<u8>, String> {
+pub fn decode_base64(data: &[u8]) -> Result<Vec<u8>, Base64Error> {
     let val = |c: u8| -> Option<u32> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',
@@ -445,21 +509,22 @@ pub fn decode_base64(data: &[u8]) -> Result<Vec<u8>, String> {
         let last = chunks.peek().is_none();
         if chunk.len() < 4 {
             // Go reports an incomplete last quantum at its start.
-            return Err(format!("illegal base64 data at input byte {at}"));
+            return Err(Base64Error { offset: at });
         }
         let pads = chunk.iter().rev().take_while(|&&c| c == b'=').count();
         if pads > 2 || (pads > 0 && !last) {
             let first_pad = chunk.iter().position(|&c| c == b'=').unwrap_or(0);
-            return Err(format!(
-                "illegal base64 data at input byte {}",
-                at + first_pad
-            ));
+            return Err(Base64Error {
+                offset: at + first_pad,
+            });
         }
         let mut acc = 0u32;
         for (k, &c) in chunk[..4 - pads].iter().enumerate() {
             match val(c) {
                 Some(v) => acc |= v << (18 - 6 * k),
-                None => return Err(format!("illegal base64 data at input byte {}", at + k)),
+                None => {
+                    return Err(Base64Error { offset: at + k });
+                }
             }
         }
         let bytes = acc.to_be_bytes();
@@ -489,41 +554,32 @@ mod tests {
 
     #[test]
     fn schemes_per_version() {
-        assert_eq!(
-            validate("gs://b/o", Version::V3_1),
-            Err("invalid url scheme".into())
-        );
+        assert_eq!(validate("gs://b/o", Version::V3_1), Err(UrlError::Scheme));
         assert_eq!(validate("gs://b/o", Version::V3_2), Ok(()));
         assert_eq!(
             validate("arn:aws:s3:::bucket/key", Version::V3_3),
-            Err("invalid url scheme".into())
+            Err(UrlError::Scheme)
         );
         assert_eq!(validate("arn:aws:s3:::bucket/key", Version::V3_4), Ok(()));
         assert_eq!(
             validate("arn:aws:s3:::bucket", Version::V3_4),
-            Err("invalid S3 ARN format".into())
+            Err(UrlError::S3Arn)
         );
         assert_eq!(
             validate("arn:aws:ec2:::bucket/k", Version::V3_4),
-            Err("invalid S3 ARN format".into())
+            Err(UrlError::S3Arn)
         );
         assert_eq!(
             validate("arn:aws:s3:us-east-1:1:accesspoint/x", Version::V3_4),
-            Err("invalid S3 ARN format".into())
+            Err(UrlError::S3Arn)
         );
         assert_eq!(
             validate("s3://b/k?versionId=", Version::V3_0),
-            Err("invalid S3 object VersionId".into())
+            Err(UrlError::S3VersionId)
         );
         assert_eq!(validate("s3://b/k?versionId=x", Version::V3_0), Ok(()));
-        assert_eq!(
-            validate("ftp://x", Version::V3_0),
-            Err("invalid url scheme".into())
-        );
-        assert_eq!(
-            validate("", Version::V3_0),
-            Err("invalid url scheme".into())
-        );
+        assert_eq!(validate("ftp://x", Version::V3_0), Err(UrlError::Scheme));
+        assert_eq!(validate("", Version::V3_0), Err(UrlError::Scheme));
     }
 
     #[test]
@@ -537,21 +593,35 @@ mod tests {
             decode_data_url("data:text/plain;charset=utf-8;base64,aGk=").unwrap(),
             b"hi"
         );
-        assert_eq!(data_url("data:"), Err("missing comma before data".into()));
-        assert_eq!(data_url("DATA:,x"), Err("missing data prefix".into()));
-        assert_eq!(data_url("data:,a b"), Err("invalid data character".into()));
-        assert_eq!(data_url("data:foo/bar,x"), Err("invalid media type".into()));
+        assert_eq!(
+            data_url("data:"),
+            Err(DataUrlError::Syntax("missing comma before data"))
+        );
+        assert_eq!(
+            data_url("DATA:,x"),
+            Err(DataUrlError::Syntax("missing data prefix"))
+        );
+        assert_eq!(
+            data_url("data:,a b"),
+            Err(DataUrlError::Syntax("invalid data character"))
+        );
+        assert_eq!(
+            data_url("data:foo/bar,x"),
+            Err(DataUrlError::Syntax("invalid media type"))
+        );
         assert_eq!(
             data_url("data:;base64,aGk"),
-            Err("illegal base64 data at input byte 0".into())
+            Err(DataUrlError::Base64(Base64Error { offset: 0 }))
         );
         assert_eq!(
             data_url("data:,%zz"),
-            Err("rfc2396: invalid char 0x25 in unescape sequence".into())
+            Err(DataUrlError::Syntax(
+                "rfc2396: invalid char 0x25 in unescape sequence"
+            ))
         );
         assert_eq!(
             data_url("data:;foo,x"),
-            Err("expected base64, got foo".into())
+            Err(DataUrlError::NotBase64("foo".into()))
         );
     }
 }

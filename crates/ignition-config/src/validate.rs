@@ -243,7 +243,7 @@ mod checks {
     fn required_source(r: &Resource, v: Version) -> Result<(), String> {
         match r.source.as_deref() {
             None | Some("") => Err("source is required".into()),
-            Some(s) => url::validate(s, v),
+            Some(s) => url::validate(s, v).map_err(|e| e.to_string()),
         }
     }
 
@@ -286,7 +286,7 @@ mod checks {
             if let Some(s) = src
                 && let Err(e) = url::validate(&s, cx.v)
             {
-                cx.err(&[K("source")], e);
+                cx.err(&[K("source")], e.to_string());
             }
             verification(&r.verification, cx);
             return;
@@ -306,7 +306,7 @@ mod checks {
         if let Some(s) = r.source.as_deref().filter(|s| !s.is_empty())
             && let Err(e) = url::validate(s, cx.v)
         {
-            cx.err(&[K("source")], e);
+            cx.err(&[K("source")], e.to_string());
         }
         if cx.v >= Version::V3_1 && !r.http_headers.is_empty() {
             match r

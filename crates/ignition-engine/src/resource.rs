@@ -204,7 +204,7 @@ fn fetch_with(
     };
     let raw: Box<dyn Read> = match scheme.as_str() {
         "data" => Box::new(std::io::Cursor::new(
-            ignition_config::url::decode_data_url(url).map_err(bad)?,
+            ignition_config::url::decode_data_url(url).map_err(|e| bad(e.to_string()))?,
         )),
         "http" | "https" if !f.offline => {
             // For http too: a redirect may lead to https, and upstream's

@@ -214,10 +214,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let display_name = match &input_name {
         None => {
             if let Err(e) = std::io::stdin().read_to_end(&mut data) {
-                eprintln!(
-                    "failed to read /dev/stdin: {}",
-                    butane::files::errno_text(&e)
-                );
+                eprintln!("failed to read /dev/stdin: {}", butane::errno_text(&e));
                 return ExitCode::from(1);
             }
             "<stdin>".to_string()
@@ -228,7 +225,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
                 Err(e) => {
                     eprintln!(
                         "failed to open {name}: {}",
-                        butane::files::go_error("open", Path::new(name), &e)
+                        butane::go_error("open", Path::new(name), &e)
                     );
                     return ExitCode::from(1);
                 }
@@ -236,7 +233,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             if let Err(e) = f.read_to_end(&mut data) {
                 eprintln!(
                     "failed to read {name}: {}",
-                    butane::files::go_error("read", Path::new(name), &e)
+                    butane::go_error("read", Path::new(name), &e)
                 );
                 return ExitCode::from(1);
             }

@@ -303,7 +303,7 @@ fn graph(
         meta_dir.display().to_string()
     ))
     .map_err(|e| anyhow::anyhow!(e))?;
-    let source = std::sync::Arc::new(graph_server::state::DirSource(meta_dir.to_path_buf()));
+    let source = std::sync::Arc::new(graph_server::DirSource(meta_dir.to_path_buf()));
     let running =
         graph_server::start(settings, source, None, serve).map_err(|e| anyhow::anyhow!(e))?;
     let addr = running.addrs[0];

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, Subcommand};
-use graph_server::Settings;
-use graph_server::state::{DirSource, Source};
+use graph_server::{DirSource, Settings, Source, SourceError};
 
 /// The update graph server.
 #[derive(Debug, Args)]
@@ -90,13 +89,14 @@ impl HttpSource {
 }
 
 impl Source for HttpSource {
-    fn get(&self, rel: &str) -> Result<Vec<u8>, String> {
+    fn get(&self, rel: &str) -> Result<Vec<u8>, SourceError> {
         let url = format!("{}/{rel}", self.base);
-        let r = self.client.get(&url).map_err(|e| e.reason())?;
+        let unavailable = |e: http_client::Error| SourceError::Unavailable(e.reason());
+        let r = self.client.get(&url).map_err(unavailable)?;
         if r.status() != 200 {
-            return Err(format!("server responded with status {}", r.status()));
+            return Err(SourceError::Status(r.status()));
         }
-        r.read_to_vec(MAX_METADATA).map_err(|e| e.reason())
+        r.read_to_vec(MAX_METADATA).map_err(unavailable)
     }
 
     fn describe(&self, rel: &str) -> String {
@@ -175,7 +175,7 @@ fn merge_stats(m: &MergeArgs) -> Result<ExitCode> {
             serde_json::from_slice(&text).with_context(|| f.display().to_string())?;
         docs.push((f.display().to_string(), doc));
     }
-    let merged = graph_server::stats::merge(&docs)?;
+    let merged = graph_server::merge_stats(&docs)?;
     println!("{}", serde_json::to_string_pretty(&merged)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use butane::files::go_error as path_error;
+use butane::go_error as path_error;
 
 /// `oxcore ignition`: a stage (`--stage NAME`), or a subcommand.
 #[derive(Debug, Args)]

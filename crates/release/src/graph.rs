@@ -253,7 +253,7 @@ impl Graph {
 
     /// The edges a node with `wariness` sees at `now`: those into
     /// rollouts not yet open to it are removed.
-    pub fn visible_edges(&self, wariness: f64, now: i64) -> Vec<(usize, usize)> {
+    pub(crate) fn visible_edges(&self, wariness: f64, now: i64) -> Vec<(usize, usize)> {
         let hidden: Vec<bool> = self
             .nodes
             .iter()

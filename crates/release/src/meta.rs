@@ -246,12 +246,18 @@ pub struct Version {
     pub respin: u32,
 }
 
-impl std::str::FromStr for Version {
-    type Err = String;
+/// A version that is not `MAJOR.YYYYMMDD.STREAM.RESPIN` (each a decimal
+/// number, the date a real month and day).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid version '{0}': expected MAJOR.YYYYMMDD.STREAM.RESPIN")]
+pub struct VersionError(pub String);
 
-    fn from_str(s: &str) -> Result<Version, String> {
+impl std::str::FromStr for Version {
+    type Err = VersionError;
+
+    fn from_str(s: &str) -> Result<Version, VersionError> {
         let parts: Vec<&str> = s.split('.').collect();
-        let bad = || format!("invalid version '{s}': expected MAJOR.YYYYMMDD.STREAM.RESPIN");
+        let bad = || VersionError(s.to_string());
         let [major, date, stream, respin] = parts.as_slice() else {
             return Err(bad());
         };
@@ -286,7 +292,7 @@ impl std::fmt::Display for Version {
 }
 
 /// The stream id of a stream name, as Fedora CoreOS numbers them.
-pub fn stream_id(stream: &str) -> Option<u32> {
+pub(crate) fn stream_id(stream: &str) -> Option<u32> {
     Some(match stream {
         "next" => 1,
         "testing" => 2,

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::meta::{
     Commit, DocMeta, IndexRelease, Reason, ReleaseArch, ReleaseDoc, ReleaseIndex, Rollout,
-    StreamDoc, StreamPlatform, UpdateEntry, UpdateRules, UpdatesDoc, Version, stream_id,
+    StreamDoc, StreamPlatform, UpdateEntry, UpdateRules, UpdatesDoc, Version, VersionError,
+    stream_id,
 };
 
 /// Signs bytes, returning the detached signature as text (base64).
@@ -23,6 +24,9 @@ pub enum PublishError {
     /// The change does not make sense.
     #[error("{0}")]
     Invalid(String),
+    /// A version is not of the Fedora CoreOS scheme.
+    #[error(transparent)]
+    Version(#[from] VersionError),
     /// A file could not be read, parsed or written.
     #[error("{}: {msg}", path.display())]
     File {
@@ -45,7 +49,7 @@ pub struct Metadata {
 }
 
 /// An RFC 3339 UTC time.
-pub fn rfc3339(epoch: i64) -> String {
+pub(crate) fn rfc3339(epoch: i64) -> String {
     let t = civil_time::utc(epoch);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
@@ -105,7 +109,7 @@ impl Metadata {
     /// A release's `release.json`.
     pub fn release(&self, stream: &str, version: &str) -> Result<ReleaseDoc, PublishError> {
         check_name("stream", stream)?;
-        version.parse::<Version>().map_err(PublishError::Invalid)?;
+        version.parse::<Version>()?;
         let p = self.release_path(stream, version);
         if !p.exists() {
             return invalid(format!("release {version} is not in stream {stream}"));
@@ -151,7 +155,7 @@ impl Metadata {
     ) -> Result<(), PublishError> {
         check_name("stream", stream)?;
         check_name("architecture", arch)?;
-        let v: Version = version.parse().map_err(PublishError::Invalid)?;
+        let v: Version = version.parse()?;
         if let Some(id) = stream_id(stream)
             && v.stream != id
         {
@@ -199,7 +203,7 @@ impl Metadata {
         } = *new;
         check_name("stream", stream)?;
         check_name("architecture", arch)?;
-        let v: Version = version.parse().map_err(PublishError::Invalid)?;
+        let v: Version = version.parse()?;
         if let Some(id) = stream_id(stream)
             && v.stream != id
         {
@@ -418,7 +422,7 @@ fn check_name(what: &str, name: &str) -> Result<(), PublishError> {
 /// The version a release gets in another stream: the same Fedora major,
 /// date and respin, the target's stream id.
 pub fn promoted_version(version: &str, to: &str) -> Result<String, PublishError> {
-    let mut v: Version = version.parse().map_err(PublishError::Invalid)?;
+    let mut v: Version = version.parse()?;
     v.stream =
         stream_id(to).ok_or_else(|| PublishError::Invalid(format!("unknown stream '{to}'")))?;
     Ok(v.to_string())

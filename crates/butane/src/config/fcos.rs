@@ -1,17 +1,19 @@
-//! fcos sugar: `boot_device` (LUKS and mirroring of the boot disk), the
-//! partition warnings, `grub.users`, and the fcos config checks.
+//! The fcos variant (1.0.0 to 1.7.0, 1.8.0-experimental): `boot_device`
+//! (LUKS and mirroring of the boot disk), the partition warnings,
+//! `grub.users`, and the fcos config checks. openshift uses this sugar and
+//! these checks too, at the fcos version it builds on. Upstream:
+//! `config/fcos/v1_*`.
 
 use ignition_config::types as ign;
 
-use crate::p;
-use crate::report::{Path, Report};
+use crate::report::{Path, Report, p};
 use crate::sugar::merge_generated;
 use crate::translate::{self, Cx};
 use crate::types::*;
 use crate::variant::Target;
 
 /// The fcos config hook (1.6 and later, fcos only).
-pub fn config_hook(c: &Config, _t: &Target, r: &mut Report) {
+pub(crate) fn config_hook(c: &Config, _t: &Target, r: &mut Report) {
     let mirror: std::collections::HashSet<&String> = c.boot_device.mirror.devices.iter().collect();
     for (i, d) in c.storage.disks.iter().enumerate() {
         if d.device == "/dev/disk/by-id/coreos-boot-disk"
@@ -49,7 +51,7 @@ fn minor(t: &Target) -> u32 {
 }
 
 /// boot_device and grub checks.
-pub fn validate(c: &Config, t: &Target, r: &mut Report) {
+pub(crate) fn validate(c: &Config, t: &Target, r: &mut Report) {
     let m = minor(t);
     if m >= 3 {
         let b = &c.boot_device;
@@ -170,7 +172,7 @@ const RESERVED_GUID: &str = "8DA63339-0007-60C0-C436-083AC8230908";
 const ESP_GUID: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 
 /// fcos translation steps after the base sugar.
-pub fn translate(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
+pub(crate) fn translate(c: &Config, out: &mut ign::Config, cx: &mut Cx<'_>) {
     let m = minor(&cx.target);
     if m >= 3 {
         boot_device(c, out, cx);
