@@ -57,7 +57,7 @@ pub fn parse(url: &str) -> Result<(String, String), String> {
         .map(|(b, o)| (b, o.trim_start_matches('/')))
         .filter(|(b, o)| !b.is_empty() && !o.is_empty())
         .ok_or_else(|| format!("invalid gs URL {url}: needs a bucket and an object"))?;
-    Ok((bucket.to_string(), crate::http::percent_decode(object)))
+    Ok((bucket.to_string(), util::percent_decode(object)))
 }
 
 /// The instance's token, if it has a service account; `None` means go

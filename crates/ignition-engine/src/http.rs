@@ -60,30 +60,6 @@ pub const ACCEPT: &str = "application/vnd.coreos.ignition+json;version=3.6.0, */
 /// The most a body read into memory may hold unless the caller says.
 pub const DEFAULT_LIMIT: u64 = 64 << 20;
 
-/// Decodes `%XX` escapes (as Go's `url.URL.Path` holds a path); a `%`
-/// not followed by two hex digits stays as it is.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = s
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(c)) => {
-                out.push(c);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Escapes all but RFC 3986's unreserved characters as `%XX` (upper
 /// case), and `/` too unless `keep_slash`: the encoding AWS SigV4 and the
 /// cloud storage paths want.

@@ -14,8 +14,9 @@
 
 use ring::hmac;
 
-use crate::http::{percent_decode, uri_encode};
+use crate::http::uri_encode;
 use sha2::Digest;
+use util::{hex, percent_decode};
 
 /// Where an object is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,10 +85,6 @@ pub fn parse(url: &str) -> Result<Object, String> {
         version_id,
         access_point: None,
     })
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// AWS credentials.
