@@ -12,6 +12,8 @@
 
 use ignition_config::types::{HttpHeader, Proxy, Timeouts};
 
+use crate::imds;
+
 /// The scope the token is asked for.
 const READ_ONLY: &str = "https://www.googleapis.com/auth/devstorage.read_only";
 
@@ -35,10 +37,8 @@ impl Settings {
                 format!("http://{h}")
             }
         });
-        let on_gce_hardware = std::fs::read_to_string("/sys/class/dmi/id/product_name")
-            .is_ok_and(|p| p.trim().starts_with("Google"));
         let metadata_host = var("GCE_METADATA_HOST")
-            .or_else(|| on_gce_hardware.then(|| "metadata.google.internal".to_string()));
+            .or_else(|| imds::on_gce().then(|| "metadata.google.internal".to_string()));
         Settings {
             endpoint,
             metadata_host,
@@ -58,27 +58,6 @@ pub fn parse(url: &str) -> Result<(String, String), String> {
         .filter(|(b, o)| !b.is_empty() && !o.is_empty())
         .ok_or_else(|| format!("invalid gs URL {url}: needs a bucket and an object"))?;
     Ok((bucket.to_string(), util::percent_decode(object)))
-}
-
-/// The instance's token, if it has a service account; `None` means go
-/// anonymous (upstream logs the reason at debug level and goes on).
-fn token(host: &str, proxy: &Proxy) -> Option<String> {
-    let quick = Timeouts {
-        http_response_headers: Some(5),
-        http_total: Some(10),
-    };
-    let base = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default");
-    let flavor = [crate::http::header("Metadata-Flavor", "Google")];
-    let get = |url: String| crate::http::get(&url, &flavor, proxy, &quick);
-    // Without a service account there are no scopes.
-    get(format!("{base}/scopes")).ok()?;
-    let body = get(format!(
-        "{base}/token?scopes={}",
-        crate::http::uri_encode(READ_ONLY, false)
-    ))
-    .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    v.get("access_token")?.as_str().map(str::to_string)
 }
 
 /// The object's path on the endpoint: escaped, `/` kept.
@@ -117,7 +96,7 @@ pub fn open(
     let headers: Vec<HttpHeader> = settings
         .metadata_host
         .as_deref()
-        .and_then(|h| token(h, proxy))
+        .and_then(|h| imds::gce_token(h, READ_ONLY, proxy))
         .map(|t| crate::http::header("Authorization", &format!("Bearer {t}")))
         .into_iter()
         .collect();

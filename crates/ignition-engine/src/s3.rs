@@ -13,10 +13,11 @@
 //! another endpoint, path-style, e.g. an S3-compatible store.
 
 use ring::hmac;
-
-use crate::http::uri_encode;
 use sha2::Digest;
 use util::{hex, percent_decode};
+
+use crate::http::uri_encode;
+use crate::imds;
 
 /// Where an object is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,29 +88,7 @@ pub fn parse(url: &str) -> Result<Object, String> {
     })
 }
 
-/// AWS credentials.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// The access key ID.
-    pub access_key_id: String,
-    /// The secret key (never printed).
-    pub secret_access_key: String,
-    /// A session token for temporary credentials.
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
+pub use crate::imds::Credentials;
 
 /// Credentials, region and endpoint.
 #[derive(Debug, Clone, Default)]
@@ -126,16 +105,6 @@ pub struct Settings {
     pub imds: Option<String>,
 }
 
-/// Whether the DMI tables say this is an EC2 instance (what the AWS SDKs'
-/// instance-metadata checks amount to on Linux).
-fn on_ec2() -> bool {
-    let read =
-        |f: &str| std::fs::read_to_string(format!("/sys/class/dmi/id/{f}")).unwrap_or_default();
-    read("sys_vendor").trim() == "Amazon EC2"
-        || read("board_vendor").trim() == "Amazon EC2"
-        || read("product_uuid").to_ascii_lowercase().starts_with("ec2")
-}
-
 impl Settings {
     /// From the environment as the AWS SDKs read it.
     pub fn from_env() -> Settings {
@@ -148,18 +117,18 @@ impl Settings {
             }),
             _ => None,
         };
-        let imds =
+        let service =
             if var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
                 None
             } else {
                 var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-                    .or_else(|| on_ec2().then(|| "http://169.254.169.254".to_string()))
+                    .or_else(|| imds::on_ec2().then(|| imds::METADATA_BASE.to_string()))
             };
         Settings {
             credentials,
             region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
             endpoint: var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL")),
-            imds,
+            imds: service,
         }
     }
 }
@@ -276,58 +245,6 @@ fn locate(o: &Object, settings: &Settings) -> (String, String, String) {
     (format!("https://{host}{path}"), path, region)
 }
 
-/// The instance role's credentials and the instance's region from the
-/// metadata service (IMDSv2 token when it has one, as the SDKs do);
-/// `None` for credentials when the instance has no role.
-fn from_imds(
-    base: &str,
-    proxy: &ignition_config::types::Proxy,
-) -> (Option<Credentials>, Option<String>) {
-    use crate::http::header;
-    use ignition_config::types::{HttpHeader, Timeouts};
-    let base = base.trim_end_matches('/');
-    let quick = Timeouts {
-        http_response_headers: Some(2),
-        http_total: Some(5),
-    };
-    // The aws provider's IMDSv2 session token; none (IMDSv1) on any failure.
-    let imds = crate::resource::Fetcher {
-        proxy: proxy.clone(),
-        timeouts: quick.clone(),
-        ..crate::resource::Fetcher::default()
-    };
-    let token = crate::providers::aws_token(Some(base), &imds)
-        .ok()
-        .flatten();
-    let headers: Vec<HttpHeader> = token
-        .iter()
-        .map(|t| header("X-Aws-Ec2-Metadata-Token", t))
-        .collect();
-    let get = |path: &str| {
-        crate::http::get(&format!("{base}{path}"), &headers, proxy, &quick)
-            .ok()
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-    };
-    let region = get("/latest/meta-data/placement/region").filter(|r| !r.is_empty());
-    let role = get("/latest/meta-data/iam/security-credentials/")
-        .and_then(|l| l.lines().next().map(str::to_string))
-        .filter(|r| !r.is_empty());
-    let creds = role.and_then(|role| {
-        let doc = get(&format!(
-            "/latest/meta-data/iam/security-credentials/{}",
-            uri_encode(&role, false)
-        ))?;
-        let v: serde_json::Value = serde_json::from_str(&doc).ok()?;
-        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        Some(Credentials {
-            access_key_id: field("AccessKeyId")?,
-            secret_access_key: field("SecretAccessKey")?,
-            session_token: field("Token"),
-        })
-    });
-    (creds, region)
-}
-
 /// Fetches an object: signed when `settings` has credentials (or the
 /// instance role gives some), else anonymously.
 pub fn get(
@@ -351,9 +268,9 @@ pub fn open(
     let o = parse(url)?;
     let mut settings = settings.clone();
     if settings.credentials.is_none()
-        && let Some(imds) = settings.imds.clone()
+        && let Some(service) = settings.imds.clone()
     {
-        let (creds, region) = from_imds(&imds, proxy);
+        let (creds, region) = imds::aws_instance_role(&service, proxy);
         settings.credentials = creds;
         settings.region = settings.region.or(region);
     }
