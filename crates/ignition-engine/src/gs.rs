@@ -12,10 +12,30 @@
 
 use ignition_config::types::{HttpHeader, Proxy, Timeouts};
 
+use crate::http::{BodyError, HttpError};
 use crate::imds;
 
 /// The scope the token is asked for.
 const READ_ONLY: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+
+/// Why an object could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum GsError {
+    /// Not a `gs://BUCKET/OBJECT` URL (the message names it).
+    #[error("{0}")]
+    Url(String),
+    /// The request failed or was answered with an error status.
+    #[error("{error} (from {url})")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        error: HttpError,
+    },
+    /// The object's body could not be read whole.
+    #[error(transparent)]
+    Body(BodyError),
+}
 
 /// Where to read from and whom to ask for a token.
 #[derive(Debug, Clone, Default)]
@@ -47,16 +67,20 @@ impl Settings {
 }
 
 /// Splits `gs://bucket/object`.
-pub fn parse(url: &str) -> Result<(String, String), String> {
+pub fn parse(url: &str) -> Result<(String, String), GsError> {
     let rest = url
         .strip_prefix("gs://")
-        .ok_or_else(|| format!("not a gs URL: {url}"))?;
+        .ok_or_else(|| GsError::Url(format!("not a gs URL: {url}")))?;
     let rest = rest.split(['?', '#']).next().unwrap_or("");
     let (bucket, object) = rest
         .split_once('/')
         .map(|(b, o)| (b, o.trim_start_matches('/')))
         .filter(|(b, o)| !b.is_empty() && !o.is_empty())
-        .ok_or_else(|| format!("invalid gs URL {url}: needs a bucket and an object"))?;
+        .ok_or_else(|| {
+            GsError::Url(format!(
+                "invalid gs URL {url}: needs a bucket and an object"
+            ))
+        })?;
     Ok((bucket.to_string(), util::percent_decode(object)))
 }
 
@@ -74,8 +98,8 @@ pub fn get(
     proxy: &Proxy,
     timeouts: &Timeouts,
     cas: &[Vec<u8>],
-) -> Result<Vec<u8>, String> {
-    crate::http::read_whole(open(url, settings, proxy, timeouts, cas)?)
+) -> Result<Vec<u8>, GsError> {
+    crate::http::read_whole(open(url, settings, proxy, timeouts, cas)?).map_err(GsError::Body)
 }
 
 /// Opens a `gs://` object for streaming.
@@ -85,7 +109,7 @@ pub fn open(
     proxy: &Proxy,
     timeouts: &Timeouts,
     cas: &[Vec<u8>],
-) -> Result<http_client::Response, String> {
+) -> Result<http_client::Response, GsError> {
     let (bucket, object) = parse(url)?;
     let endpoint = settings
         .endpoint
@@ -105,7 +129,7 @@ pub fn open(
         ..Default::default()
     };
     crate::http::open_retrying(&target, &headers, proxy, timeouts, &opts)
-        .map_err(|e| format!("{e} (from {target})"))
+        .map_err(|error| GsError::Http { url: target, error })
 }
 
 #[cfg(test)]

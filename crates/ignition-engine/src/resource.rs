@@ -231,7 +231,7 @@ fn fetch_with(
                 &f.timeouts,
                 f.cas().map_err(bad)?,
             )
-            .map_err(bad)?,
+            .map_err(|e| bad(e.to_string()))?,
         ),
         "gs" if !f.offline => Box::new(
             crate::gs::open(
@@ -241,7 +241,7 @@ fn fetch_with(
                 &f.timeouts,
                 f.cas().map_err(bad)?,
             )
-            .map_err(bad)?,
+            .map_err(|e| bad(e.to_string()))?,
         ),
         "tftp" if !f.offline => Box::new(std::io::Cursor::new(
             crate::tftp::get(url, crate::tftp::TIMEOUT).map_err(|e| bad(e.to_string()))?,

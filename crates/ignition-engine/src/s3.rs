@@ -16,8 +16,31 @@ use ring::hmac;
 use sha2::Digest;
 use util::{hex, percent_decode};
 
-use crate::http::uri_encode;
+use crate::http::{BodyError, HttpError, uri_encode};
 use crate::imds;
+
+/// Why an object could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    /// The URL or ARN is not one of the forms upstream accepts (the
+    /// message names it).
+    #[error("{0}")]
+    Url(String),
+    /// The URL to request cannot be made (a malformed endpoint).
+    #[error(transparent)]
+    Target(HttpError),
+    /// The request failed or was answered with an error status.
+    #[error("{error} (from {url})")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        error: HttpError,
+    },
+    /// The object's body could not be read whole.
+    #[error(transparent)]
+    Body(BodyError),
+}
 
 /// Where an object is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +56,7 @@ pub struct Object {
 }
 
 /// Parses an `s3://` URL or an S3 `arn:`.
-pub fn parse(url: &str) -> Result<Object, String> {
+pub fn parse(url: &str) -> Result<Object, S3Error> {
     let (rest, query) = match url.split_once('?') {
         Some((r, q)) => (r, q),
         None => (url, ""),
@@ -45,9 +68,9 @@ pub fn parse(url: &str) -> Result<Object, String> {
     if let Some(r) = rest.strip_prefix("s3://") {
         let (bucket, key) = r
             .split_once('/')
-            .ok_or_else(|| format!("no object key in {url}"))?;
+            .ok_or_else(|| S3Error::Url(format!("no object key in {url}")))?;
         if bucket.is_empty() || key.is_empty() {
-            return Err(format!("invalid S3 URL {url}"));
+            return Err(S3Error::Url(format!("invalid S3 URL {url}")));
         }
         return Ok(Object {
             bucket: bucket.to_string(),
@@ -59,15 +82,15 @@ pub fn parse(url: &str) -> Result<Object, String> {
     // arn:PARTITION:s3:REGION:ACCOUNT:RESOURCE
     let parts: Vec<&str> = rest.splitn(6, ':').collect();
     if parts.len() != 6 || parts[0] != "arn" || parts[2] != "s3" {
-        return Err(format!("not an S3 URL or ARN: {url}"));
+        return Err(S3Error::Url(format!("not an S3 URL or ARN: {url}")));
     }
     let (region, account, resource) = (parts[3], parts[4], parts[5]);
     if let Some(ap) = resource.strip_prefix("accesspoint/") {
         let (name, key) = ap
             .split_once("/object/")
-            .ok_or_else(|| format!("no object in access point ARN {url}"))?;
+            .ok_or_else(|| S3Error::Url(format!("no object in access point ARN {url}")))?;
         if name.is_empty() || key.is_empty() || region.is_empty() || account.is_empty() {
-            return Err(format!("invalid access point ARN {url}"));
+            return Err(S3Error::Url(format!("invalid access point ARN {url}")));
         }
         return Ok(Object {
             bucket: name.to_string(),
@@ -79,7 +102,7 @@ pub fn parse(url: &str) -> Result<Object, String> {
     let (bucket, key) = resource
         .split_once('/')
         .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-        .ok_or_else(|| format!("invalid S3 ARN {url}"))?;
+        .ok_or_else(|| S3Error::Url(format!("invalid S3 ARN {url}")))?;
     Ok(Object {
         bucket: bucket.to_string(),
         key: key.to_string(),
@@ -253,8 +276,8 @@ pub fn get(
     proxy: &ignition_config::types::Proxy,
     timeouts: &ignition_config::types::Timeouts,
     cas: &[Vec<u8>],
-) -> Result<Vec<u8>, String> {
-    crate::http::read_whole(open(url, settings, proxy, timeouts, cas)?)
+) -> Result<Vec<u8>, S3Error> {
+    crate::http::read_whole(open(url, settings, proxy, timeouts, cas)?).map_err(S3Error::Body)
 }
 
 /// [`get`], opened for streaming.
@@ -264,7 +287,7 @@ pub fn open(
     proxy: &ignition_config::types::Proxy,
     timeouts: &ignition_config::types::Timeouts,
     cas: &[Vec<u8>],
-) -> Result<http_client::Response, String> {
+) -> Result<http_client::Response, S3Error> {
     let o = parse(url)?;
     let mut settings = settings.clone();
     if settings.credentials.is_none()
@@ -317,7 +340,7 @@ pub fn open(
         if let Some(t) = &creds.session_token {
             signed.push(("x-amz-security-token".to_string(), t.clone()));
         }
-        let host = crate::http::host_header_of(&target).map_err(|e| e.to_string())?;
+        let host = crate::http::host_header_of(&target).map_err(S3Error::Target)?;
         let auth = authorization(
             &Request {
                 method: "GET",
@@ -341,7 +364,7 @@ pub fn open(
         ..Default::default()
     };
     crate::http::open_retrying(&target, &headers, proxy, timeouts, &opts)
-        .map_err(|e| format!("{e} (from {target})"))
+        .map_err(|error| S3Error::Http { url: target, error })
 }
 
 #[cfg(test)]
