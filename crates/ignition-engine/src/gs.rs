@@ -12,8 +12,30 @@
 
 use ignition_config::types::{HttpHeader, Proxy, Timeouts};
 
+use crate::http::{BodyError, HttpError};
+use crate::imds;
+
 /// The scope the token is asked for.
 const READ_ONLY: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+
+/// Why an object could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum GsError {
+    /// Not a `gs://BUCKET/OBJECT` URL (the message names it).
+    #[error("{0}")]
+    Url(String),
+    /// The request failed or was answered with an error status.
+    #[error("{error} (from {url})")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        error: HttpError,
+    },
+    /// The object's body could not be read whole.
+    #[error(transparent)]
+    Body(BodyError),
+}
 
 /// Where to read from and whom to ask for a token.
 #[derive(Debug, Clone, Default)]
@@ -35,10 +57,8 @@ impl Settings {
                 format!("http://{h}")
             }
         });
-        let on_gce_hardware = std::fs::read_to_string("/sys/class/dmi/id/product_name")
-            .is_ok_and(|p| p.trim().starts_with("Google"));
         let metadata_host = var("GCE_METADATA_HOST")
-            .or_else(|| on_gce_hardware.then(|| "metadata.google.internal".to_string()));
+            .or_else(|| imds::on_gce().then(|| "metadata.google.internal".to_string()));
         Settings {
             endpoint,
             metadata_host,
@@ -47,38 +67,21 @@ impl Settings {
 }
 
 /// Splits `gs://bucket/object`.
-pub fn parse(url: &str) -> Result<(String, String), String> {
+pub fn parse(url: &str) -> Result<(String, String), GsError> {
     let rest = url
         .strip_prefix("gs://")
-        .ok_or_else(|| format!("not a gs URL: {url}"))?;
+        .ok_or_else(|| GsError::Url(format!("not a gs URL: {url}")))?;
     let rest = rest.split(['?', '#']).next().unwrap_or("");
     let (bucket, object) = rest
         .split_once('/')
         .map(|(b, o)| (b, o.trim_start_matches('/')))
         .filter(|(b, o)| !b.is_empty() && !o.is_empty())
-        .ok_or_else(|| format!("invalid gs URL {url}: needs a bucket and an object"))?;
-    Ok((bucket.to_string(), crate::http::percent_decode(object)))
-}
-
-/// The instance's token, if it has a service account; `None` means go
-/// anonymous (upstream logs the reason at debug level and goes on).
-fn token(host: &str, proxy: &Proxy) -> Option<String> {
-    let quick = Timeouts {
-        http_response_headers: Some(5),
-        http_total: Some(10),
-    };
-    let base = format!("http://{host}/computeMetadata/v1/instance/service-accounts/default");
-    let flavor = [crate::http::header("Metadata-Flavor", "Google")];
-    let get = |url: String| crate::http::get(&url, &flavor, proxy, &quick);
-    // Without a service account there are no scopes.
-    get(format!("{base}/scopes")).ok()?;
-    let body = get(format!(
-        "{base}/token?scopes={}",
-        crate::http::uri_encode(READ_ONLY, false)
-    ))
-    .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    v.get("access_token")?.as_str().map(str::to_string)
+        .ok_or_else(|| {
+            GsError::Url(format!(
+                "invalid gs URL {url}: needs a bucket and an object"
+            ))
+        })?;
+    Ok((bucket.to_string(), util::percent_decode(object)))
 }
 
 /// The object's path on the endpoint: escaped, `/` kept.
@@ -95,8 +98,8 @@ pub fn get(
     proxy: &Proxy,
     timeouts: &Timeouts,
     cas: &[Vec<u8>],
-) -> Result<Vec<u8>, String> {
-    crate::http::read_whole(open(url, settings, proxy, timeouts, cas)?)
+) -> Result<Vec<u8>, GsError> {
+    crate::http::read_whole(open(url, settings, proxy, timeouts, cas)?).map_err(GsError::Body)
 }
 
 /// Opens a `gs://` object for streaming.
@@ -106,7 +109,7 @@ pub fn open(
     proxy: &Proxy,
     timeouts: &Timeouts,
     cas: &[Vec<u8>],
-) -> Result<http_client::Response, String> {
+) -> Result<http_client::Response, GsError> {
     let (bucket, object) = parse(url)?;
     let endpoint = settings
         .endpoint
@@ -117,7 +120,7 @@ pub fn open(
     let headers: Vec<HttpHeader> = settings
         .metadata_host
         .as_deref()
-        .and_then(|h| token(h, proxy))
+        .and_then(|h| imds::gce_token(h, READ_ONLY, proxy))
         .map(|t| crate::http::header("Authorization", &format!("Bearer {t}")))
         .into_iter()
         .collect();
@@ -126,7 +129,7 @@ pub fn open(
         ..Default::default()
     };
     crate::http::open_retrying(&target, &headers, proxy, timeouts, &opts)
-        .map_err(|e| format!("{e} (from {target})"))
+        .map_err(|error| GsError::Http { url: target, error })
 }
 
 #[cfg(test)]

@@ -28,30 +28,35 @@ use http_client::{Client, Request, Response};
 use ignition_config::types::{HttpHeader, Proxy, Timeouts};
 
 /// Why an HTTP fetch failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
     /// The server answered with a final status.
+    #[error("server responded with status {0}")]
     Status(u16),
     /// The total time ran out (the last error is kept).
+    #[error("timed out (last error: {0})")]
     TimedOut(String),
-    /// The URL, a header or a redirect is not usable (not retried).
+    /// The URL, a header or a redirect is not usable, or the request
+    /// failed where it is not retried.
+    #[error("{0}")]
     Url(String),
     /// The server's certificate was refused.
+    #[error("{0}")]
     Certificate(String),
     /// The body is larger than the caller accepts.
+    #[error("{0}")]
     TooLarge(String),
 }
 
-impl std::fmt::Display for HttpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HttpError::Status(s) => write!(f, "server responded with status {s}"),
-            HttpError::TimedOut(last) => write!(f, "timed out (last error: {last})"),
-            HttpError::Url(m) | HttpError::Certificate(m) | HttpError::TooLarge(m) => {
-                write!(f, "{m}")
-            }
-        }
-    }
+/// An answer whose body could not be read whole ([`DEFAULT_LIMIT`] at
+/// most): what went wrong, and the URL that answered.
+#[derive(Debug, thiserror::Error)]
+#[error("{} (from {from})", .error.reason())]
+pub struct BodyError {
+    /// The URL that answered (after redirects), shortened for messages.
+    pub from: String,
+    /// What went wrong.
+    pub error: http_client::Error,
 }
 
 /// The `Accept` header upstream Ignition sends (the newest spec it reads).
@@ -59,30 +64,6 @@ pub const ACCEPT: &str = "application/vnd.coreos.ignition+json;version=3.6.0, */
 
 /// The most a body read into memory may hold unless the caller says.
 pub const DEFAULT_LIMIT: u64 = 64 << 20;
-
-/// Decodes `%XX` escapes (as Go's `url.URL.Path` holds a path); a `%`
-/// not followed by two hex digits stays as it is.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = s
-            .get(i + 1..i + 3)
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(c)) => {
-                out.push(c);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// Escapes all but RFC 3986's unreserved characters as `%XX` (upper
 /// case), and `/` too unless `keep_slash`: the encoding AWS SigV4 and the
@@ -184,10 +165,10 @@ pub fn head_header(
     proxy: &Proxy,
     timeouts: &Timeouts,
     cas: &[Vec<u8>],
-) -> Result<Option<String>, String> {
-    let c = client(cas, proxy).map_err(|e| e.to_string())?;
+) -> Result<Option<String>, HttpError> {
+    let c = client(cas, proxy)?;
     let req = Request::new("HEAD", url).timeout(header_timeout(timeouts));
-    let r = c.send(&req).map_err(|e| e.to_string())?;
+    let r = c.send(&req).map_err(final_error)?;
     Ok(r.header(name).map(str::to_string))
 }
 
@@ -260,10 +241,19 @@ pub fn request_retrying(
 
 /// An answer of [`open_retrying`] read whole, at most [`DEFAULT_LIMIT`]
 /// bytes (an object fetched into memory).
-pub(crate) fn read_whole(r: Response) -> Result<Vec<u8>, String> {
+pub(crate) fn read_whole(r: Response) -> Result<Vec<u8>, BodyError> {
     let from = http_client::shorten(r.url());
     r.read_to_vec(DEFAULT_LIMIT)
-        .map_err(|e| format!("{} (from {from})", e.reason()))
+        .map_err(|error| BodyError { from, error })
+}
+
+/// A client error that ends the request (not retried).
+fn final_error(e: http_client::Error) -> HttpError {
+    match e {
+        e if e.is_certificate() => HttpError::Certificate(e.to_string()),
+        http_client::Error::TooLarge { .. } => HttpError::TooLarge(e.to_string()),
+        e => HttpError::Url(e.to_string()),
+    }
 }
 
 /// Opens a `GET` of `url` with upstream's retries and returns the answer
@@ -311,16 +301,11 @@ fn retrying<T>(
     }
     let mut delay = Duration::from_millis(100);
     loop {
-        let fatal = |e: http_client::Error| match e {
-            e if e.is_certificate() => HttpError::Certificate(e.to_string()),
-            http_client::Error::TooLarge { .. } => HttpError::TooLarge(e.to_string()),
-            e => HttpError::Url(e.to_string()),
-        };
         let last = match c.send(&req) {
             Ok(r) if (200..300).contains(&r.status()) => match take(r) {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_transient() => e.to_string(),
-                Err(e) => return Err(fatal(e)),
+                Err(e) => return Err(final_error(e)),
             },
             Ok(r)
                 if !(500..600).contains(&r.status()) && !opts.retry_codes.contains(&r.status()) =>
@@ -329,7 +314,7 @@ fn retrying<T>(
             }
             Ok(r) => format!("status {}", r.status()),
             Err(e) if e.is_transient() => e.to_string(),
-            Err(e) => return Err(fatal(e)),
+            Err(e) => return Err(final_error(e)),
         };
         if total.is_some_and(|t| start.elapsed() + delay > t) {
             return Err(HttpError::TimedOut(last));

@@ -15,6 +15,7 @@ pub mod disks;
 pub mod files;
 pub mod gs;
 pub mod http;
+mod imds;
 pub mod passwd;
 pub mod providers;
 pub mod resource;

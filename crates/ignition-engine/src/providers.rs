@@ -21,11 +21,12 @@ use std::time::Duration;
 use ignition_config::types::HttpHeader;
 
 use crate::http::{self, HttpError, header};
+use crate::imds;
 use crate::resource::Fetcher;
 
 /// The metadata services' address unless overridden (upstream uses the
 /// link-local address for every provider here, GCP included).
-pub const DEFAULT_METADATA_BASE: &str = "http://169.254.169.254";
+pub const DEFAULT_METADATA_BASE: &str = imds::METADATA_BASE;
 
 /// The platforms this module provides configs for.
 pub const PLATFORMS: &[&str] = &[
@@ -133,25 +134,11 @@ fn get_optional(
     }
 }
 
-const AWS_TOKEN_PATH: &str = "/latest/api/token";
-const AWS_TOKEN_TTL: &str = "X-Aws-Ec2-Metadata-Token-Ttl-Seconds";
-
 /// Asks for an IMDSv2 session token; `None` when the service has none
 /// (404: IMDSv1 only).
-pub(crate) fn aws_token(base: Option<&str>, f: &Fetcher) -> Result<Option<String>, ProviderError> {
-    let u = url(base, AWS_TOKEN_PATH);
-    match http::request(
-        "PUT",
-        &u,
-        &[header(AWS_TOKEN_TTL, "21600")],
-        None,
-        &f.proxy,
-        &f.timeouts,
-    ) {
-        Ok(t) => Ok(Some(String::from_utf8_lossy(&t).trim().to_string())),
-        Err(HttpError::Status(404)) => Ok(None),
-        Err(e) => Err(http_err("aws", &u, e)),
-    }
+fn aws_token(base: Option<&str>, f: &Fetcher) -> Result<Option<String>, ProviderError> {
+    imds::aws_token(base.unwrap_or(DEFAULT_METADATA_BASE), &f.proxy, &f.timeouts)
+        .map_err(|e| http_err("aws", &e.url, e.error))
 }
 
 /// Upstream's AWS platform initialisation, which runs before any config
@@ -171,7 +158,7 @@ pub fn aws(base: Option<&str>, f: &Fetcher) -> Result<UserConfig, ProviderError>
     offline("aws", f)?;
     let mut headers = Vec::new();
     match aws_token(base, f)? {
-        Some(token) => headers.push(header("X-Aws-Ec2-Metadata-Token", &token)),
+        Some(token) => headers.push(imds::aws_token_header(&token)),
         None => eprintln!("aws: IMDSv2 service is unavailable; falling back to IMDSv1"),
     }
     get_optional("aws", &url(base, "/2019-10-01/user-data"), &headers, f)
@@ -185,7 +172,7 @@ pub fn gcp(base: Option<&str>, f: &Fetcher) -> Result<UserConfig, ProviderError>
     get_optional(
         "gcp",
         &url(base, "/computeMetadata/v1/instance/attributes/user-data"),
-        &[header("Metadata-Flavor", "Google")],
+        &[imds::gce_flavor()],
         f,
     )
 }

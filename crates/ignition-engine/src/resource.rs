@@ -39,10 +39,6 @@ pub enum FetchError {
     },
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// How to reach remote resources: the config's proxy and timeouts.
 #[derive(Debug, Clone, Default)]
 pub struct Fetcher {
@@ -235,7 +231,7 @@ fn fetch_with(
                 &f.timeouts,
                 f.cas().map_err(bad)?,
             )
-            .map_err(bad)?,
+            .map_err(|e| bad(e.to_string()))?,
         ),
         "gs" if !f.offline => Box::new(
             crate::gs::open(
@@ -245,7 +241,7 @@ fn fetch_with(
                 &f.timeouts,
                 f.cas().map_err(bad)?,
             )
-            .map_err(bad)?,
+            .map_err(|e| bad(e.to_string()))?,
         ),
         "tftp" if !f.offline => Box::new(std::io::Cursor::new(
             crate::tftp::get(url, crate::tftp::TIMEOUT).map_err(|e| bad(e.to_string()))?,
@@ -293,8 +289,8 @@ fn fetch_with(
     }
     let (function, got) = match hasher {
         Hasher::None => return Ok(true),
-        Hasher::Sha256(h) => ("sha256", hex(&h.finalize())),
-        Hasher::Sha512(h) => ("sha512", hex(&h.finalize())),
+        Hasher::Sha256(h) => ("sha256", util::hex(&h.finalize())),
+        Hasher::Sha512(h) => ("sha512", util::hex(&h.finalize())),
     };
     if !got.eq_ignore_ascii_case(want) {
         return Err(FetchError::HashMismatch {

@@ -13,9 +13,34 @@
 //! another endpoint, path-style, e.g. an S3-compatible store.
 
 use ring::hmac;
-
-use crate::http::{percent_decode, uri_encode};
 use sha2::Digest;
+use util::{hex, percent_decode};
+
+use crate::http::{BodyError, HttpError, uri_encode};
+use crate::imds;
+
+/// Why an object could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    /// The URL or ARN is not one of the forms upstream accepts (the
+    /// message names it).
+    #[error("{0}")]
+    Url(String),
+    /// The URL to request cannot be made (a malformed endpoint).
+    #[error(transparent)]
+    Target(HttpError),
+    /// The request failed or was answered with an error status.
+    #[error("{error} (from {url})")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        error: HttpError,
+    },
+    /// The object's body could not be read whole.
+    #[error(transparent)]
+    Body(BodyError),
+}
 
 /// Where an object is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +56,7 @@ pub struct Object {
 }
 
 /// Parses an `s3://` URL or an S3 `arn:`.
-pub fn parse(url: &str) -> Result<Object, String> {
+pub fn parse(url: &str) -> Result<Object, S3Error> {
     let (rest, query) = match url.split_once('?') {
         Some((r, q)) => (r, q),
         None => (url, ""),
@@ -43,9 +68,9 @@ pub fn parse(url: &str) -> Result<Object, String> {
     if let Some(r) = rest.strip_prefix("s3://") {
         let (bucket, key) = r
             .split_once('/')
-            .ok_or_else(|| format!("no object key in {url}"))?;
+            .ok_or_else(|| S3Error::Url(format!("no object key in {url}")))?;
         if bucket.is_empty() || key.is_empty() {
-            return Err(format!("invalid S3 URL {url}"));
+            return Err(S3Error::Url(format!("invalid S3 URL {url}")));
         }
         return Ok(Object {
             bucket: bucket.to_string(),
@@ -57,15 +82,15 @@ pub fn parse(url: &str) -> Result<Object, String> {
     // arn:PARTITION:s3:REGION:ACCOUNT:RESOURCE
     let parts: Vec<&str> = rest.splitn(6, ':').collect();
     if parts.len() != 6 || parts[0] != "arn" || parts[2] != "s3" {
-        return Err(format!("not an S3 URL or ARN: {url}"));
+        return Err(S3Error::Url(format!("not an S3 URL or ARN: {url}")));
     }
     let (region, account, resource) = (parts[3], parts[4], parts[5]);
     if let Some(ap) = resource.strip_prefix("accesspoint/") {
         let (name, key) = ap
             .split_once("/object/")
-            .ok_or_else(|| format!("no object in access point ARN {url}"))?;
+            .ok_or_else(|| S3Error::Url(format!("no object in access point ARN {url}")))?;
         if name.is_empty() || key.is_empty() || region.is_empty() || account.is_empty() {
-            return Err(format!("invalid access point ARN {url}"));
+            return Err(S3Error::Url(format!("invalid access point ARN {url}")));
         }
         return Ok(Object {
             bucket: name.to_string(),
@@ -77,7 +102,7 @@ pub fn parse(url: &str) -> Result<Object, String> {
     let (bucket, key) = resource
         .split_once('/')
         .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-        .ok_or_else(|| format!("invalid S3 ARN {url}"))?;
+        .ok_or_else(|| S3Error::Url(format!("invalid S3 ARN {url}")))?;
     Ok(Object {
         bucket: bucket.to_string(),
         key: key.to_string(),
@@ -86,33 +111,7 @@ pub fn parse(url: &str) -> Result<Object, String> {
     })
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// AWS credentials.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// The access key ID.
-    pub access_key_id: String,
-    /// The secret key (never printed).
-    pub secret_access_key: String,
-    /// A session token for temporary credentials.
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
+pub use crate::imds::Credentials;
 
 /// Credentials, region and endpoint.
 #[derive(Debug, Clone, Default)]
@@ -129,16 +128,6 @@ pub struct Settings {
     pub imds: Option<String>,
 }
 
-/// Whether the DMI tables say this is an EC2 instance (what the AWS SDKs'
-/// instance-metadata checks amount to on Linux).
-fn on_ec2() -> bool {
-    let read =
-        |f: &str| std::fs::read_to_string(format!("/sys/class/dmi/id/{f}")).unwrap_or_default();
-    read("sys_vendor").trim() == "Amazon EC2"
-        || read("board_vendor").trim() == "Amazon EC2"
-        || read("product_uuid").to_ascii_lowercase().starts_with("ec2")
-}
-
 impl Settings {
     /// From the environment as the AWS SDKs read it.
     pub fn from_env() -> Settings {
@@ -151,18 +140,18 @@ impl Settings {
             }),
             _ => None,
         };
-        let imds =
+        let service =
             if var("AWS_EC2_METADATA_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
                 None
             } else {
                 var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-                    .or_else(|| on_ec2().then(|| "http://169.254.169.254".to_string()))
+                    .or_else(|| imds::on_ec2().then(|| imds::METADATA_BASE.to_string()))
             };
         Settings {
             credentials,
             region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
             endpoint: var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL")),
-            imds,
+            imds: service,
         }
     }
 }
@@ -279,58 +268,6 @@ fn locate(o: &Object, settings: &Settings) -> (String, String, String) {
     (format!("https://{host}{path}"), path, region)
 }
 
-/// The instance role's credentials and the instance's region from the
-/// metadata service (IMDSv2 token when it has one, as the SDKs do);
-/// `None` for credentials when the instance has no role.
-fn from_imds(
-    base: &str,
-    proxy: &ignition_config::types::Proxy,
-) -> (Option<Credentials>, Option<String>) {
-    use crate::http::header;
-    use ignition_config::types::{HttpHeader, Timeouts};
-    let base = base.trim_end_matches('/');
-    let quick = Timeouts {
-        http_response_headers: Some(2),
-        http_total: Some(5),
-    };
-    // The aws provider's IMDSv2 session token; none (IMDSv1) on any failure.
-    let imds = crate::resource::Fetcher {
-        proxy: proxy.clone(),
-        timeouts: quick.clone(),
-        ..crate::resource::Fetcher::default()
-    };
-    let token = crate::providers::aws_token(Some(base), &imds)
-        .ok()
-        .flatten();
-    let headers: Vec<HttpHeader> = token
-        .iter()
-        .map(|t| header("X-Aws-Ec2-Metadata-Token", t))
-        .collect();
-    let get = |path: &str| {
-        crate::http::get(&format!("{base}{path}"), &headers, proxy, &quick)
-            .ok()
-            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
-    };
-    let region = get("/latest/meta-data/placement/region").filter(|r| !r.is_empty());
-    let role = get("/latest/meta-data/iam/security-credentials/")
-        .and_then(|l| l.lines().next().map(str::to_string))
-        .filter(|r| !r.is_empty());
-    let creds = role.and_then(|role| {
-        let doc = get(&format!(
-            "/latest/meta-data/iam/security-credentials/{}",
-            uri_encode(&role, false)
-        ))?;
-        let v: serde_json::Value = serde_json::from_str(&doc).ok()?;
-        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        Some(Credentials {
-            access_key_id: field("AccessKeyId")?,
-            secret_access_key: field("SecretAccessKey")?,
-            session_token: field("Token"),
-        })
-    });
-    (creds, region)
-}
-
 /// Fetches an object: signed when `settings` has credentials (or the
 /// instance role gives some), else anonymously.
 pub fn get(
@@ -339,8 +276,8 @@ pub fn get(
     proxy: &ignition_config::types::Proxy,
     timeouts: &ignition_config::types::Timeouts,
     cas: &[Vec<u8>],
-) -> Result<Vec<u8>, String> {
-    crate::http::read_whole(open(url, settings, proxy, timeouts, cas)?)
+) -> Result<Vec<u8>, S3Error> {
+    crate::http::read_whole(open(url, settings, proxy, timeouts, cas)?).map_err(S3Error::Body)
 }
 
 /// [`get`], opened for streaming.
@@ -350,13 +287,13 @@ pub fn open(
     proxy: &ignition_config::types::Proxy,
     timeouts: &ignition_config::types::Timeouts,
     cas: &[Vec<u8>],
-) -> Result<http_client::Response, String> {
+) -> Result<http_client::Response, S3Error> {
     let o = parse(url)?;
     let mut settings = settings.clone();
     if settings.credentials.is_none()
-        && let Some(imds) = settings.imds.clone()
+        && let Some(service) = settings.imds.clone()
     {
-        let (creds, region) = from_imds(&imds, proxy);
+        let (creds, region) = imds::aws_instance_role(&service, proxy);
         settings.credentials = creds;
         settings.region = settings.region.or(region);
     }
@@ -403,7 +340,7 @@ pub fn open(
         if let Some(t) = &creds.session_token {
             signed.push(("x-amz-security-token".to_string(), t.clone()));
         }
-        let host = crate::http::host_header_of(&target).map_err(|e| e.to_string())?;
+        let host = crate::http::host_header_of(&target).map_err(S3Error::Target)?;
         let auth = authorization(
             &Request {
                 method: "GET",
@@ -427,7 +364,7 @@ pub fn open(
         ..Default::default()
     };
     crate::http::open_retrying(&target, &headers, proxy, timeouts, &opts)
-        .map_err(|e| format!("{e} (from {target})"))
+        .map_err(|error| S3Error::Http { url: target, error })
 }
 
 #[cfg(test)]

@@ -187,26 +187,13 @@ fn write_host(path: &Path, data: &[u8]) -> Result<(), StageError> {
     write_host_mode(path, data, 0o644)
 }
 
-/// [`write_host`] with the file's mode.
+/// [`write_host`] with the file's mode; the directory is created first.
 fn write_host_mode(path: &Path, data: &[u8], mode: u32) -> Result<(), StageError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     }
-    let tmp = path.with_extension("tmp-oxcore");
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(data));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+    // Atomic for readers; not synced to disk, as before.
+    util::write_atomic(path, data, mode, false).map_err(|e| io(path, e))
 }
 
 /// A kernel command line argument's value.

@@ -82,7 +82,7 @@ fn parse(url: &str) -> Result<(String, String), TftpError> {
 /// The path as Go's `url.URL.Path` has it: query and fragment cut off,
 /// `%XX` escapes decoded.
 fn unescape_path(path: &str) -> String {
-    crate::http::percent_decode(path.split(['?', '#']).next().unwrap_or(""))
+    util::percent_decode(path.split(['?', '#']).next().unwrap_or(""))
 }
 
 fn u16_at(b: &[u8], i: usize) -> u16 {

@@ -105,7 +105,8 @@ fn anonymous_off_gce_or_without_a_service_account() {
             endpoint: Some(format!("http://{host}")),
             metadata_host,
         };
-        let get = |u| gs::get(u, &settings, &Proxy::default(), &quick(), &[]);
+        let get =
+            |u| gs::get(u, &settings, &Proxy::default(), &quick(), &[]).map_err(|e| e.to_string());
         assert_eq!(get("gs://public/c.ign").unwrap(), b"open");
         let err = get("gs://private/c.ign").unwrap_err();
         assert!(

@@ -92,7 +92,7 @@ fn quick() -> Timeouts {
 }
 
 fn get(url: &str, settings: &Settings) -> Result<Vec<u8>, String> {
-    s3::get(url, settings, &Proxy::default(), &quick(), &[])
+    s3::get(url, settings, &Proxy::default(), &quick(), &[]).map_err(|e| e.to_string())
 }
 
 #[test]
