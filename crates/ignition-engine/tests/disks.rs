@@ -1464,31 +1464,9 @@ fn disks_stage_waits_for_a_link_udev_makes_later() {
         &l.dev,
     ]);
     let _ = Command::new("partx").args(["-d", &l.dev]).output();
-    let made_run_udev = !Path::new("/run/udev").exists();
-    let mut daemon = Command::new(udevd)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stop = |daemon: &mut std::process::Child| {
-        let _ = daemon.kill();
-        let _ = daemon.wait();
-        let _ = std::fs::remove_file("/run/udev/control");
-        if made_run_udev {
-            let _ = std::fs::remove_dir_all("/run/udev");
-        }
-    };
-    let start = std::time::Instant::now();
-    while !Path::new("/run/udev/control").exists()
-        && start.elapsed() < std::time::Duration::from_secs(20)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    if !Path::new("/run/udev/control").exists() {
-        stop(&mut daemon);
-        skip(&format!("{test}: systemd-udevd did not start here"));
+    let Some(daemon) = Udevd::start(test) else {
         return;
-    }
+    };
     let link = format!("/dev/disk/by-partlabel/{label}");
     let dir = tempfile::tempdir().unwrap();
     let env = stage_env(
@@ -1507,8 +1485,100 @@ fn disks_stage_waits_for_a_link_udev_makes_later() {
     attach.join().unwrap();
     let made_by_udev = Path::new(&link).exists();
     let _ = Command::new("partx").args(["-d", &l.dev]).output();
-    stop(&mut daemon);
-    remove_dangling_disk_links();
+    drop(daemon);
     result.unwrap();
     assert!(made_by_udev, "udev made {link}");
+}
+
+/// A udev daemon this test started (after [`own_run_udev`]); stopped,
+/// with its socket and the links it left behind, when dropped.
+struct Udevd {
+    child: std::process::Child,
+    made_run_udev: bool,
+}
+
+impl Udevd {
+    /// Starts `systemd-udevd` and waits (20 s at most) for its socket;
+    /// skips (see [`skip`]) and returns `None` when it cannot.
+    fn start(test: &str) -> Option<Udevd> {
+        let made_run_udev = !Path::new("/run/udev").exists();
+        let child = Command::new("/lib/systemd/systemd-udevd")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let daemon = Udevd {
+            child,
+            made_run_udev,
+        };
+        let control = Path::new("/run/udev/control");
+        let start = std::time::Instant::now();
+        while !control.exists() && start.elapsed() < std::time::Duration::from_secs(20) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if !control.exists() {
+            drop(daemon);
+            skip(&format!("{test}: systemd-udevd did not start here"));
+            return None;
+        }
+        Some(daemon)
+    }
+}
+
+impl Drop for Udevd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file("/run/udev/control");
+        if self.made_run_udev {
+            let _ = std::fs::remove_dir_all("/run/udev");
+        }
+        remove_dangling_disk_links();
+    }
+}
+
+/// With a live udev daemon probing each partition when `sgdisk` closes
+/// the disk, the kernel still ends with the table's partitions: it
+/// refuses (EBUSY) to drop or move a partition udev holds open, so the
+/// stage lets udev settle and tries again. Before, a wiped table left
+/// the old partition in the kernel about one run in three.
+#[test]
+fn partitioning_beside_a_live_udev_daemon_keeps_the_kernel_in_step() {
+    let test = "partitioning_beside_a_live_udev_daemon_keeps_the_kernel_in_step";
+    let _turn = UDEV.lock().unwrap_or_else(|e| e.into_inner());
+    if !Path::new("/lib/systemd/systemd-udevd").exists() {
+        skip(&format!(
+            "{test}: needs systemd-udevd (Debian package udev)"
+        ));
+        return;
+    }
+    if !own_run_udev(test) {
+        return;
+    }
+    let l = setup!(test, SGDISK, PARTX);
+    let Some(daemon) = Udevd::start(test) else {
+        return;
+    };
+    for round in 0..4 {
+        let two = disk(
+            &l.dev,
+            r#"{"device":"DEV","wipeTable":true,"partitions":[
+                {"number":1,"label":"one","sizeMiB":32},{"number":2,"label":"two","sizeMiB":32}]}"#,
+        );
+        disks::partition(&two, "$.storage.disks.0").unwrap();
+        assert_eq!(sysfs(&l, 1), Some((2048, 32 * 2048)), "round {round}");
+        assert_eq!(sysfs(&l, 2), Some((33 * 2048, 32 * 2048)), "round {round}");
+        let moved = disk(
+            &l.dev,
+            r#"{"device":"DEV","wipeTable":true,"partitions":[
+                {"number":1,"label":"moved","startMiB":10,"sizeMiB":64}]}"#,
+        );
+        disks::partition(&moved, "$.storage.disks.0").unwrap();
+        assert_eq!(sysfs(&l, 1), Some((10 * 2048, 64 * 2048)), "round {round}");
+        assert_eq!(sysfs(&l, 2), None, "round {round}");
+        let empty = disk(&l.dev, r#"{"device":"DEV","wipeTable":true}"#);
+        disks::partition(&empty, "$.storage.disks.0").unwrap();
+        assert_eq!(sysfs(&l, 1), None, "round {round}");
+    }
+    drop(daemon);
 }

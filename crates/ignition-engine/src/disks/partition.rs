@@ -283,16 +283,69 @@ fn real_start_and_size(ctx: Ctx<'_>, disk: &Disk, info: &DiskInfo) -> Result<Vec
 /// Brings the kernel's view of `disk`'s partitions in line with its GPT,
 /// one `partx` call per partition that differs, as upstream does (partx
 /// failures are not fatal: the check after it is). Returns the partx
-/// errors, to name them if that check fails.
+/// errors of the last round, to name them if that check fails.
+///
+/// A live udev daemon probes the disk's partitions when `sgdisk` closes
+/// it, and the kernel refuses to delete or move a partition that is open
+/// (EBUSY): udev is let settle first, and what failed is tried again
+/// after it settled once more, from a fresh read of both views.
 fn tell_kernel(ctx: Ctx<'_>, disk: &Path) -> Result<Vec<String>, DiskError> {
-    let table = read_partition_table(disk).map_err(ctx.io("re-reading the partition table"))?;
-    let kernel = kernel_partitions(disk).map_err(ctx.io("reading partitions from sysfs"))?;
-    let per = table.logical_sector_size / 512;
-    let wanted: BTreeMap<i64, (i64, i64)> = table
-        .partitions
-        .iter()
-        .map(|p| (p.number, (p.start * per, p.size * per)))
+    const ROUNDS: usize = 3;
+    settle(ctx, disk, "writing the partition table")?;
+    let mut touched: BTreeMap<i64, bool> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for round in 0..ROUNDS {
+        if round > 0 {
+            settle(ctx, disk, "partitioning")?;
+        }
+        let table = read_partition_table(disk).map_err(ctx.io("re-reading the partition table"))?;
+        let kernel = kernel_partitions(disk).map_err(ctx.io("reading partitions from sysfs"))?;
+        let per = table.logical_sector_size / 512;
+        let wanted: BTreeMap<i64, (i64, i64)> = table
+            .partitions
+            .iter()
+            .map(|p| (p.number, (p.start * per, p.size * per)))
+            .collect();
+        let ops = kernel_updates(&kernel, &wanted);
+        errors.clear();
+        if ops.is_empty() {
+            break;
+        }
+        let dev = disk.to_string_lossy().into_owned();
+        for (op, n) in &ops {
+            touched.insert(*n, wanted.contains_key(n));
+            let args = vec![
+                "partx".to_string(),
+                op.to_string(),
+                "--nr".to_string(),
+                n.to_string(),
+                dev.clone(),
+            ];
+            if let Err(f) = run_command(&args) {
+                errors.push(format!("`{}` {}: {}", f.command, f.status, f.stderr));
+            }
+        }
+        if errors.is_empty() {
+            break;
+        }
+    }
+    settle(ctx, disk, "partitioning")?;
+    let nodes: Vec<(PathBuf, bool)> = touched
+        .into_iter()
+        .map(|(n, exists)| (partition_path(disk, n), exists))
         .collect();
+    wait_for_nodes(&nodes);
+    Ok(errors)
+}
+
+/// The `partx` operations that make the kernel's partitions (`kernel`)
+/// those of the table (`wanted`), both number to (start, size) in 512-byte
+/// sectors: deletions first, so that a partition moving into another's old
+/// place is not refused as overlapping.
+fn kernel_updates(
+    kernel: &BTreeMap<i64, (i64, i64)>,
+    wanted: &BTreeMap<i64, (i64, i64)>,
+) -> Vec<(&'static str, i64)> {
     let numbers: BTreeSet<i64> = wanted.keys().chain(kernel.keys()).copied().collect();
     let mut ops = Vec::new();
     for n in numbers {
@@ -303,30 +356,8 @@ fn tell_kernel(ctx: Ctx<'_>, disk: &Path) -> Result<Vec<String>, DiskError> {
             _ => {}
         }
     }
-    // Deletions first, so that a partition moving into another's old
-    // place is not refused as overlapping.
     ops.sort_by_key(|(op, _)| *op != "--delete");
-    let mut errors = Vec::new();
-    let dev = disk.to_string_lossy().into_owned();
-    for (op, n) in &ops {
-        let args = vec![
-            "partx".to_string(),
-            op.to_string(),
-            "--nr".to_string(),
-            n.to_string(),
-            dev.clone(),
-        ];
-        if let Err(f) = run_command(&args) {
-            errors.push(format!("`{}` {}: {}", f.command, f.status, f.stderr));
-        }
-    }
-    settle(ctx, disk, "partitioning")?;
-    let nodes: Vec<(PathBuf, bool)> = ops
-        .iter()
-        .map(|(_, n)| (partition_path(disk, *n), wanted.contains_key(n)))
-        .collect();
-    wait_for_nodes(&nodes);
-    Ok(errors)
+    ops
 }
 
 /// Partitions `disk` as upstream Ignition does; `at` is the disk's config
