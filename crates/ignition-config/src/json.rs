@@ -54,6 +54,14 @@ impl TypeError {
     }
 }
 
+impl std::fmt::Display for TypeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl std::error::Error for TypeError {}
+
 /// Walk state shared by all [`Decode`] implementations.
 pub struct Decoder {
     /// The spec version being decoded: fields newer than it are unused keys.

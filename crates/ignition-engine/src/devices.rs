@@ -175,7 +175,7 @@ pub fn udev_running() -> bool {
     match crate::cmd::run_with(&argv, None, PING_TIMEOUT) {
         Ok(out) if out.status.success() => true,
         Ok(out) => {
-            eprintln!(
+            tracing::warn!(
                 "udev: /run/udev/control exists but the daemon does not answer (`udevadm control --ping` {}: {}); going on without udev",
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim()
@@ -183,7 +183,7 @@ pub fn udev_running() -> bool {
             false
         }
         Err(e) => {
-            eprintln!("udev: not asked ({e}); going on without udev");
+            tracing::warn!("udev: not asked ({e}); going on without udev");
             false
         }
     }

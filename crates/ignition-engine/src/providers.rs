@@ -127,7 +127,7 @@ fn get_optional(
     match http::get(url, headers, &f.proxy, &f.timeouts) {
         Ok(d) => Ok(Some((d, url.to_string()))),
         Err(HttpError::Status(404)) => {
-            eprintln!("{provider}: {url}: not found (404): no user config");
+            tracing::info!("{provider}: {url}: not found (404): no user config");
             Ok(None)
         }
         Err(e) => Err(http_err(provider, url, e)),
@@ -159,7 +159,7 @@ pub fn aws(base: Option<&str>, f: &Fetcher) -> Result<UserConfig, ProviderError>
     let mut headers = Vec::new();
     match aws_token(base, f)? {
         Some(token) => headers.push(imds::aws_token_header(&token)),
-        None => eprintln!("aws: IMDSv2 service is unavailable; falling back to IMDSv1"),
+        None => tracing::warn!("aws: IMDSv2 service is unavailable; falling back to IMDSv1"),
     }
     get_optional("aws", &url(base, "/2019-10-01/user-data"), &headers, f)
 }
@@ -245,10 +245,10 @@ pub fn openstack(
                 cancel.store(true, Ordering::SeqCst);
                 return Ok(c);
             }
-            Err(e) => eprintln!("{platform}: failed to fetch config from {name}: {e}"),
+            Err(e) => tracing::warn!("{platform}: failed to fetch config from {name}: {e}"),
         }
     }
-    eprintln!("{platform}: couldn't fetch config");
+    tracing::warn!("{platform}: couldn't fetch config");
     Ok(None)
 }
 
@@ -300,7 +300,7 @@ fn openstack_metadata(base: Option<&str>, f: &Fetcher) -> Result<UserConfig, Str
         match r {
             Ok(d) => return Ok(Some((d, u))),
             Err(e) => {
-                eprintln!("openstack: fetching {u}: {e}");
+                tracing::warn!("openstack: fetching {u}: {e}");
                 last = Some(e);
             }
         }
@@ -369,7 +369,7 @@ fn with_mounted<T>(
     let r = run(&mount).and_then(|()| {
         let r = f(&mnt);
         if let Err(e) = run(&["umount".to_string(), path(&mnt)]) {
-            eprintln!("unmounting {}: {e}", mnt.display());
+            tracing::warn!("unmounting {}: {e}", mnt.display());
         }
         r
     });
@@ -421,10 +421,10 @@ pub fn azure(
             .collect();
         let decoded = ignition_config::url::decode_base64(&clean)
             .map_err(|e| bad(format!("decoding userdata from {u}: {e}")))?;
-        eprintln!("azure: config has been read from IMDS userdata");
+        tracing::info!("azure: config has been read from IMDS userdata");
         return Ok(Some((decoded, u)));
     }
-    eprintln!("azure: no userdata in IMDS, falling back to custom data");
+    tracing::info!("azure: no userdata in IMDS, falling back to custom data");
     match drive {
         Some(dir) => read_ovf(dir).map_err(bad),
         None => Ok(ovf_device()),
@@ -444,7 +444,7 @@ fn read_ovf(dir: &Path) -> Result<UserConfig, String> {
     let p = dir.join("CustomData.bin");
     match std::fs::read(&p) {
         Ok(d) => {
-            eprintln!("azure: config has been read from custom data");
+            tracing::info!("azure: config has been read from custom data");
             Ok(Some((d, p.display().to_string())))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -466,7 +466,7 @@ fn ovf_device() -> UserConfig {
                     Ok(c) => {
                         return c.map(|(d, _)| (d, format!("{dev}:/CustomData.bin")));
                     }
-                    Err(e) => eprintln!("azure: failed to retrieve config from {dev}: {e}"),
+                    Err(e) => tracing::warn!("azure: failed to retrieve config from {dev}: {e}"),
                 }
             }
             checked.push(dev);

@@ -218,7 +218,7 @@ fn parse_any(data: &[u8], source_name: &str) -> Result<Config, StageError> {
         message: f.to_string(),
     })?;
     for e in &report.entries {
-        eprintln!("{source_name}: {e}");
+        tracing::warn!("{source_name}: {e}");
     }
     ignition_config::translate(c, Version::V3_7Exp).map_err(|e| StageError::Config {
         source_name: source_name.to_string(),
@@ -226,24 +226,39 @@ fn parse_any(data: &[u8], source_name: &str) -> Result<Config, StageError> {
     })
 }
 
-/// Fetches a config resource; `Err(None)` when it needs the network.
-fn fetch_config(
-    r: &ignition_config::types::Resource,
-    fetcher: &resource::Fetcher,
-) -> Result<Option<Vec<u8>>, Option<StageError>> {
-    match fetcher.fetch(r) {
-        Ok(d) => Ok(d),
-        Err(resource::FetchError::Unsupported { .. }) if fetcher.offline => Err(None),
-        Err(e) => Err(Some(e.into())),
+/// Why looking for the config stopped.
+enum Stop {
+    /// Offline, and what comes next needs the network (upstream's
+    /// "neednet": the online fetch stage goes on).
+    NeedsNetwork,
+    /// Offline, and this referenced config (its JSON path and URL) needs
+    /// the network.
+    ReferenceNeedsNetwork {
+        /// The JSON path of the reference.
+        at: String,
+        /// Its URL.
+        url: String,
+    },
+    /// Anything else.
+    Failed(StageError),
+}
+
+impl From<StageError> for Stop {
+    fn from(e: StageError) -> Stop {
+        Stop::Failed(e)
     }
 }
 
-/// Why rendering stopped.
-enum Stop {
-    /// This referenced config (its JSON path and URL) needs the network.
-    NeedNet(String, String),
-    /// Anything else.
-    Failed(StageError),
+/// Fetches a config resource.
+fn fetch_config(
+    r: &ignition_config::types::Resource,
+    fetcher: &resource::Fetcher,
+) -> Result<Option<Vec<u8>>, Stop> {
+    match fetcher.fetch(r) {
+        Ok(d) => Ok(d),
+        Err(resource::FetchError::Unsupported { .. }) if fetcher.offline => Err(Stop::NeedsNetwork),
+        Err(e) => Err(Stop::Failed(e.into())),
+    }
 }
 
 /// Renders `ignition.config.replace` and `merge`, recursively; `at` is
@@ -259,21 +274,24 @@ fn render_at(mut c: Config, offline: bool, at: &str, depth: usize) -> Result<Con
     }
     let fetch = |r: &ignition_config::types::Resource, child_at: &str| {
         fetch_config(r, &fetcher).map_err(|e| match e {
-            None => Stop::NeedNet(child_at.to_string(), r.source.clone().unwrap_or_default()),
-            Some(e) => Stop::Failed(e),
+            Stop::NeedsNetwork => Stop::ReferenceNeedsNetwork {
+                at: child_at.to_string(),
+                url: r.source.clone().unwrap_or_default(),
+            },
+            e => e,
         })
     };
     if c.ignition.config.replace.source.is_some() {
         let child_at = format!("{at}.ignition.config.replace");
         let data = fetch(&c.ignition.config.replace, &child_at)?.unwrap_or_default();
-        let child = parse_any(&data, "ignition.config.replace").map_err(Stop::Failed)?;
+        let child = parse_any(&data, "ignition.config.replace")?;
         return render_at(child, offline, &child_at, depth + 1);
     }
     let merges = std::mem::take(&mut c.ignition.config.merge);
     for (i, m) in merges.iter().enumerate() {
         let child_at = format!("{at}.ignition.config.merge.{i}");
         let data = fetch(m, &child_at)?.unwrap_or_default();
-        let child = parse_any(&data, "ignition.config.merge").map_err(Stop::Failed)?;
+        let child = parse_any(&data, "ignition.config.merge")?;
         let child = render_at(child, offline, &child_at, depth + 1)?;
         c = ignition_config::merge(&c, &child);
     }
@@ -285,9 +303,14 @@ fn render_at(mut c: Config, offline: bool, at: &str, depth: usize) -> Result<Con
 /// `data:` children; another one is an error naming it.
 pub fn render(c: Config, offline: bool) -> Result<Config, StageError> {
     render_at(c, offline, "$", 0).map_err(|s| match s {
-        Stop::NeedNet(at, url) => StageError::Config {
+        Stop::ReferenceNeedsNetwork { at, url } => StageError::Config {
             source_name: at,
             message: format!("{url} needs the network; offline, only data: URLs are read"),
+        },
+        Stop::NeedsNetwork => StageError::Config {
+            source_name: "$".into(),
+            message: "a referenced config needs the network; offline, only data: URLs are read"
+                .into(),
         },
         Stop::Failed(e) => e,
     })
@@ -307,7 +330,7 @@ fn read_dir_configs(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The user config's bytes and where they came from.
-fn user_config(env: &Env, offline: bool) -> Result<Option<(Vec<u8>, String)>, Option<StageError>> {
+fn user_config(env: &Env, offline: bool) -> Result<Option<(Vec<u8>, String)>, Stop> {
     let cmdline = std::fs::read_to_string(&env.cmdline).unwrap_or_default();
     if let Some(url) = cmdline_value(&cmdline, "ignition.config.url") {
         let r = ignition_config::types::Resource {
@@ -333,12 +356,12 @@ fn user_config(env: &Env, offline: bool) -> Result<Option<(Vec<u8>, String)>, Op
                 .unwrap_or_else(|| "config.ign".into());
             std::fs::read(&path)
                 .map(|d| Some((d, path.display().to_string())))
-                .map_err(|e| Some(io(&path, e)))
+                .map_err(|e| Stop::Failed(io(&path, e)))
         }
         "qemu" => match std::fs::read(&env.qemu_fw_cfg) {
             Ok(d) => Ok(Some((d, "qemu fw_cfg opt/com.coreos/config".into()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Some(io(&env.qemu_fw_cfg, e))),
+            Err(e) => Err(Stop::Failed(io(&env.qemu_fw_cfg, e))),
         },
         "metal" => Ok(None),
         other => {
@@ -360,9 +383,9 @@ fn user_config(env: &Env, offline: bool) -> Result<Option<(Vec<u8>, String)>, Op
                 &fetcher,
             ) {
                 Ok(u) => Ok(u),
-                Err(ProviderError::NeedNet(_)) => Err(None),
-                Err(ProviderError::Unsupported(p)) => Err(Some(StageError::Platform(p))),
-                Err(e) => Err(Some(StageError::Provider(e))),
+                Err(ProviderError::NeedNet(_)) => Err(Stop::NeedsNetwork),
+                Err(ProviderError::Unsupported(p)) => Err(Stop::Failed(StageError::Platform(p))),
+                Err(e) => Err(Stop::Failed(StageError::Provider(e))),
             }
         }
     }
@@ -370,8 +393,8 @@ fn user_config(env: &Env, offline: bool) -> Result<Option<(Vec<u8>, String)>, Op
 
 /// Upstream's platform initialisation before the config is looked for:
 /// on AWS offline, the network is needed whatever the config source;
-/// online, the IMDSv2 token endpoint must answer. `Err(None)`: neednet.
-fn platform_init(env: &Env, offline: bool) -> Result<(), Option<StageError>> {
+/// online, the IMDSv2 token endpoint must answer.
+fn platform_init(env: &Env, offline: bool) -> Result<(), Stop> {
     if env.platform != "aws" {
         return Ok(());
     }
@@ -381,8 +404,8 @@ fn platform_init(env: &Env, offline: bool) -> Result<(), Option<StageError>> {
     };
     match crate::providers::aws_init(env.metadata_base.as_deref(), &fetcher) {
         Ok(()) => Ok(()),
-        Err(crate::providers::ProviderError::NeedNet(_)) => Err(None),
-        Err(e) => Err(Some(StageError::Command(format!(
+        Err(crate::providers::ProviderError::NeedNet(_)) => Err(Stop::NeedsNetwork),
+        Err(e) => Err(Stop::Failed(StageError::Command(format!(
             "initializing platform config: {e}"
         )))),
     }
@@ -408,24 +431,24 @@ pub fn fetch(env: &Env, offline: bool) -> Result<Fetched, StageError> {
     }
     match platform_init(env, offline) {
         Ok(()) => {}
-        Err(None) => return need_net(env),
-        Err(Some(e)) => return Err(e),
+        Err(Stop::Failed(e)) => return Err(e),
+        Err(_) => return need_net(env),
     }
     let user = match user_config(env, offline) {
         Ok(u) => u,
-        Err(None) => return need_net(env),
-        Err(Some(e)) => return Err(e),
+        Err(Stop::Failed(e)) => return Err(e),
+        Err(_) => return need_net(env),
     };
     let mut full = base;
     if let Some((data, name)) = user {
         if data.is_empty() {
-            eprintln!("{name}: not a config (empty): ignoring user-provided config");
+            tracing::warn!("{name}: not a config (empty): ignoring user-provided config");
         } else {
             let c = parse_any(&data, &name)?;
             let c = match render_at(c, offline, "$", 0) {
                 Ok(c) => c,
-                Err(Stop::NeedNet(..)) => return need_net(env),
                 Err(Stop::Failed(e)) => return Err(e),
+                Err(_) => return need_net(env),
             };
             full = ignition_config::merge(&full, &c);
             sources.push(("user", name));

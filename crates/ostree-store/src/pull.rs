@@ -55,6 +55,8 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+impl std::error::Error for FetchError {}
+
 /// How often an object is fetched again after a network failure (OSTree's
 /// default `n-network-retries`).
 pub(crate) const NETWORK_RETRIES: usize = 5;

@@ -1,5 +1,6 @@
 //! What several commands of the binary share: `KEY=VALUE` arguments,
-//! sizes as `ostree` prints them, and the progress line of a pull.
+//! sizes as `ostree` prints them, the progress line of a pull, and the
+//! libraries' log messages on stderr.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -14,6 +15,21 @@ pub(crate) fn parse_kv(s: &str) -> Result<(String, String)> {
         .split_once('=')
         .ok_or_else(|| anyhow!("Missing '=' in KEY=VALUE pair '{s}'"))?;
     Ok((k.to_string(), v.to_string()))
+}
+
+/// Prints the libraries' `tracing` messages (info and above) on stderr,
+/// bare, one per line, as the tools print their notes (Ignition's engine:
+/// "udev: ... going on without udev", a provider's "not found (404): no
+/// user config"). A second call keeps the first's.
+pub(crate) fn log_messages_to_stderr() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
 }
 
 /// A byte count as `ostree` prints it (`12.3 kB`).

@@ -17,6 +17,7 @@ use anyhow::bail;
 pub const EXAMPLE_BUTANE: &str = include_str!("../examples/hello.bu");
 
 pub fn run(serve: bool) -> anyhow::Result<ExitCode> {
+    crate::cli::log_messages_to_stderr();
     println!("oxcore demo: the provisioning flow on embedded defaults\n");
     println!("1. Butane -> Ignition (variant fcos 1.5.0):");
     let outcome = butane::transpile(EXAMPLE_BUTANE.as_bytes(), &butane::Options::default());

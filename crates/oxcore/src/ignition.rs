@@ -178,6 +178,7 @@ pub enum IgnitionCommand {
 }
 
 pub fn run(cli: IgnitionCli) -> anyhow::Result<ExitCode> {
+    crate::cli::log_messages_to_stderr();
     let Some(cmd) = cli.command else {
         return run_stage(cli.stage);
     };

@@ -171,6 +171,43 @@ fn ignition_stages_run_once_on_first_boot() {
     assert!(d.join("sysroot/etc/.ignition-result.json").exists());
 }
 
+/// The engine's notes (`tracing` events in the library) reach stderr bare,
+/// as upstream prints them: an empty user config is ignored, saying so.
+#[test]
+fn ignition_notes_reach_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("config.ign"), "").unwrap();
+    std::fs::write(d.join("cmdline"), "ignition.firstboot\n").unwrap();
+    let out = oxcore()
+        .args(["ignition", "--stage", "fetch-offline", "--platform", "file"])
+        .arg("--root")
+        .arg(d.join("sysroot"))
+        .arg("--config-cache")
+        .arg(d.join("run/ignition.json"))
+        .arg("--state-file")
+        .arg(d.join("run/state"))
+        .arg("--neednet")
+        .arg(d.join("run/neednet"))
+        .arg("--system-config-dir")
+        .arg(d.join("none"))
+        .arg("--cmdline")
+        .arg(d.join("cmdline"))
+        .env("IGNITION_CONFIG_FILE", d.join("config.ign"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let note = format!(
+        "{}: not a config (empty): ignoring user-provided config\n",
+        d.join("config.ign").display()
+    );
+    assert!(
+        stderr.lines().any(|l| format!("{l}\n") == note),
+        "no bare note in: {stderr}"
+    );
+}
+
 /// `s3://` resources take their credentials, region and endpoint from the
 /// environment as the AWS SDKs do; the S3-style test server checks each
 /// signature with botocore and refuses anonymous reads of this bucket.

@@ -8,9 +8,41 @@ use std::path::Path;
 
 use ignition_config::types::Filesystem;
 
-use super::command::{Ctx, DiskError, argv, run_command};
+use super::command::{CommandFailure, Ctx, DiskError, argv, run_command};
 use super::device::settle;
-use crate::cmd::command_line;
+use crate::cmd::{RunError, command_line};
+
+/// Why [`filesystem_info`] could not tell what is on a device.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The device cannot be opened.
+    #[error("failed to open {}: {error}", ignition_config::go_quote(.device))]
+    Open {
+        /// The device.
+        device: String,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// `blkid` could not be run or did not finish.
+    #[error(transparent)]
+    Run(RunError),
+    /// `blkid` or `wipefs` failed.
+    #[error("`{}` {}: {}", .0.command, .0.status, .0.stderr)]
+    Command(CommandFailure),
+    /// `wipefs --json` printed what is not JSON.
+    #[error("`{command}` printed bad JSON: {error}")]
+    BadJson {
+        /// The command line.
+        command: String,
+        /// The parser's error.
+        error: serde_json::Error,
+    },
+}
+
+/// A filesystem format that is not one of upstream's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported filesystem format: {}", ignition_config::go_quote(.0))]
+pub struct UnsupportedFormat(pub String);
 
 /// What `blkid -p` finds on a device (empty strings when nothing).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,11 +75,13 @@ fn unescape_export(v: &str) -> String {
 /// `blkid -p` (reading the device itself, not udev's database). When
 /// several signatures are found, the first that `wipefs` lists is taken,
 /// as upstream falls back to a probe that allows that.
-pub fn filesystem_info(device: &str) -> Result<FilesystemInfo, String> {
-    File::open(device)
-        .map_err(|e| format!("failed to open {}: {e}", ignition_config::go_quote(device)))?;
+pub fn filesystem_info(device: &str) -> Result<FilesystemInfo, ProbeError> {
+    File::open(device).map_err(|error| ProbeError::Open {
+        device: device.to_string(),
+        error,
+    })?;
     let args = argv(["blkid", "-p", "-o", "export", device]);
-    let out = crate::cmd::run(&args, None).map_err(|e| e.to_string())?;
+    let out = crate::cmd::run(&args, None).map_err(ProbeError::Run)?;
     let mut info = FilesystemInfo::default();
     match out.status.code() {
         Some(0) => {
@@ -69,17 +103,17 @@ pub fn filesystem_info(device: &str) -> Result<FilesystemInfo, String> {
         Some(2) => Ok(info),
         // Ambivalent: more than one signature.
         Some(8) => ambivalent_info(device),
-        _ => Err(format!(
-            "`{}` failed ({}): {}",
-            command_line(&args),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
+        _ => Err(ProbeError::Command(CommandFailure {
+            what: String::new(),
+            command: command_line(&args),
+            status: format!("failed ({})", out.status),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })),
     }
 }
 
 /// The first non-partition-table signature `wipefs` lists.
-fn ambivalent_info(device: &str) -> Result<FilesystemInfo, String> {
+fn ambivalent_info(device: &str) -> Result<FilesystemInfo, ProbeError> {
     let args = argv([
         "wipefs",
         "--no-act",
@@ -88,10 +122,12 @@ fn ambivalent_info(device: &str) -> Result<FilesystemInfo, String> {
         "TYPE,UUID,LABEL,USAGE",
         device,
     ]);
-    let out =
-        run_command(&args).map_err(|f| format!("`{}` {}: {}", f.command, f.status, f.stderr))?;
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("`{}` printed bad JSON: {e}", command_line(&args)))?;
+    let out = run_command(&args).map_err(ProbeError::Command)?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|error| ProbeError::BadJson {
+            command: command_line(&args),
+            error,
+        })?;
     let field = |s: &serde_json::Value, k: &str| s[k].as_str().unwrap_or_default().to_string();
     let first = json["signatures"]
         .as_array()
@@ -119,7 +155,7 @@ fn canonical_uuid(format: &str, uuid: &str) -> String {
 
 /// The `mkfs` command line upstream runs for `fs` on its device (after
 /// `wipefs -a`); `None` for `format: none`, an error for an unknown format.
-pub fn mkfs_command(fs: &Filesystem) -> Result<Option<Vec<String>>, String> {
+pub fn mkfs_command(fs: &Filesystem) -> Result<Option<Vec<String>>, UnsupportedFormat> {
     let format = fs.format.as_deref().unwrap_or_default();
     let (tool, force, uuid_flag, label_flag) = match format {
         "btrfs" => ("mkfs.btrfs", Some("--force"), "-U", "-L"),
@@ -129,12 +165,7 @@ pub fn mkfs_command(fs: &Filesystem) -> Result<Option<Vec<String>>, String> {
         // mkfs.fat has no force flag: it always overwrites.
         "vfat" => ("mkfs.fat", None, "-i", "-n"),
         "none" => return Ok(None),
-        other => {
-            return Err(format!(
-                "unsupported filesystem format: {}",
-                ignition_config::go_quote(other)
-            ));
-        }
+        other => return Err(UnsupportedFormat(other.to_string())),
     };
     let mut args = vec![tool.to_string()];
     args.extend(fs.options.iter().cloned());
@@ -201,7 +232,7 @@ pub fn make_filesystem(fs: &Filesystem, at: &str) -> Result<(), DiskError> {
     }
 
     ctx.run("wipefs failed", &argv(["wipefs", "-a", &fs.device]))?;
-    let Some(args) = mkfs_command(fs).map_err(|e| ctx.refused(e))? else {
+    let Some(args) = mkfs_command(fs).map_err(|e| ctx.refused(e.to_string()))? else {
         return Ok(());
     };
     ctx.run("mkfs failed", &args)?;

@@ -94,12 +94,23 @@ fn sort_keys(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// Why the Clevis config cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClevisError {
+    /// A Tang server's advertisement is not JSON.
+    #[error("unmarshalling advertisement: {0}")]
+    Advertisement(serde_json::Error),
+    /// The config could not be serialized.
+    #[error("creating clevis json: {0}")]
+    Json(serde_json::Error),
+}
+
 /// The Clevis pin and its JSON config for `luks`: the custom pin as given,
 /// or `sss` over the Tang servers and the TPM2, as upstream builds it
 /// (`{"pins":{"tang":[{"url":…,"thp":…,"adv":…}],"tpm2":{}},"t":N}`, Go's
 /// field order, empty `thp`/`adv` left out, the advertisement's keys
 /// sorted).
-pub fn clevis_config(luks: &Luks) -> Result<(String, String), String> {
+pub fn clevis_config(luks: &Luks) -> Result<(String, String), ClevisError> {
     use serde_json::{Map, Value};
     let c = &luks.clevis;
     if let Some(pin) = not_empty(&c.custom.pin) {
@@ -113,8 +124,7 @@ pub fn clevis_config(luks: &Luks) -> Result<(String, String), String> {
             m.insert("thp".into(), Value::String(thp.to_string()));
         }
         if let Some(adv) = &t.advertisement {
-            let adv: Value = serde_json::from_str(adv)
-                .map_err(|e| format!("unmarshalling advertisement: {e}"))?;
+            let adv: Value = serde_json::from_str(adv).map_err(ClevisError::Advertisement)?;
             if !adv.is_null() {
                 m.insert("adv".into(), sort_keys(adv));
             }
@@ -135,8 +145,7 @@ pub fn clevis_config(luks: &Luks) -> Result<(String, String), String> {
     let mut config = Map::new();
     config.insert("pins".into(), Value::Object(pins));
     config.insert("t".into(), Value::from(c.threshold.unwrap_or(1)));
-    let text = serde_json::to_string(&Value::Object(config))
-        .map_err(|e| format!("creating clevis json: {e}"))?;
+    let text = serde_json::to_string(&Value::Object(config)).map_err(ClevisError::Json)?;
     Ok(("sss".to_string(), go_html_escape(&text)))
 }
 
@@ -166,7 +175,7 @@ pub fn luks_commands(
     luks: &Luks,
     key_file: &str,
     key_generated: bool,
-) -> Result<LuksCommands, String> {
+) -> Result<LuksCommands, ClevisError> {
     let device = luks.device.clone().unwrap_or_default();
     let mut cmds = LuksCommands {
         format: luks_format_command(luks, key_file),

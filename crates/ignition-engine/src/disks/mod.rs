@@ -31,10 +31,12 @@ mod partition;
 mod raid;
 
 pub use command::{CommandFailure, DiskError, DiskErrorKind};
-pub use filesystem::{FilesystemInfo, filesystem_info, make_filesystem, mkfs_command};
+pub use filesystem::{
+    FilesystemInfo, ProbeError, UnsupportedFormat, filesystem_info, make_filesystem, mkfs_command,
+};
 pub use gpt::{DiskInfo, PartitionInfo, read_partition_table};
 pub use luks::{
-    LuksCommands, LuksOutcome, clevis_config, clevis_present, format_luks, generate_key_file,
+    ClevisError, LuksCommands, LuksOutcome, clevis_config, clevis_present, format_luks, generate_key_file,
     luks_commands, luks_format_command, luks_open_command,
 };
 pub use partition::partition;
