@@ -36,8 +36,8 @@ pub use filesystem::{
 };
 pub use gpt::{DiskInfo, PartitionInfo, read_partition_table};
 pub use luks::{
-    ClevisError, LuksCommands, LuksOutcome, clevis_config, clevis_present, format_luks, generate_key_file,
-    luks_commands, luks_format_command, luks_open_command,
+    ClevisError, LuksCommands, LuksOutcome, clevis_config, clevis_present, format_luks,
+    generate_key_file, luks_commands, luks_format_command, luks_open_command,
 };
 pub use partition::partition;
 pub use raid::{create_raid, raid_create_command, raid_device};
