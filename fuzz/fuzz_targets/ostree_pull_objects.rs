@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ostree_store::repo::Transaction;
+use ostree_store::Transaction;
 use ostree_store::{Checksum, ObjectType, Repo, RepoMode};
 
 thread_local! {

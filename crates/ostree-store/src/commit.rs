@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::gvariant::Value;
 use crate::object::{self, Checksum, Commit, DirMeta, DirTree, FileMeta, ObjectType, mode};
-use crate::repo::{IoContext, Repo, Result, Transaction, msg, read_xattrs};
+use crate::repo::{IoContext, Repo, Result, msg, read_xattrs};
+use crate::transaction::Transaction;
 
 /// How files are read into a commit.
 #[derive(Debug, Clone, Default)]

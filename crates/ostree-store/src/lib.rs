@@ -28,6 +28,7 @@ pub mod tree;
 
 pub use object::{Checksum, ObjectType};
 pub use repo::{Error, Repo, RepoMode, Result};
+pub use transaction::Transaction;
 
 /// Stops the process at a named point when the `failpoints` feature is on
 /// and `OSTREE_STORE_FAILPOINT` names it, as a crash there would: no

@@ -19,7 +19,8 @@ use std::sync::{Condvar, Mutex};
 use crate::fsck::reachable;
 use crate::keyfile::KeyFile;
 use crate::object::{Checksum, Commit, DirTree, ObjectType};
-use crate::repo::{MAX_METADATA_SIZE, Repo, RepoMode, Result, Transaction, msg};
+use crate::repo::{Repo, RepoMode, Result, msg};
+use crate::transaction::{MAX_METADATA_SIZE, Transaction};
 use crate::sign;
 use crate::summary::Summary;
 

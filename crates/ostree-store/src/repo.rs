@@ -616,11 +616,6 @@ impl Repo {
         Ok(RepoLock { _file: f })
     }
 
-    /// Starts a write transaction.
-    pub fn begin(&self) -> Result<Transaction<'_>> {
-        Transaction::new(self)
-    }
-
     /// Syncs the filesystem holding the repository (when fsync is on).
     pub fn sync(&self) -> Result<()> {
         if self.fsync {
@@ -811,5 +806,3 @@ impl FromBytes for std::ffi::OsStr {
     }
 }
 
-pub(crate) use crate::transaction::MAX_METADATA_SIZE;
-pub use crate::transaction::Transaction;

@@ -643,6 +643,13 @@ impl Read for TeeReader<'_> {
 /// `OSTREE_MAX_METADATA_SIZE`.
 pub(crate) const MAX_METADATA_SIZE: u64 = 10 << 20;
 
+impl Repo {
+    /// Starts a write transaction.
+    pub fn begin(&self) -> Result<Transaction<'_>> {
+        Transaction::new(self)
+    }
+}
+
 /// Bytes accepted after a `.filez`'s compressed stream.
 const MAX_TRAILING: u64 = 64 << 10;
 
