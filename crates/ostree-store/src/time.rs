@@ -4,23 +4,22 @@
 /// `YYYY-MM-DD HH:MM:SS +0000`, as `ostree log` and `show` print a commit's
 /// date.
 pub fn format_log_date(t: u64) -> String {
-    let (y, m, d) = civil_time::civil_from_days((t / 86_400) as i64);
-    let s = t % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    format_utc(t, ' ', " +0000")
 }
 
 /// GLib's ISO 8601 in UTC (`YYYY-MM-DDTHH:MM:SS+00`), the way `ostree
 /// summary --view` prints times.
 pub fn format_iso(t: u64) -> String {
+    format_utc(t, 'T', "+00")
+}
+
+/// `YYYY-MM-DD{sep}HH:MM:SS{zone}` of epoch seconds (any `u64`: the day
+/// count always fits).
+fn format_utc(t: u64, sep: char, zone: &str) -> String {
     let (y, m, d) = civil_time::civil_from_days((t / 86_400) as i64);
     let s = t % 86_400;
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+00",
+        "{y:04}-{m:02}-{d:02}{sep}{:02}:{:02}:{:02}{zone}",
         s / 3600,
         s / 60 % 60,
         s % 60
