@@ -299,14 +299,4 @@ mod tests {
         assert!(decimal_mode(Some(755), true));
         assert!(!decimal_mode(Some(493), true));
     }
-
-    #[test]
-    fn quadlet_templates() {
-        assert_eq!(
-            quadlet_template("web@8080.container").as_deref(),
-            Some("web@.container")
-        );
-        assert_eq!(quadlet_template("web@.container"), None);
-        assert_eq!(quadlet_template("db.volume"), None);
-    }
 }
