@@ -20,9 +20,9 @@ use crate::fsck::reachable;
 use crate::keyfile::KeyFile;
 use crate::object::{Checksum, Commit, DirTree, ObjectType};
 use crate::repo::{Repo, RepoMode, Result, msg};
-use crate::transaction::{MAX_METADATA_SIZE, Transaction};
 use crate::sign;
 use crate::summary::Summary;
+use crate::transaction::{MAX_METADATA_SIZE, Transaction};
 
 /// Fetches paths of a remote repository.
 pub trait Fetcher: Sync {

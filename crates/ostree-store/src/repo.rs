@@ -805,4 +805,3 @@ impl FromBytes for std::ffi::OsStr {
         std::ffi::OsStr::from_bytes(b)
     }
 }
-
