@@ -59,11 +59,11 @@ fn closed_within(s: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
 
 fn get(addr: &std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    // One write, and its error ignored: a server refusing an oversized
+    // head answers and closes before it has read the rest (the write then
+    // fails with EPIPE), and the answer is still there to read.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = s.write_all(request.as_bytes());
     let raw = closed_within(&mut s, Duration::from_secs(60)).expect("an answer");
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text
