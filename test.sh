@@ -25,8 +25,11 @@ missing_piece() {
 #   time: /usr/bin/time measures peak memory in the attack replays
 #   valgrind: counts the instructions of Butane and ignition-validate runs
 #     (tests/butane_linear.rs: work linear in the config, not timed)
+#   protobuf-compiler libprotobuf-dev: protoc, for etcd-client's build script
+#   etcd-server: a real etcd for the FleetLock tests
 packages=(ignition ostree attr gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs cryptsetup-bin
-          udev systemd tftpd-hpa openssl python3 python3-botocore time valgrind)
+          udev systemd tftpd-hpa openssl python3 python3-botocore time valgrind
+          protobuf-compiler libprotobuf-dev etcd-server)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -117,6 +117,7 @@ fn commands() -> Vec<(String, &'static str, Command)> {
         crate::ostree::OstreeCli::command().name("ostree"),
     ));
     out.push(("ignition".into(), "8", crate::ignition::Upstream::command()));
+    out.push(("airlock".into(), "8", crate::fleetlock::airlock_command()));
     out
 }
 
@@ -151,6 +152,7 @@ pub fn write_completions(dir: &Path) -> Result<Vec<String>> {
         "ignition-validate",
         "ostree",
         "ignition",
+        "airlock",
     ];
     let all = commands();
     for (shell, sub) in [

@@ -17,15 +17,18 @@ pub enum Tool {
     Ostree,
     /// `ignition` (the stages, with upstream's flags)
     Ignition,
+    /// `airlock` (the FleetLock server)
+    Airlock,
 }
 
 impl Tool {
     /// Every tool `install-links` creates a link for.
-    pub const ALL: [Tool; 4] = [
+    pub const ALL: [Tool; 5] = [
         Tool::Butane,
         Tool::IgnitionValidate,
         Tool::Ostree,
         Tool::Ignition,
+        Tool::Airlock,
     ];
 
     /// The command name.
@@ -35,6 +38,7 @@ impl Tool {
             Tool::IgnitionValidate => "ignition-validate",
             Tool::Ostree => "ostree",
             Tool::Ignition => "ignition",
+            Tool::Airlock => "airlock",
         }
     }
 
@@ -45,6 +49,7 @@ impl Tool {
             Tool::IgnitionValidate => crate::ignition::ignition_validate_main(args),
             Tool::Ostree => crate::ostree::main(args),
             Tool::Ignition => crate::ignition::ignition_main(args),
+            Tool::Airlock => crate::fleetlock::airlock_main(args),
         }
     }
 }

@@ -9,6 +9,7 @@ mod butane;
 mod cli;
 mod demo;
 mod docs;
+mod fleetlock;
 mod graph;
 mod ignition;
 mod links;
@@ -58,6 +59,9 @@ enum Command {
     Release(release::ReleaseCli),
     /// The update graph server (Cincinnati for Fedora CoreOS).
     Graph(graph::GraphCli),
+    /// The FleetLock server: reboot slots for a fleet (airlock-compatible,
+    /// on etcd or an embedded store).
+    Fleetlock(fleetlock::FleetlockCli),
     /// Ignition: first-boot provisioning (`--stage NAME` runs a stage) and
     /// configs.
     Ignition(Box<ignition::IgnitionCli>),
@@ -226,6 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { serve } => demo::run(serve),
         Command::Ignition(cli) => ignition::run(*cli),
         Command::Graph(cli) => graph::run(cli),
+        Command::Fleetlock(cli) => fleetlock::run(cli),
         Command::Release(cli) => release::run(cli),
         Command::Ostree { args } => {
             let mut argv = vec![OsString::from("oxcore ostree")];

@@ -50,7 +50,16 @@ fn install_links_creates_working_links_and_refuses_to_clobber() {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    assert_eq!(names, ["butane", "ignition", "ignition-validate", "ostree"]);
+    assert_eq!(
+        names,
+        [
+            "airlock",
+            "butane",
+            "ignition",
+            "ignition-validate",
+            "ostree"
+        ]
+    );
 
     let missing = oxcore()
         .arg("install-links")
@@ -669,6 +678,8 @@ fn man_pages_completions_and_version() {
         ("butane.1", ".TH butane 1"),
         ("ignition-validate.1", ".TH ignition-validate 1"),
         ("ignition.8", ".TH ignition 8"),
+        ("airlock.8", ".TH airlock 8"),
+        ("oxcore-fleetlock.8", ".TH oxcore-fleetlock 8"),
     ] {
         let text = std::fs::read_to_string(man.join(page)).unwrap();
         assert!(

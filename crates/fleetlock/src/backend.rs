@@ -1,0 +1,482 @@
+//! Where the semaphores live: an etcd3 cluster with airlock's key layout
+//! and compare-and-swap, or a redb file on this machine. Both apply a
+//! request with [`semaphore::apply`]; state lives only there, so a
+//! restarted server loses no lock.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, ConnectOptions, Txn, TxnOp};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::oneshot;
+
+use crate::config::{BackendConfig, Group};
+use crate::semaphore::{self, Applied, Request, Semaphore};
+
+/// How often a lost compare-and-swap is tried again, after a short random
+/// pause, within the request's time (airlock: never; under contention
+/// its clients see `conflict on semaphore detected`).
+const CAS_ATTEMPTS: usize = 64;
+
+/// Requests the embedded store's writer takes into one transaction.
+const BATCH: usize = 512;
+
+/// The embedded store's table: group name to the semaphore's JSON.
+const SEMAPHORES: TableDefinition<&str, &[u8]> = TableDefinition::new("semaphores");
+
+/// Why the backend could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// etcd did not answer in time or refused (down, no leader, TLS).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Other writers kept changing the semaphore between read and write.
+    #[error("conflict on semaphore detected, aborting")]
+    Conflict,
+    /// The stored value is not a semaphore: refused, never overwritten.
+    #[error("semaphore of group {group:?} is not readable: {message}")]
+    Corrupt {
+        /// The group.
+        group: String,
+        /// Why.
+        message: String,
+    },
+    /// The embedded store is open in another process (a running server).
+    #[error("{}: the store is open in another process", .0.display())]
+    Busy(PathBuf),
+    /// The embedded store failed (disk full, I/O error, damaged file).
+    #[error("{}: {message}", .path.display())]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The key airlock keeps a group's semaphore under.
+pub fn semaphore_key(group: &str) -> String {
+    format!(
+        "com.coreos.airlock/groups/{}/v1/semaphore",
+        query_escape(group)
+    )
+}
+
+/// Go's `url.QueryEscape`: unreserved bytes stay, a space is `+`, the
+/// rest `%XX` in upper case.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A connected backend.
+pub enum Backend {
+    /// An etcd3 cluster.
+    Etcd(Box<Etcd>),
+    /// A redb file.
+    Embedded(Embedded),
+}
+
+impl Backend {
+    /// Connects (etcd: lazily, so a server starts while etcd is down and
+    /// serves once it is back) or opens the store.
+    pub async fn open(config: &BackendConfig) -> Result<Backend, BackendError> {
+        match config {
+            BackendConfig::Etcd {
+                endpoints,
+                transaction_timeout,
+                client_cert,
+            } => Ok(Backend::Etcd(Box::new(
+                Etcd::connect(endpoints, *transaction_timeout, client_cert.as_ref()).await?,
+            ))),
+            BackendConfig::Embedded { path } => Ok(Backend::Embedded(Embedded::open(path)?)),
+        }
+    }
+
+    /// Applies `request` to `group`'s semaphore (made with the group's
+    /// slots when missing), at `now` (epoch seconds).
+    pub async fn transact(
+        &self,
+        group: &str,
+        policy: &Group,
+        request: Request,
+        now: u64,
+    ) -> Result<Applied, BackendError> {
+        match self {
+            Backend::Etcd(e) => e.transact(group, policy, &request, now).await,
+            Backend::Embedded(e) => e.transact(group, policy, request, now).await,
+        }
+    }
+
+    /// Where the semaphores are, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Etcd(e) => format!("etcd3 {}", e.endpoints.join(",")),
+            Backend::Embedded(e) => format!("embedded {}", e.path.display()),
+        }
+    }
+}
+
+/// An etcd3 cluster, reached through one long-lived client (airlock makes
+/// a new one per request).
+pub struct Etcd {
+    client: etcd_client::Client,
+    timeout: Duration,
+    endpoints: Vec<String>,
+    /// One queue per group: this server's own requests never race each
+    /// other's compare-and-swap (other servers' still may, and are retried).
+    queues:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Etcd {
+    async fn connect(
+        endpoints: &[String],
+        timeout: Duration,
+        client_cert: Option<&(PathBuf, PathBuf)>,
+    ) -> Result<Etcd, BackendError> {
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(10), timeout);
+        // As airlock, the first endpoint's scheme decides: https (or none)
+        // speaks TLS with the system's roots and the client certificate.
+        let tls = !endpoints.first().is_some_and(|e| e.starts_with("http://"));
+        if tls {
+            let mut t = etcd_client::TlsOptions::new().with_native_roots();
+            if let Some((cert, key)) = client_cert {
+                let read = |p: &Path| {
+                    std::fs::read(p).map_err(|e| {
+                        BackendError::Unavailable(format!("reading {}: {e}", p.display()))
+                    })
+                };
+                t = t.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+            }
+            opts = opts.with_tls(t);
+        }
+        let client = etcd_client::Client::connect(endpoints, Some(opts))
+            .await
+            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        Ok(Etcd {
+            client,
+            timeout,
+            endpoints: endpoints.to_vec(),
+            queues: Default::default(),
+        })
+    }
+
+    async fn transact(
+        &self,
+        group: &str,
+        policy: &Group,
+        request: &Request,
+        now: u64,
+    ) -> Result<Applied, BackendError> {
+        let queue = self
+            .queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(group.to_string())
+            .or_default()
+            .clone();
+        let lost = std::sync::atomic::AtomicUsize::new(0);
+        let exchange = async {
+            let _turn = queue.lock().await;
+            self.cas(group, policy, request, now, &lost).await
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(r) => r,
+            // Out of time while losing races to other servers: a conflict,
+            // not an etcd that is away.
+            Err(_) if lost.load(std::sync::atomic::Ordering::Relaxed) > 0 => {
+                Err(BackendError::Conflict)
+            }
+            Err(_) => Err(BackendError::Unavailable(format!(
+                "etcd did not answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Read, apply, and write only if the key's version is still the one
+    /// read (airlock's compare-and-swap); a lost race is tried again.
+    async fn cas(
+        &self,
+        group: &str,
+        policy: &Group,
+        request: &Request,
+        now: u64,
+        lost: &std::sync::atomic::AtomicUsize,
+    ) -> Result<Applied, BackendError> {
+        let key = semaphore_key(group);
+        let mut client = self.client.clone();
+        let unavailable = |e: etcd_client::Error| BackendError::Unavailable(e.to_string());
+        for _ in 0..CAS_ATTEMPTS {
+            let got = client
+                .get(key.as_bytes(), None)
+                .await
+                .map_err(unavailable)?;
+            let (mut sem, version) = match got.kvs().first() {
+                Some(kv) => (
+                    Semaphore::from_json(kv.value()).map_err(|e| BackendError::Corrupt {
+                        group: group.to_string(),
+                        message: e.to_string(),
+                    })?,
+                    kv.version(),
+                ),
+                None => (Semaphore::new(policy.slots), 0),
+            };
+            let (applied, changed) = semaphore::apply(&mut sem, policy, request, now);
+            if !changed && version != 0 {
+                return Ok(applied);
+            }
+            let txn = Txn::new()
+                .when([Compare::version(key.as_bytes(), CompareOp::Equal, version)])
+                .and_then([TxnOp::put(key.as_bytes(), sem.to_json(), None)]);
+            if client.txn(txn).await.map_err(unavailable)?.succeeded() {
+                return Ok(applied);
+            }
+            lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_micros(500 + jitter() % 4500)).await;
+        }
+        Err(BackendError::Conflict)
+    }
+}
+
+/// A few random bits (the clock's nanoseconds), to spread retries.
+fn jitter() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()))
+}
+
+/// One request for the embedded store's writer.
+struct Job {
+    group: String,
+    policy: Group,
+    request: Request,
+    now: u64,
+    reply: oneshot::Sender<Result<Applied, BackendError>>,
+}
+
+/// A redb file: one writer thread applies the requests that arrive
+/// together in one transaction and answers each once it is on disk.
+pub struct Embedded {
+    path: PathBuf,
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Embedded {
+    /// Closes the queue and waits for the writer, so that the store is
+    /// closed (and can be opened again) once the backend is gone.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Embedded {
+    /// Opens (or creates, with its directory) the store.
+    pub fn open(path: &Path) -> Result<Embedded, BackendError> {
+        let store_err = |message: String| BackendError::Store {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| store_err(e.to_string()))?;
+        }
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(BackendError::Busy(path.to_path_buf()));
+            }
+            Err(e) => return Err(store_err(e.to_string())),
+        };
+        // The table exists from the start, so readers never race its
+        // creation.
+        let init = || -> Result<(), redb::Error> {
+            let txn = db.begin_write()?;
+            txn.open_table(SEMAPHORES)?;
+            txn.commit()?;
+            Ok(())
+        };
+        init().map_err(|e| store_err(e.to_string()))?;
+        let (jobs, rx) = mpsc::channel();
+        let p = path.to_path_buf();
+        let writer = std::thread::Builder::new()
+            .name("fleetlock-store".into())
+            .spawn(move || writer(db, &p, rx))
+            .map_err(|e| store_err(e.to_string()))?;
+        Ok(Embedded {
+            path: path.to_path_buf(),
+            jobs: Some(jobs),
+            writer: Some(writer),
+        })
+    }
+
+    async fn transact(
+        &self,
+        group: &str,
+        policy: &Group,
+        request: Request,
+        now: u64,
+    ) -> Result<Applied, BackendError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || BackendError::Store {
+            path: self.path.clone(),
+            message: "the store's writer stopped".into(),
+        };
+        self.jobs
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(Job {
+                group: group.to_string(),
+                policy: policy.clone(),
+                request,
+                now,
+                reply,
+            })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+/// The embedded store's writer: takes every job waiting (up to [`BATCH`]),
+/// applies them in order in one write transaction, commits once (durable
+/// before any answer), then answers each.
+fn writer(db: Database, path: &Path, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let outcome = (|| -> Result<Vec<Result<Applied, BackendError>>, redb::Error> {
+            let txn = db.begin_write()?;
+            let mut answers = Vec::with_capacity(batch.len());
+            let mut dirty = false;
+            {
+                let mut table = txn.open_table(SEMAPHORES)?;
+                for j in &batch {
+                    let stored = table.get(j.group.as_str())?.map(|v| v.value().to_vec());
+                    let (mut sem, fresh) = match stored {
+                        Some(bytes) => match Semaphore::from_json(&bytes) {
+                            Ok(s) => (s, false),
+                            Err(e) => {
+                                answers.push(Err(BackendError::Corrupt {
+                                    group: j.group.clone(),
+                                    message: e.to_string(),
+                                }));
+                                continue;
+                            }
+                        },
+                        None => (Semaphore::new(j.policy.slots), true),
+                    };
+                    let (applied, changed) =
+                        semaphore::apply(&mut sem, &j.policy, &j.request, j.now);
+                    if changed || fresh {
+                        table.insert(j.group.as_str(), sem.to_json().as_slice())?;
+                        dirty = true;
+                    }
+                    answers.push(Ok(applied));
+                }
+            }
+            if dirty {
+                txn.commit()?;
+            } else {
+                txn.abort()?;
+            }
+            Ok(answers)
+        })();
+        match outcome {
+            Ok(answers) => {
+                for (j, a) in batch.into_iter().zip(answers) {
+                    let _ = j.reply.send(a);
+                }
+            }
+            Err(e) => {
+                tracing::error!(store = %path.display(), error = %e, "the fleetlock store failed; nothing of this batch was written");
+                for j in batch {
+                    let _ = j.reply.send(Err(BackendError::Store {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Reads every semaphore of an embedded store without a server (for
+/// `status` when none runs); groups never used are absent.
+pub fn read_embedded(path: &Path) -> Result<Vec<(String, Semaphore)>, BackendError> {
+    let store_err = |message: String| BackendError::Store {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !path.exists() {
+        return Err(store_err("no such file".into()));
+    }
+    let db = match Database::open(path) {
+        Ok(db) => db,
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(BackendError::Busy(path.to_path_buf()));
+        }
+        Err(e) => return Err(store_err(e.to_string())),
+    };
+    let read = || -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
+        let txn = db.begin_read()?;
+        let table = txn.open_table(SEMAPHORES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    };
+    read()
+        .map_err(|e| store_err(e.to_string()))?
+        .into_iter()
+        .map(|(g, v)| {
+            Semaphore::from_json(&v)
+                .map(|s| (g.clone(), s))
+                .map_err(|e| BackendError::Corrupt {
+                    group: g,
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_airlocks() {
+        assert_eq!(
+            semaphore_key("default"),
+            "com.coreos.airlock/groups/default/v1/semaphore"
+        );
+        assert_eq!(
+            semaphore_key("a b/c~d.e-f_g"),
+            "com.coreos.airlock/groups/a+b%2Fc~d.e-f_g/v1/semaphore"
+        );
+        assert_eq!(query_escape("ü"), "%C3%BC");
+    }
+}
