@@ -129,14 +129,29 @@ impl Backend {
 
 /// An etcd3 cluster, reached through one long-lived client (airlock makes
 /// a new one per request).
+///
+/// Each group has one queue and one task that serves it: it takes every
+/// request waiting, applies them in order to the value it read, and writes
+/// the result with one compare-and-swap (a race lost to another server is
+/// tried again from a fresh read). This server's own requests never race
+/// each other, and many requests cost one read and one write.
 pub struct Etcd {
     client: etcd_client::Client,
     timeout: Duration,
     endpoints: Vec<String>,
-    /// One queue per group: this server's own requests never race each
-    /// other's compare-and-swap (other servers' still may, and are retried).
-    queues:
-        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    queues: std::sync::Mutex<
+        std::collections::HashMap<String, tokio::sync::mpsc::UnboundedSender<EtcdJob>>,
+    >,
+}
+
+/// One request for a group's queue.
+struct EtcdJob {
+    policy: Group,
+    request: Request,
+    now: u64,
+    /// Not applied when its turn comes after this.
+    deadline: tokio::time::Instant,
+    reply: oneshot::Sender<Result<Applied, BackendError>>,
 }
 
 impl Etcd {
@@ -175,6 +190,8 @@ impl Etcd {
         })
     }
 
+    /// Queues the request on its group and waits for its answer, which
+    /// comes by the request's deadline (`transaction_timeout_ms`).
     async fn transact(
         &self,
         group: &str,
@@ -182,19 +199,66 @@ impl Etcd {
         request: &Request,
         now: u64,
     ) -> Result<Applied, BackendError> {
-        let queue = self
-            .queues
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(group.to_string())
-            .or_default()
-            .clone();
-        let lost = std::sync::atomic::AtomicUsize::new(0);
-        let exchange = async {
-            let _turn = queue.lock().await;
-            self.cas(group, policy, request, now, &lost).await
+        let (reply, answer) = oneshot::channel();
+        let job = EtcdJob {
+            policy: policy.clone(),
+            request: request.clone(),
+            now,
+            deadline: tokio::time::Instant::now() + self.timeout,
+            reply,
         };
-        match tokio::time::timeout(self.timeout, exchange).await {
+        {
+            let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+            let queue = queues.entry(group.to_string()).or_insert_with(|| {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(serve_group(
+                    self.client.clone(),
+                    group.to_string(),
+                    self.timeout,
+                    rx,
+                ));
+                tx
+            });
+            queue
+                .send(job)
+                .map_err(|_| BackendError::Unavailable("the group's queue stopped".into()))?;
+        }
+        answer
+            .await
+            .map_err(|_| BackendError::Unavailable("the group's queue stopped".into()))?
+    }
+}
+
+/// Serves one group's queue until the backend is dropped.
+async fn serve_group(
+    client: etcd_client::Client,
+    group: String,
+    timeout: Duration,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<EtcdJob>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        // What waited past its deadline is answered, not applied.
+        let now = tokio::time::Instant::now();
+        let (late, batch): (Vec<_>, Vec<_>) = batch.into_iter().partition(|j| j.deadline <= now);
+        for j in late {
+            let _ = j.reply.send(Err(BackendError::Unavailable(format!(
+                "etcd did not answer within {} ms",
+                timeout.as_millis()
+            ))));
+        }
+        let Some(deadline) = batch.iter().map(|j| j.deadline).min() else {
+            continue;
+        };
+        let lost = std::sync::atomic::AtomicUsize::new(0);
+        let outcome = tokio::time::timeout_at(deadline, cas(&client, &group, &batch, &lost)).await;
+        let outcome = match outcome {
             Ok(r) => r,
             // Out of time while losing races to other servers: a conflict,
             // not an etcd that is away.
@@ -203,54 +267,79 @@ impl Etcd {
             }
             Err(_) => Err(BackendError::Unavailable(format!(
                 "etcd did not answer within {} ms",
-                self.timeout.as_millis()
+                timeout.as_millis()
             ))),
+        };
+        match outcome {
+            Ok(answers) => {
+                for (j, a) in batch.into_iter().zip(answers) {
+                    let _ = j.reply.send(Ok(a));
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                for j in batch {
+                    let _ = j.reply.send(Err(match &e {
+                        BackendError::Conflict => BackendError::Conflict,
+                        BackendError::Corrupt { group, message } => BackendError::Corrupt {
+                            group: group.clone(),
+                            message: message.clone(),
+                        },
+                        _ => BackendError::Unavailable(text.clone()),
+                    }));
+                }
+            }
         }
     }
+}
 
-    /// Read, apply, and write only if the key's version is still the one
-    /// read (airlock's compare-and-swap); a lost race is tried again.
-    async fn cas(
-        &self,
-        group: &str,
-        policy: &Group,
-        request: &Request,
-        now: u64,
-        lost: &std::sync::atomic::AtomicUsize,
-    ) -> Result<Applied, BackendError> {
-        let key = semaphore_key(group);
-        let mut client = self.client.clone();
-        let unavailable = |e: etcd_client::Error| BackendError::Unavailable(e.to_string());
-        for _ in 0..CAS_ATTEMPTS {
-            let got = client
-                .get(key.as_bytes(), None)
-                .await
-                .map_err(unavailable)?;
-            let (mut sem, version) = match got.kvs().first() {
-                Some(kv) => (
-                    Semaphore::from_json(kv.value()).map_err(|e| BackendError::Corrupt {
-                        group: group.to_string(),
-                        message: e.to_string(),
-                    })?,
-                    kv.version(),
-                ),
-                None => (Semaphore::new(policy.slots), 0),
-            };
-            let (applied, changed) = semaphore::apply(&mut sem, policy, request, now);
-            if !changed && version != 0 {
-                return Ok(applied);
-            }
-            let txn = Txn::new()
-                .when([Compare::version(key.as_bytes(), CompareOp::Equal, version)])
-                .and_then([TxnOp::put(key.as_bytes(), sem.to_json(), None)]);
-            if client.txn(txn).await.map_err(unavailable)?.succeeded() {
-                return Ok(applied);
-            }
-            lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_micros(500 + jitter() % 4500)).await;
+/// Reads the group's semaphore, applies every job in order, and writes it
+/// back only if the key's version is still the one read (airlock's
+/// compare-and-swap); a lost race is tried again from a fresh read.
+async fn cas(
+    client: &etcd_client::Client,
+    group: &str,
+    batch: &[EtcdJob],
+    lost: &std::sync::atomic::AtomicUsize,
+) -> Result<Vec<Applied>, BackendError> {
+    let key = semaphore_key(group);
+    let mut client = client.clone();
+    let unavailable = |e: etcd_client::Error| BackendError::Unavailable(e.to_string());
+    for _ in 0..CAS_ATTEMPTS {
+        let got = client
+            .get(key.as_bytes(), None)
+            .await
+            .map_err(unavailable)?;
+        let (mut sem, version) = match got.kvs().first() {
+            Some(kv) => (
+                Semaphore::from_json(kv.value()).map_err(|e| BackendError::Corrupt {
+                    group: group.to_string(),
+                    message: e.to_string(),
+                })?,
+                kv.version(),
+            ),
+            None => (Semaphore::new(batch[0].policy.slots), 0),
+        };
+        let mut changed = version == 0;
+        let mut answers = Vec::with_capacity(batch.len());
+        for j in batch {
+            let (applied, c) = semaphore::apply(&mut sem, &j.policy, &j.request, j.now);
+            changed |= c;
+            answers.push(applied);
         }
-        Err(BackendError::Conflict)
+        if !changed {
+            return Ok(answers);
+        }
+        let txn = Txn::new()
+            .when([Compare::version(key.as_bytes(), CompareOp::Equal, version)])
+            .and_then([TxnOp::put(key.as_bytes(), sem.to_json(), None)]);
+        if client.txn(txn).await.map_err(unavailable)?.succeeded() {
+            return Ok(answers);
+        }
+        lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_micros(500 + jitter() % 4500)).await;
     }
+    Err(BackendError::Conflict)
 }
 
 /// A few random bits (the clock's nanoseconds), to spread retries.
