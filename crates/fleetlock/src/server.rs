@@ -190,7 +190,7 @@ fn serve(
             service.local_addr().expect("a bound listener has an address"),
             status.as_ref().map(|s| s.local_addr().expect("a bound listener has an address")),
         );
-        tracing::info!(address = %addrs.0, backend = backend.describe(), groups = config.groups.len(), "fleetlock listening");
+        tracing::debug!(address = %addrs.0, backend = backend.describe(), groups = config.groups.len(), "fleetlock listening");
         let shared = Arc::new(Shared {
             metrics: Metrics::new(&config),
             config,
@@ -392,7 +392,7 @@ async fn fleetlock(
         if let Err(e) = applied.result {
             return Err(ProtocolError::lock(&e.to_string()));
         }
-        tracing::info!(api, group = group.as_str(), id = id.as_str(), "ok");
+        tracing::debug!(api, group = group.as_str(), id = id.as_str(), "ok");
         Ok(())
     };
     match answer.await {
@@ -402,7 +402,7 @@ async fn fleetlock(
         }
         Err(e) => {
             shared.metrics.outcome(api, e.kind);
-            tracing::info!(api, kind = e.kind, value = e.value.as_str(), "refused");
+            tracing::debug!(api, kind = e.kind, value = e.value.as_str(), "refused");
             error_response(&e)
         }
     }

@@ -337,10 +337,50 @@ fn graph(
     println!(
         "   dashboard: http://{addr}/   graph: http://{addr}/v1/graph?basearch=x86_64&stream=stable"
     );
+    fleetlock(meta_dir.parent().unwrap_or(meta_dir))?;
     if serve {
         println!("   serving until interrupted (Ctrl-C)");
         running.join().map_err(|e| anyhow::anyhow!(e))?;
     }
+    Ok(())
+}
+
+/// A FleetLock server on the embedded store with one reboot slot, and two
+/// nodes asking for it as Zincati does.
+fn fleetlock(dir: &std::path::Path) -> anyhow::Result<()> {
+    println!("11. Reboot slots: a FleetLock server (embedded store, one slot) and two nodes:");
+    let text = format!(
+        "[service]\naddress = \"127.0.0.1\"\nport = 0\ntls = false\n[embedded]\npath = {:?}\n",
+        dir.join("fleetlock.redb").display().to_string()
+    );
+    let config = fleetlock::Config::parse(&text, std::path::Path::new("(demo)"))?;
+    let running = fleetlock::start(config, false)?;
+    let client = http_client::Client::builder().build()?;
+    let ask = |api: &str, node: &str| -> anyhow::Result<String> {
+        let body = format!(
+            "{{\n  \"client_params\": {{\n    \"id\": \"{node}\",\n    \"group\": \"default\"\n  }}\n}}"
+        );
+        let req =
+            http_client::Request::new("POST", &format!("http://{}/v1/{api}", running.service))
+                .header("fleet-lock-protocol", "true")
+                .body(body.into_bytes());
+        let r = client.send(&req)?;
+        let status = r.status();
+        let text = String::from_utf8_lossy(&r.read_to_vec(1 << 16)?)
+            .trim()
+            .to_string();
+        Ok(if text.is_empty() {
+            format!("{status}")
+        } else {
+            format!("{status} {text}")
+        })
+    };
+    println!("   node-a pre-reboot:   {}", ask("pre-reboot", "node-a")?);
+    println!("   node-b pre-reboot:   {}", ask("pre-reboot", "node-b")?);
+    println!("   node-a steady-state: {}", ask("steady-state", "node-a")?);
+    println!("   node-b pre-reboot:   {}", ask("pre-reboot", "node-b")?);
+    println!("   node-b steady-state: {}", ask("steady-state", "node-b")?);
+    running.stop()?;
     Ok(())
 }
 

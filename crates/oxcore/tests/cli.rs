@@ -91,6 +91,11 @@ fn demo_runs_on_embedded_defaults() {
         text.contains("updated:  /etc/motd = \"Welcome to Fedora CoreOS 41.20261209.3.0\""),
         "{text}"
     );
+    // One reboot slot: the second node waits until the first is back.
+    assert!(
+        text.contains("node-a pre-reboot:   200\n   node-b pre-reboot:   500 {\"kind\":\"failed_lock\",\"value\":\"all 1 semaphore slots currently locked\"}\n   node-a steady-state: 200\n   node-b pre-reboot:   200"),
+        "{text}"
+    );
     let rollback = text.split("9. Roll back").nth(1).unwrap();
     let first = rollback.find("41.20261125.3.0").unwrap();
     assert!(
