@@ -76,8 +76,9 @@ fn protocol_cases(srv: &fleetlock::Running) {
 /// 100 clients, 20 lock/unlock rounds each, on a group of 3 slots: the
 /// clients never count more than 3 holding at once, a sampler never sees
 /// more than 3 stored, and everyone got a slot in the end.
-fn no_more_holders_than_slots(srv: &fleetlock::Running) {
-    let (service, status) = (srv.service, srv.status.unwrap());
+fn no_more_holders_than_slots(servers: &[&fleetlock::Running]) {
+    let services: Vec<std::net::SocketAddr> = servers.iter().map(|s| s.service).collect();
+    let status = servers[0].status.unwrap();
     let holding = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
@@ -97,9 +98,12 @@ fn no_more_holders_than_slots(srv: &fleetlock::Running) {
     let clients: Vec<_> = (0..100)
         .map(|c| {
             let (holding, most, done) = (holding.clone(), most.clone(), done.clone());
+            let services = services.clone();
             std::thread::spawn(move || {
                 let id = format!("node-{c}");
-                for _ in 0..20 {
+                for round in 0..20 {
+                    // Behind a load balancer: each request to any server.
+                    let service = services[(c + round) % services.len()];
                     let deadline = Instant::now() + Duration::from_secs(300);
                     loop {
                         match lock(service, "workers", &id) {
@@ -116,6 +120,7 @@ fn no_more_holders_than_slots(srv: &fleetlock::Running) {
                     most.fetch_max(now, Ordering::SeqCst);
                     assert!(now <= 3, "{now} clients hold a slot of 3");
                     holding.fetch_sub(1, Ordering::SeqCst);
+                    let service = services[(c + round + 1) % services.len()];
                     assert_eq!(unlock(service, "workers", &id).0, 200);
                 }
                 done.fetch_add(1, Ordering::SeqCst);
@@ -158,7 +163,7 @@ fn embedded_speaks_airlocks_protocol() {
 fn embedded_never_has_more_holders_than_slots() {
     let tmp = tempfile::tempdir().unwrap();
     let srv = embedded(tmp.path(), GROUPS);
-    no_more_holders_than_slots(&srv);
+    no_more_holders_than_slots(&[&srv]);
     srv.stop().unwrap();
 }
 
@@ -290,8 +295,10 @@ fn etcd_never_has_more_holders_than_slots() {
     // Two servers on one etcd, clients alternating between them, as
     // behind a load balancer.
     let one = server(&etcd_config(&e, GROUPS));
-    no_more_holders_than_slots(&one);
+    let two = server(&etcd_config(&e, GROUPS));
+    no_more_holders_than_slots(&[&one, &two]);
     one.stop().unwrap();
+    two.stop().unwrap();
 }
 
 #[test]
