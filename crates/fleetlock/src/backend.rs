@@ -96,8 +96,15 @@ impl Backend {
                 endpoints,
                 transaction_timeout,
                 client_cert,
+                ca_cert,
             } => Ok(Backend::Etcd(Box::new(
-                Etcd::connect(endpoints, *transaction_timeout, client_cert.as_ref()).await?,
+                Etcd::connect(
+                    endpoints,
+                    *transaction_timeout,
+                    client_cert.as_ref(),
+                    ca_cert.as_deref(),
+                )
+                .await?,
             ))),
             BackendConfig::Embedded { path } => Ok(Backend::Embedded(Embedded::open(path)?)),
         }
@@ -159,6 +166,7 @@ impl Etcd {
         endpoints: &[String],
         timeout: Duration,
         client_cert: Option<&(PathBuf, PathBuf)>,
+        ca_cert: Option<&Path>,
     ) -> Result<Etcd, BackendError> {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(timeout)
@@ -168,14 +176,16 @@ impl Etcd {
         // speaks TLS with the system's roots and the client certificate.
         let tls = !endpoints.first().is_some_and(|e| e.starts_with("http://"));
         if tls {
+            let read = |p: &Path| {
+                std::fs::read(p)
+                    .map_err(|e| BackendError::Unavailable(format!("reading {}: {e}", p.display())))
+            };
             let mut t = etcd_client::TlsOptions::new().with_native_roots();
             if let Some((cert, key)) = client_cert {
-                let read = |p: &Path| {
-                    std::fs::read(p).map_err(|e| {
-                        BackendError::Unavailable(format!("reading {}: {e}", p.display()))
-                    })
-                };
                 t = t.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+            }
+            if let Some(ca) = ca_cert {
+                t = t.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
             }
             opts = opts.with_tls(t);
         }

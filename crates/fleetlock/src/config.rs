@@ -68,6 +68,8 @@ pub enum BackendConfig {
         transaction_timeout: Duration,
         /// A client certificate and its key (PEM files), for `https://`.
         client_cert: Option<(PathBuf, PathBuf)>,
+        /// A CA (PEM) trusted besides the system's roots (oxcore's key).
+        ca_cert: Option<PathBuf>,
     },
     /// A redb file on this machine.
     Embedded {
@@ -130,6 +132,7 @@ struct Etcd3 {
     transaction_timeout_ms: Option<i64>,
     client_cert_pub_path: Option<String>,
     client_cert_key_path: Option<String>,
+    ca_cert_path: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -219,10 +222,13 @@ impl Config {
             None
         };
         let backend = if f.etcd3.endpoints.is_empty() {
-            if f.etcd3.client_cert_pub_path.is_some() || f.etcd3.client_cert_key_path.is_some() {
+            if f.etcd3.client_cert_pub_path.is_some()
+                || f.etcd3.client_cert_key_path.is_some()
+                || f.etcd3.ca_cert_path.is_some()
+            {
                 return Err(invalid(
                     "etcd3.endpoints",
-                    "client certificates are set but no endpoint".into(),
+                    "TLS files are set but no endpoint".into(),
                 ));
             }
             BackendConfig::Embedded {
@@ -272,6 +278,11 @@ impl Config {
                 endpoints: f.etcd3.endpoints,
                 transaction_timeout: Duration::from_millis(ms),
                 client_cert,
+                ca_cert: f
+                    .etcd3
+                    .ca_cert_path
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from),
             }
         };
         let mut groups = BTreeMap::new();
@@ -403,6 +414,7 @@ name = "workers"
                 endpoints: vec!["http://127.0.0.1:2379".into()],
                 transaction_timeout: Duration::from_millis(1500),
                 client_cert: None,
+                ca_cert: None,
             }
         );
         let slots: Vec<(&str, u64)> = c

@@ -345,3 +345,48 @@ fn etcd_down_fails_fast_and_serves_again_when_back() {
     assert_eq!(lock(srv.service, "default", "b").0, 200);
     srv.stop().unwrap();
 }
+
+/// airlock's TLS settings: an `https://` endpoint and a client certificate
+/// from `client_cert_pub_path`/`client_cert_key_path`, which etcd requires;
+/// the private CA through oxcore's `ca_cert_path` (airlock trusts only the
+/// system's roots).
+#[test]
+fn etcd_over_tls_with_a_client_certificate() {
+    let test = "etcd_over_tls_with_a_client_certificate";
+    let Some(certs) = test_support::Certs::new("fleetlock test CA") else {
+        return;
+    };
+    let server_cert = certs.issue("etcd", &["IP:127.0.0.1"]);
+    let client_cert = certs.issue("client", &["DNS:client"]);
+    let ca = certs.path("ca.pem");
+    let tls = (ca.clone(), server_cert.clone(), certs.path("etcd.key"));
+    let Some(e) = Etcd::start_with(test, Some(tls)) else {
+        return;
+    };
+    let with_cert = format!(
+        "[etcd3]\nendpoints = [\"{}\"]\ntransaction_timeout_ms = 3000\nca_cert_path = \"{}\"\nclient_cert_pub_path = \"{}\"\nclient_cert_key_path = \"{}\"\n",
+        e.url(),
+        ca.display(),
+        client_cert.display(),
+        certs.path("client.key").display()
+    );
+    let srv = server(&with_cert);
+    assert_eq!(lock(srv.service, "default", "a"), (200, String::new()));
+    assert_eq!(lock(srv.service, "default", "b").0, 500);
+    assert_eq!(unlock(srv.service, "default", "a").0, 200);
+    srv.stop().unwrap();
+    // Without a client certificate etcd refuses the connection: a clear
+    // failed_sem_init, in time.
+    let without = format!(
+        "[etcd3]\nendpoints = [\"{}\"]\ntransaction_timeout_ms = 1500\nca_cert_path = \"{}\"\n",
+        e.url(),
+        ca.display()
+    );
+    let srv = server(&without);
+    let start = Instant::now();
+    let (code, body) = lock(srv.service, "default", "a");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(code, 500, "{body}");
+    assert!(body.contains("\"kind\":\"failed_sem_init\""), "{body}");
+    srv.stop().unwrap();
+}

@@ -115,12 +115,21 @@ pub struct Etcd {
     pub dir: PathBuf,
     pub client_port: u16,
     peer_port: u16,
+    /// With TLS: the CA, etcd's certificate and key; clients must show a
+    /// certificate of the same CA.
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
 impl Etcd {
     /// Starts one, or skips (see `test_support::skip`) without `etcd`.
     pub fn start(test: &str) -> Option<Etcd> {
+        Etcd::start_with(test, None)
+    }
+
+    /// Starts one speaking TLS with `(ca, cert, key)` and requiring client
+    /// certificates of that CA.
+    pub fn start_with(test: &str, tls: Option<(PathBuf, PathBuf, PathBuf)>) -> Option<Etcd> {
         if !Path::new("/usr/bin/etcd").exists() {
             test_support::skip(&format!("{test}: needs etcd (Debian package etcd-server)"));
             return None;
@@ -131,6 +140,7 @@ impl Etcd {
             dir: tmp.path().join("data"),
             client_port: free_port(),
             peer_port: free_port(),
+            tls,
             _tmp: Some(tmp),
         };
         e.run();
@@ -139,14 +149,25 @@ impl Etcd {
 
     /// The client URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// Starts (again) on the same ports and data.
     pub fn run(&mut self) {
         let client = self.url();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new("/usr/bin/etcd")
+        let mut cmd = Command::new("/usr/bin/etcd");
+        if let Some((ca, cert, key)) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(cert)
+                .arg("--key-file")
+                .arg(key)
+                .arg("--trusted-ca-file")
+                .arg(ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", "t", "--data-dir"])
             .arg(&self.dir)
             .args([
@@ -169,7 +190,12 @@ impl Etcd {
         self.child = Some(child);
         let start = Instant::now();
         loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.client_port)) {
+            if self.tls.is_some() {
+                if TcpStream::connect(("127.0.0.1", self.client_port)).is_ok() {
+                    std::thread::sleep(Duration::from_secs(2));
+                    return;
+                }
+            } else if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.client_port)) {
                 s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let _ =
                     s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
