@@ -246,6 +246,9 @@ async fn serve_group(
     timeout: Duration,
     mut jobs: tokio::sync::mpsc::UnboundedReceiver<EtcdJob>,
 ) {
+    // The value and version last read or written: a batch is then one
+    // round trip (compare-and-put, or on a lost race the fresh value).
+    let mut cache: Option<(Semaphore, i64)> = None;
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -267,7 +270,9 @@ async fn serve_group(
             continue;
         };
         let lost = std::sync::atomic::AtomicUsize::new(0);
-        let outcome = tokio::time::timeout_at(deadline, cas(&client, &group, &batch, &lost)).await;
+        let outcome =
+            tokio::time::timeout_at(deadline, cas(&client, &group, &batch, &mut cache, &lost))
+                .await;
         let outcome = match outcome {
             Ok(r) => r,
             // Out of time while losing races to other servers: a conflict,
@@ -303,32 +308,44 @@ async fn serve_group(
     }
 }
 
-/// Reads the group's semaphore, applies every job in order, and writes it
-/// back only if the key's version is still the one read (airlock's
-/// compare-and-swap); a lost race is tried again from a fresh read.
+/// Applies every job in order to the group's semaphore and writes it back
+/// only if the key's version is still the one it was computed from
+/// (airlock's compare-and-swap). The value comes from `cache` (what this
+/// server last read or wrote) or a read; the compare is made even when
+/// nothing changed, so no answer rests on a stale value. A lost race
+/// returns the current value in the same round trip, and is tried again.
 async fn cas(
     client: &etcd_client::Client,
     group: &str,
     batch: &[EtcdJob],
+    cache: &mut Option<(Semaphore, i64)>,
     lost: &std::sync::atomic::AtomicUsize,
 ) -> Result<Vec<Applied>, BackendError> {
     let key = semaphore_key(group);
     let mut client = client.clone();
     let unavailable = |e: etcd_client::Error| BackendError::Unavailable(e.to_string());
-    for _ in 0..CAS_ATTEMPTS {
-        let got = client
-            .get(key.as_bytes(), None)
-            .await
-            .map_err(unavailable)?;
-        let (mut sem, version) = match got.kvs().first() {
-            Some(kv) => (
+    let decode = |kv: Option<&etcd_client::KeyValue>| -> Result<(Semaphore, i64), BackendError> {
+        match kv {
+            Some(kv) => Ok((
                 Semaphore::from_json(kv.value()).map_err(|e| BackendError::Corrupt {
                     group: group.to_string(),
                     message: e.to_string(),
                 })?,
                 kv.version(),
-            ),
-            None => (Semaphore::new(batch[0].policy.slots), 0),
+            )),
+            None => Ok((Semaphore::new(batch[0].policy.slots), 0)),
+        }
+    };
+    for _ in 0..CAS_ATTEMPTS {
+        let (mut sem, version) = match cache.take() {
+            Some(c) => c,
+            None => {
+                let got = client
+                    .get(key.as_bytes(), None)
+                    .await
+                    .map_err(unavailable)?;
+                decode(got.kvs().first())?
+            }
         };
         let mut changed = version == 0;
         let mut answers = Vec::with_capacity(batch.len());
@@ -337,17 +354,30 @@ async fn cas(
             changed |= c;
             answers.push(applied);
         }
-        if !changed {
-            return Ok(answers);
-        }
+        let put = if changed {
+            vec![TxnOp::put(key.as_bytes(), sem.to_json(), None)]
+        } else {
+            Vec::new()
+        };
         let txn = Txn::new()
             .when([Compare::version(key.as_bytes(), CompareOp::Equal, version)])
-            .and_then([TxnOp::put(key.as_bytes(), sem.to_json(), None)]);
-        if client.txn(txn).await.map_err(unavailable)?.succeeded() {
+            .and_then(put)
+            .or_else([TxnOp::get(key.as_bytes(), None)]);
+        let r = client.txn(txn).await.map_err(unavailable)?;
+        if r.succeeded() {
+            *cache = Some((sem, if changed { version + 1 } else { version }));
             return Ok(answers);
         }
+        let current = r.op_responses().into_iter().find_map(|op| match op {
+            etcd_client::TxnOpResponse::Get(g) => Some(g),
+            _ => None,
+        });
+        *cache = match current {
+            Some(g) => Some(decode(g.kvs().first())?),
+            None => None,
+        };
         lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_micros(500 + jitter() % 4500)).await;
+        tokio::time::sleep(Duration::from_micros(200 + jitter() % 1800)).await;
     }
     Err(BackendError::Conflict)
 }
