@@ -35,7 +35,7 @@ impl ProtocolError {
         ProtocolError {
             status: 400,
             kind: "unknown_group",
-            value: format!("unknown group {}", go_quote(group)),
+            value: format!("unknown group {}", util::go_quote(group)),
         }
     }
 
@@ -62,40 +62,10 @@ impl ProtocolError {
     /// Go's encoder does, and a newline.
     pub fn body(&self) -> String {
         let json = serde_json::json!({"kind": self.kind, "value": self.value}).to_string();
-        let mut out = go_html_escape(&json);
+        let mut out = util::go_html_escape(&json);
         out.push('\n');
         out
     }
-}
-
-/// Go's JSON encoder's escapes beyond JSON's own.
-fn go_html_escape(json: &str) -> String {
-    json.replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
-        .replace('\u{2028}', "\\u2028")
-        .replace('\u{2029}', "\\u2029")
-}
-
-/// Go's `%q` of a string, for the printable ASCII this sees in practice
-/// (other characters as `\u` or `\x` escapes, as Go does).
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Who asks: the group and the id from `{"client_params":{…}}`.

@@ -32,7 +32,7 @@ pub use types::Config;
 pub use version::Version;
 
 pub use gojson::{to_go_json, to_go_json_for};
-pub use unit::go_quote;
+pub use util::go_quote;
 
 /// Serializes a config as compact JSON the way upstream's Go tools do: keys
 /// in spec order, unset and empty fields left out, Go's string escapes.

@@ -101,7 +101,7 @@ pub fn option_sections(contents: &str) -> Result<Vec<String>, String> {
         if !garbage.is_empty() {
             return Err(format!(
                 "found garbage after section name : {}",
-                go_quote(&String::from_utf8_lossy(garbage))
+                util::go_quote(&String::from_utf8_lossy(garbage))
             ));
         }
         i = (end + 1).min(b.len());
@@ -115,36 +115,6 @@ pub fn has_install_section(contents: &str) -> Option<bool> {
     option_sections(contents)
         .ok()
         .map(|s| s.iter().any(|s| s == "Install"))
-}
-
-/// Go's `%q` for a string.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\x07' => out.push_str("\\a"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x0b' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => {
-                if (c as u32) <= 0xffff {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -184,11 +154,5 @@ mod tests {
             option_sections(&long).unwrap_err(),
             "line too long (max 2048 bytes)"
         );
-    }
-
-    #[test]
-    fn quotes_like_go() {
-        assert_eq!(go_quote("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\x01\"");
-        assert_eq!(go_quote("héllo"), "\"héllo\"");
     }
 }

@@ -900,7 +900,7 @@ mod checks {
                                 &[K("contents")],
                                 format!(
                                     "unit {} is enabled, but has no install section so enable does nothing",
-                                    unit::go_quote(&u.name)
+                                    util::go_quote(&u.name)
                                 ),
                             );
                         }
@@ -949,8 +949,8 @@ mod checks {
                     &[K("units"), I(k), K("contents")],
                     format!(
                         "template unit {} for {} doesn't have Install section",
-                        unit::go_quote(&template),
-                        unit::go_quote(&u.name)
+                        util::go_quote(&template),
+                        util::go_quote(&u.name)
                     ),
                 );
             }

@@ -80,6 +80,48 @@ pub fn crc32(data: &[u8]) -> u32 {
     crc32fast::hash(data)
 }
 
+/// Go's `%q` of a string: the quotes, Go's escapes for the quote, the
+/// backslash and control characters, the rest as is.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => {
+                if (c as u32) <= 0xffff {
+                    out.push_str(&format!("\\u{:04x}", c as u32));
+                } else {
+                    out.push_str(&format!("\\U{:08x}", c as u32));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029 in
+/// strings; in JSON text they can only occur inside strings, so the whole
+/// text is escaped at once.
+pub fn go_html_escape(json: &str) -> String {
+    json.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
 /// Writes `data` to `path` through a temporary file in the same directory
 /// (created 0600, then given `mode`), synced to disk when `sync`, and
 /// renamed over `path`: a reader sees the old file or the new one, never a
@@ -123,6 +165,17 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32, sync: bool) -> std::io:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_and_escapes_like_go() {
+        assert_eq!(go_quote("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\x01\"");
+        assert_eq!(go_quote("héllo"), "\"héllo\"");
+        assert_eq!(go_quote("\u{85}"), "\"\\u0085\"");
+        assert_eq!(
+            go_html_escape("{\"a\":\"<b>&\u{2028}\"}"),
+            r#"{"a":"\u003cb\u003e\u0026\u2028"}"#
+        );
+    }
 
     #[test]
     fn hex_both_ways() {

@@ -65,16 +65,6 @@ pub fn clevis_present(luks: &Luks) -> bool {
         || c.threshold.is_some_and(|t| t != 0)
 }
 
-/// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029 in
-/// strings; in JSON text they can only occur inside strings.
-fn go_html_escape(json: &str) -> String {
-    json.replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
-        .replace('\u{2028}', "\\u2028")
-        .replace('\u{2029}', "\\u2029")
-}
-
 /// Sorts object keys, as Go does when it marshals a map.
 fn sort_keys(v: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
@@ -146,7 +136,7 @@ pub fn clevis_config(luks: &Luks) -> Result<(String, String), ClevisError> {
     config.insert("pins".into(), Value::Object(pins));
     config.insert("t".into(), Value::from(c.threshold.unwrap_or(1)));
     let text = serde_json::to_string(&Value::Object(config)).map_err(ClevisError::Json)?;
-    Ok(("sss".to_string(), go_html_escape(&text)))
+    Ok(("sss".to_string(), util::go_html_escape(&text)))
 }
 
 /// The commands upstream runs for one LUKS volume, in order.
