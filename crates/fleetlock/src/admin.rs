@@ -28,6 +28,16 @@ pub enum AdminError {
 
 /// Every configured group's semaphore.
 pub fn status(config: &Config) -> Result<BTreeMap<String, Semaphore>, AdminError> {
+    // No store yet: nothing is held, and looking creates nothing.
+    if let BackendConfig::Embedded { path } = &config.backend
+        && !path.exists()
+    {
+        return Ok(config
+            .groups
+            .iter()
+            .map(|(name, g)| (name.clone(), Semaphore::new(g.slots)))
+            .collect());
+    }
     match direct(config, |backend, config| async move {
         let mut out = BTreeMap::new();
         for (name, g) in &config.groups {

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, ConnectOptions, Txn, TxnOp};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use crate::config::{BackendConfig, Group};
@@ -549,47 +549,6 @@ fn writer(db: Database, path: &Path, jobs: mpsc::Receiver<Job>) {
             }
         }
     }
-}
-
-/// Reads every semaphore of an embedded store without a server (for
-/// `status` when none runs); groups never used are absent.
-pub fn read_embedded(path: &Path) -> Result<Vec<(String, Semaphore)>, BackendError> {
-    let store_err = |message: String| BackendError::Store {
-        path: path.to_path_buf(),
-        message,
-    };
-    if !path.exists() {
-        return Err(store_err("no such file".into()));
-    }
-    let db = match Database::open(path) {
-        Ok(db) => db,
-        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-            return Err(BackendError::Busy(path.to_path_buf()));
-        }
-        Err(e) => return Err(store_err(e.to_string())),
-    };
-    let read = || -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
-        let txn = db.begin_read()?;
-        let table = txn.open_table(SEMAPHORES)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (k, v) = row?;
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
-    };
-    read()
-        .map_err(|e| store_err(e.to_string()))?
-        .into_iter()
-        .map(|(g, v)| {
-            Semaphore::from_json(&v)
-                .map(|s| (g.clone(), s))
-                .map_err(|e| BackendError::Corrupt {
-                    group: g,
-                    message: e.to_string(),
-                })
-        })
-        .collect()
 }
 
 #[cfg(test)]

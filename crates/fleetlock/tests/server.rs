@@ -222,6 +222,13 @@ fn manual_release_and_status_from_the_command_lines_library() {
         path.display()
     );
     let config = fleetlock::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    // No store yet: status shows the configured groups and creates none.
+    let st = fleetlock::admin::status(&config).unwrap();
+    assert_eq!(
+        (st["default"].total_slots, st["default"].holders.len()),
+        (1, 0)
+    );
+    assert!(!path.exists());
     // No server: the store is read and written directly.
     assert!(!fleetlock::admin::release(&config, "default", "x").unwrap());
     let mut served = config.clone();
