@@ -124,6 +124,8 @@ fn now() -> u64 {
 /// Starts the server in a background thread and returns once both
 /// listeners are bound. With `signals`, SIGTERM and SIGINT stop it.
 pub fn start(config: Config, signals: bool) -> Result<Running, ServerError> {
+    // Up to MAX_CONNECTIONS connections need as many descriptors.
+    util::raise_descriptor_limit();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop, stop_rx) = watch::channel(false);
     let stop = Arc::new(stop);

@@ -107,7 +107,7 @@ pub fn run(
     source: Arc<dyn Source>,
     fake_now: Option<i64>,
 ) -> Result<(), ServerError> {
-    raise_descriptor_limit();
+    util::raise_descriptor_limit();
     let running = start(settings, source, fake_now, true)?;
     for a in &running.addrs {
         println!("listening on {a}");
@@ -115,20 +115,6 @@ pub fn run(
     use std::io::Write;
     let _ = std::io::stdout().flush();
     running.join()
-}
-
-/// Raises the soft descriptor limit to the hard one, as Go's runtime does:
-/// each connection needs one, and the soft default (1024) is below
-/// `max_connections`' default.
-fn raise_descriptor_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut l = getrlimit(Resource::Nofile);
-    if l.current < l.maximum {
-        l.current = l.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, l) {
-            tracing::debug!(error = %e, "raising the descriptor limit failed");
-        }
-    }
 }
 
 /// Starts the server in a background thread and returns once it listens.

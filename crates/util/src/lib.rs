@@ -122,6 +122,20 @@ pub fn go_html_escape(json: &str) -> String {
         .replace('\u{2029}', "\\u2029")
 }
 
+/// Raises the soft limit on open descriptors to the hard one, as Go's
+/// runtime does for servers: each connection needs one, and the soft
+/// default (1024) is below what a server accepts. Returns the limit now
+/// in force (`None`: unlimited or unknown).
+pub fn raise_descriptor_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+    getrlimit(Resource::Nofile).current
+}
+
 /// Writes `data` to `path` through a temporary file in the same directory
 /// (created 0600, then given `mode`), synced to disk when `sync`, and
 /// renamed over `path`: a reader sees the old file or the new one, never a
