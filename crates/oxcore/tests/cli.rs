@@ -132,6 +132,28 @@ fn help_and_version() {
     assert_eq!(bad.status.code(), Some(2));
 }
 
+/// `oxcore ignition --stage NAME` on the `file` platform with every path
+/// under `d` (root `sysroot`, `run/`, kernel command line `cmdline`, user
+/// config `config.ign`).
+fn file_stage(d: &std::path::Path, name: &str) -> std::process::Command {
+    let mut cmd = oxcore();
+    cmd.args(["ignition", "--stage", name, "--platform", "file"])
+        .arg("--root")
+        .arg(d.join("sysroot"))
+        .arg("--config-cache")
+        .arg(d.join("run/ignition.json"))
+        .arg("--state-file")
+        .arg(d.join("run/state"))
+        .arg("--neednet")
+        .arg(d.join("run/neednet"))
+        .arg("--system-config-dir")
+        .arg(d.join("none"))
+        .arg("--cmdline")
+        .arg(d.join("cmdline"))
+        .env("IGNITION_CONFIG_FILE", d.join("config.ign"));
+    cmd
+}
+
 #[test]
 fn ignition_stages_run_once_on_first_boot() {
     let dir = tempfile::tempdir().unwrap();
@@ -140,23 +162,7 @@ fn ignition_stages_run_once_on_first_boot() {
     std::fs::write(d.join("config.ign"), r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/hello","contents":{"source":"data:,hi"}}]}}"#).unwrap();
     let stage = |name: &str, cmdline: &str| {
         std::fs::write(d.join("cmdline"), cmdline).unwrap();
-        oxcore()
-            .args(["ignition", "--stage", name, "--platform", "file"])
-            .arg("--root")
-            .arg(d.join("sysroot"))
-            .arg("--config-cache")
-            .arg(d.join("run/ignition.json"))
-            .arg("--state-file")
-            .arg(d.join("run/state"))
-            .arg("--neednet")
-            .arg(d.join("run/neednet"))
-            .arg("--system-config-dir")
-            .arg(d.join("none"))
-            .arg("--cmdline")
-            .arg(d.join("cmdline"))
-            .env("IGNITION_CONFIG_FILE", d.join("config.ign"))
-            .output()
-            .unwrap()
+        file_stage(d, name).output().unwrap()
     };
     // Not the first boot: nothing happens.
     let out = stage("fetch-offline", "root=/dev/sda\n");
@@ -193,23 +199,7 @@ fn ignition_notes_reach_stderr() {
     let d = dir.path();
     std::fs::write(d.join("config.ign"), "").unwrap();
     std::fs::write(d.join("cmdline"), "ignition.firstboot\n").unwrap();
-    let out = oxcore()
-        .args(["ignition", "--stage", "fetch-offline", "--platform", "file"])
-        .arg("--root")
-        .arg(d.join("sysroot"))
-        .arg("--config-cache")
-        .arg(d.join("run/ignition.json"))
-        .arg("--state-file")
-        .arg(d.join("run/state"))
-        .arg("--neednet")
-        .arg(d.join("run/neednet"))
-        .arg("--system-config-dir")
-        .arg(d.join("none"))
-        .arg("--cmdline")
-        .arg(d.join("cmdline"))
-        .env("IGNITION_CONFIG_FILE", d.join("config.ign"))
-        .output()
-        .unwrap();
+    let out = file_stage(d, "fetch-offline").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let note = format!(
