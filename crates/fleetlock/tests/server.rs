@@ -291,7 +291,69 @@ fn etcd_speaks_airlocks_protocol_and_key_layout() {
         .unwrap();
     });
     assert_eq!(lock(srv.service, "workers", "w").0, 500);
+    // A value that is not a semaphore is refused, never read as empty nor
+    // overwritten.
+    rt.block_on(async {
+        let mut c = etcd_client::Client::connect([e.url()], None).await.unwrap();
+        c.put(
+            "com.coreos.airlock/groups/workers/v1/semaphore",
+            "{\"holders\":7}",
+            None,
+        )
+        .await
+        .unwrap();
+    });
+    let (code, body) = lock(srv.service, "workers", "w");
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.starts_with("{\"kind\":\"failed_lock\",\"value\":\"semaphore of group \\\"workers\\\" is not readable: "),
+        "{body}"
+    );
+    let kept = rt.block_on(async {
+        let mut c = etcd_client::Client::connect([e.url()], None).await.unwrap();
+        let r = c
+            .get("com.coreos.airlock/groups/workers/v1/semaphore", None)
+            .await
+            .unwrap();
+        r.kvs()[0].value().to_vec()
+    });
+    assert_eq!(kept, b"{\"holders\":7}");
     srv.stop().unwrap();
+}
+
+#[test]
+fn an_unreadable_embedded_value_is_refused_not_overwritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("fleetlock.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("semaphores");
+            let mut t = txn.open_table(def).unwrap();
+            t.insert("default", b"not json".as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let srv = embedded(tmp.path(), "");
+    let (code, body) = lock(srv.service, "default", "a");
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body.contains("semaphore of group \\\"default\\\" is not readable"),
+        "{body}"
+    );
+    srv.stop().unwrap();
+    let db = redb::Database::open(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("semaphores");
+    let t = txn.open_table(def).unwrap();
+    assert_eq!(
+        redb::ReadableTable::get(&t, "default")
+            .unwrap()
+            .unwrap()
+            .value(),
+        b"not json"
+    );
 }
 
 #[test]
