@@ -266,57 +266,30 @@ fn etcd_speaks_airlocks_protocol_and_key_layout() {
         .enable_all()
         .build()
         .unwrap();
-    let value = rt.block_on(async {
-        let mut c = etcd_client::Client::connect([e.url()], None).await.unwrap();
-        let r = c
-            .get("com.coreos.airlock/groups/workers/v1/semaphore", None)
-            .await
-            .unwrap();
-        r.kvs()[0].value().to_vec()
-    });
+    let value = stored(&rt, &e, WORKERS_KEY);
     assert_eq!(
         String::from_utf8(value).unwrap(),
         "{\"total_slots\":3,\"holders\":[\"y\",\"z\"]}"
     );
     // A slot taken by another server (airlock writing the same layout)
     // is seen here: fill the last slot behind this server's back.
-    rt.block_on(async {
-        let mut c = etcd_client::Client::connect([e.url()], None).await.unwrap();
-        c.put(
-            "com.coreos.airlock/groups/workers/v1/semaphore",
-            "{\"total_slots\":3,\"holders\":[\"other\",\"y\",\"z\"]}",
-            None,
-        )
-        .await
-        .unwrap();
-    });
+    store(
+        &rt,
+        &e,
+        WORKERS_KEY,
+        "{\"total_slots\":3,\"holders\":[\"other\",\"y\",\"z\"]}",
+    );
     assert_eq!(lock(srv.service, "workers", "w").0, 500);
     // A value that is not a semaphore is refused, never read as empty nor
     // overwritten.
-    rt.block_on(async {
-        let mut c = etcd_client::Client::connect([e.url()], None).await.unwrap();
-        c.put(
-            "com.coreos.airlock/groups/workers/v1/semaphore",
-            "{\"holders\":7}",
-            None,
-        )
-        .await
-        .unwrap();
-    });
+    store(&rt, &e, WORKERS_KEY, "{\"holders\":7}");
     let (code, body) = lock(srv.service, "workers", "w");
     assert_eq!(code, 500, "{body}");
     assert!(
         body.starts_with("{\"kind\":\"failed_lock\",\"value\":\"semaphore of group \\\"workers\\\" is not readable: "),
         "{body}"
     );
-    let kept = rt.block_on(async {
-        let mut c = etcd_client::Client::connect([e.url()], None).await.unwrap();
-        let r = c
-            .get("com.coreos.airlock/groups/workers/v1/semaphore", None)
-            .await
-            .unwrap();
-        r.kvs()[0].value().to_vec()
-    });
+    let kept = stored(&rt, &e, WORKERS_KEY);
     assert_eq!(kept, b"{\"holders\":7}");
     srv.stop().unwrap();
 }
@@ -458,4 +431,25 @@ fn etcd_over_tls_with_a_client_certificate() {
     assert_eq!(code, 500, "{body}");
     assert!(body.contains("\"kind\":\"failed_sem_init\""), "{body}");
     srv.stop().unwrap();
+}
+
+/// airlock's key of the `workers` group, written out (the layout under test).
+const WORKERS_KEY: &str = "com.coreos.airlock/groups/workers/v1/semaphore";
+
+/// The value stored under `key` in etcd, read directly.
+fn stored(rt: &tokio::runtime::Runtime, e: &Etcd, key: &str) -> Vec<u8> {
+    rt.block_on(async {
+        let mut c = etcd_client::Client::connect([e.url()], None).await.unwrap();
+        let r = c.get(key, None).await.unwrap();
+        r.kvs()[0].value().to_vec()
+    })
+}
+
+/// Writes `value` under `key` in etcd directly, as another server (airlock)
+/// or a person would.
+fn store(rt: &tokio::runtime::Runtime, e: &Etcd, key: &str, value: &str) {
+    rt.block_on(async {
+        let mut c = etcd_client::Client::connect([e.url()], None).await.unwrap();
+        c.put(key, value, None).await.unwrap();
+    });
 }

@@ -488,14 +488,36 @@ pub fn listening_addr(child: &mut Child) -> String {
 /// (status, the head lower-cased, the body). `extra` is more header lines,
 /// each ending in CRLF.
 pub fn http_get(addr: &str, path: &str, extra: &str) -> (u16, String, String) {
+    http_request(addr, "GET", path, extra, "")
+}
+
+/// One request on its own connection, closed after: (status, the head
+/// lower-cased, the body). `extra` is more header lines, each ending in
+/// CRLF; a body gets its `Content-Length`. A server may answer and close
+/// before it has read an oversized body: the failed write is ignored and
+/// the answer read; what arrived before a reset counts. Panics when no
+/// status line came within 60 s.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: &str,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\r\n"
-    )
-    .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let length = if body.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{length}{extra}\r\n{body}"
+    );
+    let _ = s.write_all(request.as_bytes());
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
