@@ -149,7 +149,8 @@ pub struct ClientBuilder {
     cas: Vec<Vec<u8>>,
     system_roots: bool,
     proxy: Option<Proxy>,
-    user_agent: String,
+    user_agent: Option<String>,
+    title_case: bool,
     timeout: Duration,
 }
 
@@ -159,7 +160,8 @@ impl Default for ClientBuilder {
             cas: Vec::new(),
             system_roots: true,
             proxy: None,
-            user_agent: format!("oxcore/{}", env!("CARGO_PKG_VERSION")),
+            user_agent: Some(format!("oxcore/{}", env!("CARGO_PKG_VERSION"))),
+            title_case: true,
             timeout: Duration::from_secs(30),
         }
     }
@@ -187,7 +189,15 @@ impl ClientBuilder {
 
     /// The `User-Agent` header.
     pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
-        self.user_agent = ua.into();
+        self.user_agent = Some(ua.into());
+        self
+    }
+
+    /// Sends requests as a Rust client with hyper's defaults does
+    /// (Zincati's): no `User-Agent`, header names in lower case.
+    pub fn plain_headers(mut self) -> Self {
+        self.user_agent = None;
+        self.title_case = false;
         self
     }
 
@@ -209,13 +219,17 @@ impl ClientBuilder {
             .tls_backend_preconfigured(tls)
             .redirect(reqwest::redirect::Policy::none())
             .referer(false)
-            .http1_title_case_headers()
-            .user_agent(self.user_agent)
             .timeout(self.timeout)
             .connect_timeout(self.timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .dns_resolver(zones.clone())
             .no_proxy();
+        if self.title_case {
+            b = b.http1_title_case_headers();
+        }
+        if let Some(ua) = self.user_agent {
+            b = b.user_agent(ua);
+        }
         if let Some(p) = &self.proxy {
             let no = reqwest::NoProxy::from_string(&p.no_proxy.join(","));
             let bad = |e: reqwest::Error| Error::Url {

@@ -32,6 +32,29 @@ pub(crate) fn log_messages_to_stderr() {
         .try_init();
 }
 
+/// Logs to stderr at `-v` counts as the upstream services take them
+/// (none: warnings, `-v` info, `-vv` debug, more: trace); without
+/// timestamps when stderr is the journal (`JOURNAL_STREAM`), which adds
+/// its own.
+pub(crate) fn log_at_verbosity(verbose: u8) {
+    let level = match verbose {
+        0 => tracing_subscriber::filter::LevelFilter::WARN,
+        1 => tracing_subscriber::filter::LevelFilter::INFO,
+        2 => tracing_subscriber::filter::LevelFilter::DEBUG,
+        _ => tracing_subscriber::filter::LevelFilter::TRACE,
+    };
+    let b = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(false);
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        b.without_time().try_init()
+    } else {
+        b.try_init()
+    };
+}
+
 /// A byte count as `ostree` prints it (`12.3 kB`).
 pub(crate) fn format_size(n: u64) -> String {
     match n {

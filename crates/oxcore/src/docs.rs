@@ -118,6 +118,11 @@ fn commands() -> Vec<(String, &'static str, Command)> {
     ));
     out.push(("ignition".into(), "8", crate::ignition::Upstream::command()));
     out.push(("airlock".into(), "8", crate::fleetlock::airlock_command()));
+    out.push((
+        "zincati".into(),
+        "8",
+        crate::update_agent::zincati_command(),
+    ));
     out
 }
 
@@ -153,6 +158,7 @@ pub fn write_completions(dir: &Path) -> Result<Vec<String>> {
         "ostree",
         "ignition",
         "airlock",
+        "zincati",
     ];
     let all = commands();
     for (shell, sub) in [

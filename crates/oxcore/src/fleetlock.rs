@@ -63,30 +63,16 @@ fn load(arg: &ConfigArg) -> Result<Config> {
     }
 }
 
-fn log(verbose: u8) {
-    let level = match verbose {
-        0 => tracing_subscriber::filter::LevelFilter::WARN,
-        1 => tracing_subscriber::filter::LevelFilter::INFO,
-        2 => tracing_subscriber::filter::LevelFilter::DEBUG,
-        _ => tracing_subscriber::filter::LevelFilter::TRACE,
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_ansi(false)
-        .try_init();
-}
-
 /// Runs `oxcore fleetlock`.
 pub fn run(cli: FleetlockCli) -> Result<ExitCode> {
     match cli.verb {
         Verb::Serve(arg) => serve(&arg),
         Verb::Status(arg) => {
-            log(arg.verbose);
+            crate::cli::log_at_verbosity(arg.verbose);
             print_status(&load(&arg)?)
         }
         Verb::Release { config, group, id } => {
-            log(config.verbose);
+            crate::cli::log_at_verbosity(config.verbose);
             let held = fleetlock::admin::release(&load(&config)?, &group, &id)?;
             if held {
                 println!("released {id}'s slot in group {group}");
@@ -99,7 +85,7 @@ pub fn run(cli: FleetlockCli) -> Result<ExitCode> {
 }
 
 fn serve(arg: &ConfigArg) -> Result<ExitCode> {
-    log(arg.verbose.max(1));
+    crate::cli::log_at_verbosity(arg.verbose.max(1));
     let config = load(arg)?;
     let running = fleetlock::start(config, true)?;
     println!("listening on {}", running.service);

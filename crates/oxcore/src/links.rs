@@ -19,16 +19,19 @@ pub enum Tool {
     Ignition,
     /// `airlock` (the FleetLock server)
     Airlock,
+    /// `zincati` (the update agent)
+    Zincati,
 }
 
 impl Tool {
     /// Every tool `install-links` creates a link for.
-    pub const ALL: [Tool; 5] = [
+    pub const ALL: [Tool; 6] = [
         Tool::Butane,
         Tool::IgnitionValidate,
         Tool::Ostree,
         Tool::Ignition,
         Tool::Airlock,
+        Tool::Zincati,
     ];
 
     /// The command name.
@@ -39,6 +42,7 @@ impl Tool {
             Tool::Ostree => "ostree",
             Tool::Ignition => "ignition",
             Tool::Airlock => "airlock",
+            Tool::Zincati => "zincati",
         }
     }
 
@@ -50,6 +54,7 @@ impl Tool {
             Tool::Ostree => crate::ostree::main(args),
             Tool::Ignition => crate::ignition::ignition_main(args),
             Tool::Airlock => crate::fleetlock::airlock_main(args),
+            Tool::Zincati => crate::update_agent::zincati_main(args),
         }
     }
 }

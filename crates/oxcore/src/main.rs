@@ -15,6 +15,7 @@ mod ignition;
 mod links;
 mod ostree;
 mod release;
+mod update_agent;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -62,6 +63,10 @@ enum Command {
     /// The FleetLock server: reboot slots for a fleet (airlock-compatible,
     /// on etcd or an embedded store).
     Fleetlock(fleetlock::FleetlockCli),
+    /// The update agent: follows the update graph, stages and reboots by
+    /// its strategy, rolls back a release that fails its health checks
+    /// (a Zincati drop-in; `oxcore agent --help`).
+    Agent(update_agent::AgentCli),
     /// Ignition: first-boot provisioning (`--stage NAME` runs a stage) and
     /// configs.
     Ignition(Box<ignition::IgnitionCli>),
@@ -231,6 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ignition(cli) => ignition::run(*cli),
         Command::Graph(cli) => graph::run(cli),
         Command::Fleetlock(cli) => fleetlock::run(cli),
+        Command::Agent(cli) => update_agent::run(cli),
         Command::Release(cli) => release::run(cli),
         Command::Ostree { args } => {
             let mut argv = vec![OsString::from("oxcore ostree")];

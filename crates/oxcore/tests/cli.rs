@@ -57,7 +57,8 @@ fn install_links_creates_working_links_and_refuses_to_clobber() {
             "butane",
             "ignition",
             "ignition-validate",
-            "ostree"
+            "ostree",
+            "zincati"
         ]
     );
 

@@ -61,6 +61,66 @@ impl BootEntry {
     }
 }
 
+/// A boot counter in an entry's file name, as the Boot Loader
+/// Specification's boot counting has it (`<name>+LEFT[-DONE].conf`): the
+/// bootloader decrements `left` and increments `done` before each try of
+/// the entry, and an entry with no tries left is "bad" and sorted after the
+/// others; `systemd-bless-boot` removes the counter once the boot is good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootCounter {
+    /// Tries left.
+    pub left: u32,
+    /// Tries made.
+    pub done: u32,
+}
+
+impl BootCounter {
+    /// A fresh counter of `tries` tries.
+    pub fn new(tries: u32) -> BootCounter {
+        BootCounter {
+            left: tries,
+            done: 0,
+        }
+    }
+
+    /// The file-name suffix (`+3`, `+2-1`), as systemd writes it: `-DONE`
+    /// only once a try was made.
+    pub fn suffix(&self) -> String {
+        if self.done == 0 {
+            format!("+{}", self.left)
+        } else {
+            format!("+{}-{}", self.left, self.done)
+        }
+    }
+
+    /// Splits `name.conf` into the name without the counter and the
+    /// counter, if the name carries a valid one.
+    pub fn split_file_name(file: &str) -> (String, Option<BootCounter>) {
+        let stem = file.strip_suffix(".conf").unwrap_or(file);
+        let digits =
+            |s: &str| !s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+        if let Some((name, counter)) = stem.rsplit_once('+') {
+            let (left, done) = match counter.split_once('-') {
+                Some((l, d)) => (l, Some(d)),
+                None => (counter, None),
+            };
+            if digits(left) && done.is_none_or(digits) {
+                let parsed = BootCounter {
+                    left: left.parse().unwrap_or(0),
+                    done: done.map_or(0, |d| d.parse().unwrap_or(0)),
+                };
+                return (name.to_string(), Some(parsed));
+            }
+        }
+        (stem.to_string(), None)
+    }
+
+    /// Whether the bootloader has given up on the entry.
+    pub fn exhausted(&self) -> bool {
+        self.left == 0
+    }
+}
+
 /// Parses `ostree=/ostree/boot.N/<os>/<bootcsum>/<serial>`.
 pub(crate) fn parse_ostree_arg(arg: &str) -> Option<(u8, String, String, u32)> {
     let rest = arg.strip_prefix("/ostree/boot.")?;
@@ -149,6 +209,30 @@ mod tests {
         );
         assert_eq!(e.to_text(), text);
         assert_eq!(parse_ostree_arg("/ostree/boot.0/fcos/x/0/extra"), None);
+    }
+
+    #[test]
+    fn boot_counters_in_file_names() {
+        let split = BootCounter::split_file_name;
+        assert_eq!(split("ostree-2-fcos.conf"), ("ostree-2-fcos".into(), None));
+        assert_eq!(
+            split("ostree-2-fcos+3.conf"),
+            ("ostree-2-fcos".into(), Some(BootCounter::new(3)))
+        );
+        assert_eq!(
+            split("ostree-2-fcos+0-3.conf"),
+            (
+                "ostree-2-fcos".into(),
+                Some(BootCounter { left: 0, done: 3 })
+            )
+        );
+        // Not counters: the name keeps them.
+        assert_eq!(split("a+b.conf"), ("a+b".into(), None));
+        assert_eq!(split("a+1-.conf"), ("a+1-".into(), None));
+        assert_eq!(split("a+-1.conf"), ("a+-1".into(), None));
+        assert_eq!(BootCounter { left: 2, done: 1 }.suffix(), "+2-1");
+        assert_eq!(BootCounter::new(3).suffix(), "+3");
+        assert!(BootCounter { left: 0, done: 3 }.exhausted());
     }
 
     #[test]

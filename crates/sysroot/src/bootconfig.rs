@@ -141,6 +141,8 @@ impl Sysroot {
         entries.sort_by_key(|(_, e)| std::cmp::Reverse(version(e)));
         let mut out = Vec::new();
         for (path, entry) in entries {
+            let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+            let boot_counter = file.and_then(|f| bls::BootCounter::split_file_name(&f).1);
             let arg = entry
                 .ostree_arg()
                 .ok_or_else(|| msg(format!("{}: no ostree= kernel argument", path.display())))?;
@@ -183,6 +185,7 @@ impl Sysroot {
                 kargs: entry.get("options").unwrap_or("").to_string(),
                 origin,
                 version,
+                boot_counter,
             });
         }
         Ok(out)
@@ -292,7 +295,8 @@ impl Sysroot {
             if let Some(i) = initrd {
                 e.set("initrd", &i);
             }
-            let path = entries.join(format!("ostree-{}-{}.conf", n - i, d.os));
+            let counter = d.boot_counter.map(|c| c.suffix()).unwrap_or_default();
+            let path = entries.join(format!("ostree-{}-{}{counter}.conf", n - i, d.os));
             fs::write(&path, e.to_text()).map_err(|e| io_err(&path, e))?;
         }
         failpoint("entries-written")?;
@@ -315,6 +319,58 @@ impl Sysroot {
         sync_path(&self.path)?;
         failpoint("after-swap")?;
         self.remove_stale(new_bv, new_sub)?;
+        Ok(())
+    }
+
+    /// The entry file of deployment `d` in the current configuration.
+    fn entry_file(&self, d: &Deployment) -> Result<std::path::PathBuf> {
+        let (bv, _) = self.readable_bootversion()?;
+        let dir = self.path.join(format!("boot/loader.{bv}/entries"));
+        for e in fs::read_dir(&dir).map_err(|e| io_err(&dir, e))? {
+            let p = e.map_err(|e| io_err(&dir, e))?.path();
+            if p.extension().is_none_or(|x| x != "conf") {
+                continue;
+            }
+            let text = fs::read_to_string(&p).map_err(|e| io_err(&p, e))?;
+            let entry = BootEntry::parse(&text);
+            if let Some((_, os, bootcsum, serial)) =
+                entry.ostree_arg().and_then(bls::parse_ostree_arg)
+                && os == d.os
+                && bootcsum == d.bootcsum
+                && serial == d.bootserial
+            {
+                return Ok(p);
+            }
+        }
+        Err(msg(format!(
+            "{}: no boot entry for deployment {}",
+            dir.display(),
+            d.name()
+        )))
+    }
+
+    /// Sets or removes the boot counter of deployment `index`'s entry by
+    /// renaming the entry in place, as the bootloader and
+    /// `systemd-bless-boot` do (`None` marks the boot good). The rename is
+    /// atomic and synced; the rest of the configuration is not touched.
+    pub fn set_boot_counter(&self, index: usize, counter: Option<bls::BootCounter>) -> Result<()> {
+        let _lock = self.lock()?;
+        let list = self.deployments()?;
+        let d = list
+            .get(index)
+            .ok_or_else(|| msg(format!("Invalid index {index}")))?;
+        let from = self.entry_file(d)?;
+        let file = from
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (name, _) = bls::BootCounter::split_file_name(&file);
+        let suffix = counter.map(|c| c.suffix()).unwrap_or_default();
+        let to = from.with_file_name(format!("{name}{suffix}.conf"));
+        if to != from {
+            fs::rename(&from, &to).map_err(|e| io_err(&to, e))?;
+            sync_path(&self.path)?;
+        }
         Ok(())
     }
 

@@ -93,6 +93,7 @@ impl Sysroot {
             kargs,
             origin,
             version,
+            boot_counter: None,
         })
     }
 
@@ -297,6 +298,25 @@ impl Sysroot {
         list.insert(0, d);
         self.write_deployments(&list)?;
         Ok((from, 0))
+    }
+
+    /// Makes deployment `index` the default (first), keeping the others
+    /// in their order.
+    pub fn set_default(&self, index: usize) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut list = self.deployments()?;
+        if index >= list.len() {
+            return Err(msg(format!(
+                "Out of range deployment index {index}, expected < {}",
+                list.len()
+            )));
+        }
+        if index == 0 {
+            return Ok(());
+        }
+        let d = list.remove(index);
+        list.insert(0, d);
+        self.write_deployments(&list)
     }
 
     /// Pins or unpins deployment `index` (a rewrite of its origin file).

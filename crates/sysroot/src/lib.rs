@@ -161,6 +161,10 @@ pub struct Deployment {
     pub origin: KeyFile,
     /// The commit's `version` metadata.
     pub version: Option<String>,
+    /// The boot counter its entry's file name carries: only deployments
+    /// the update agent finalized on trial have one (`ostree admin`
+    /// writes none, so its entries stay byte-identical).
+    pub boot_counter: Option<bls::BootCounter>,
 }
 
 impl Deployment {

@@ -34,6 +34,21 @@ impl Sysroot {
         kargs: Option<String>,
         locked: bool,
     ) -> Result<Deployment> {
+        self.stage_with_trial(os, commit, origin, kargs, locked, None)
+    }
+
+    /// [`Sysroot::stage`], the deployment to boot on trial once finalized:
+    /// its entry carries a boot counter of `boot_tries` tries (see
+    /// [`crate::bls::BootCounter`]). The update agent stages this way.
+    pub fn stage_with_trial(
+        &self,
+        os: &str,
+        commit: &Checksum,
+        origin: KeyFile,
+        kargs: Option<String>,
+        locked: bool,
+        boot_tries: Option<u32>,
+    ) -> Result<Deployment> {
         let _lock = self.lock()?;
         if let Some(old) = self.staged()? {
             // A newer stage replaces the older one.
@@ -55,6 +70,9 @@ impl Sysroot {
         rec.set("staged", "serial", &d.serial.to_string());
         rec.set("staged", "bootcsum", &d.bootcsum);
         rec.set("staged", "kargs", &d.kargs);
+        if let Some(tries) = boot_tries {
+            rec.set("staged", "boot-tries", &tries.to_string());
+        }
         let path = self.path.join(STAGED);
         fs::create_dir_all(path.parent().expect("has a parent")).map_err(|e| io_err(&path, e))?;
         self.set_finalization_locked(locked)?;
@@ -110,6 +128,10 @@ impl Sysroot {
             kargs: rec.get("staged", "kargs").unwrap_or("").to_string(),
             origin,
             version,
+            boot_counter: rec
+                .get("staged", "boot-tries")
+                .and_then(|t| t.parse().ok())
+                .map(crate::bls::BootCounter::new),
         }))
     }
 

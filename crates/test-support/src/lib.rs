@@ -317,6 +317,10 @@ pub struct Seen {
     pub headers: Vec<(String, String)>,
     /// Which connection (0, 1, …) it came on.
     pub connection: usize,
+    /// The head as sent (request line and header lines, CRLFs kept).
+    pub head: String,
+    /// The body (by `Content-Length`).
+    pub body: Vec<u8>,
 }
 
 impl Seen {
@@ -435,12 +439,14 @@ fn serve_conn(conn: TcpStream, id: usize, seen: &Mutex<Vec<Seen>>, handler: &Han
         if r.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
+        let mut head = line.clone();
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
             if r.read_line(&mut h).unwrap_or(0) == 0 {
                 return;
             }
+            head.push_str(&h);
             let h = h.trim_end();
             if h.is_empty() {
                 break;
@@ -462,6 +468,8 @@ fn serve_conn(conn: TcpStream, id: usize, seen: &Mutex<Vec<Seen>>, handler: &Han
             line: line.trim_end().to_string(),
             headers,
             connection: id,
+            head,
+            body,
         };
         seen.lock().unwrap().push(req.clone());
         let reply = handler(&req);

@@ -1,0 +1,213 @@
+//! Health checks of a release booted on trial: executables in
+//! `/etc/oxcore/health.d/` and `/usr/lib/oxcore/health.d/` (exit 0 is
+//! healthy; a name in `/etc` replaces the same name in `/usr/lib`, a link
+//! to `/dev/null` masks it), systemd units that must be active, and the
+//! graph server answering. Checks that fail are tried again until the
+//! deadline; the first check still failing then is the verdict.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::HealthSettings;
+use crate::{Clock, Root};
+
+/// The check directories, lowest precedence first.
+pub const DIRS: [&str; 2] = ["/usr/lib/oxcore/health.d", "/etc/oxcore/health.d"];
+/// The most output kept of a check.
+const MAX_OUTPUT: u64 = 4096;
+
+/// A check that did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The check: a script's path, `unit:NAME`, `graph`.
+    pub check: String,
+    /// What it said.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.check, self.detail)
+    }
+}
+
+/// The check scripts under `root`, in name order.
+pub fn scripts(root: &Root) -> Vec<PathBuf> {
+    let mut chosen: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
+    for dir in DIRS {
+        let dir = root.path(dir);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = e.path();
+            match fs::read_link(&path) {
+                Ok(t) if t == Path::new("/dev/null") => {
+                    chosen.insert(name, None);
+                }
+                // A link is resolved inside the root, never out of it.
+                Ok(t) if t.is_absolute() => {
+                    chosen.insert(name, Some(root.path(&t.to_string_lossy())));
+                }
+                Ok(_) | Err(_) => {
+                    chosen.insert(name, Some(path));
+                }
+            }
+        }
+    }
+    chosen.into_values().flatten().collect()
+}
+
+/// Runs `program` with a time limit, keeping the start of its output.
+fn run(program: &Path, args: &[&str], limit: Duration) -> Result<(), String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run: {e}"))?;
+    let mut readers = Vec::new();
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        readers.push(std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut p = pipe;
+            let _ = (&mut p).take(MAX_OUTPUT).read_to_end(&mut kept);
+            // Drain the rest so the child never blocks on a full pipe.
+            let _ = std::io::copy(&mut p, &mut std::io::sink());
+            kept
+        }));
+    }
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if start.elapsed() >= limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for it: {e}")),
+        }
+    };
+    let mut out = Vec::new();
+    for r in readers {
+        out.extend(r.join().unwrap_or_default());
+    }
+    let out = String::from_utf8_lossy(&out);
+    let out = out.trim();
+    match status {
+        None => Err(format!("no answer within {} s", limit.as_secs())),
+        Some(s) if s.success() => Ok(()),
+        Some(s) => Err(match (s.code(), out.is_empty()) {
+            (Some(c), true) => format!("exit status {c}"),
+            (Some(c), false) => format!("exit status {c}: {out}"),
+            (None, _) => format!("killed by a signal: {s}"),
+        }),
+    }
+}
+
+/// Whether `unit` is active, asked of systemd.
+fn unit_active(unit: &str) -> Result<(), String> {
+    let out = Command::new("systemctl")
+        .args(["show", "--property=ActiveState", "--value", "--", unit])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run systemctl: {e}"))?;
+    let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && state == "active" {
+        Ok(())
+    } else if state.is_empty() {
+        Err(format!("systemctl failed ({})", out.status))
+    } else {
+        Err(format!("unit is {state}"))
+    }
+}
+
+/// Runs every check once; the failures.
+pub fn check_once(
+    root: &Root,
+    settings: &HealthSettings,
+    graph: &dyn Fn() -> Result<(), String>,
+    limit: Duration,
+) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    for s in scripts(root) {
+        if let Err(detail) = run(&s, &[], limit) {
+            failures.push(Failure {
+                check: s.display().to_string(),
+                detail,
+            });
+        }
+    }
+    for u in &settings.required_units {
+        if let Err(detail) = unit_active(u) {
+            failures.push(Failure {
+                check: format!("unit:{u}"),
+                detail,
+            });
+        }
+    }
+    if settings.check_graph
+        && let Err(detail) = graph()
+    {
+        failures.push(Failure {
+            check: "graph".into(),
+            detail,
+        });
+    }
+    failures
+}
+
+/// Runs the checks until they all pass or the deadline passes: `Ok`, or
+/// the first failure of the last round.
+pub fn check(
+    root: &Root,
+    settings: &HealthSettings,
+    clock: &dyn Clock,
+    graph: &dyn Fn() -> Result<(), String>,
+) -> Result<(), Failure> {
+    let start = clock.now();
+    let deadline = start
+        .checked_add(
+            jiff::SignedDuration::try_from(settings.deadline).unwrap_or(jiff::SignedDuration::MAX),
+        )
+        .unwrap_or(jiff::Timestamp::MAX);
+    loop {
+        let left = deadline.duration_since(clock.now());
+        let limit = Duration::try_from(left)
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_secs(1));
+        let failures = check_once(root, settings, graph, limit);
+        let Some(first) = failures.into_iter().next() else {
+            return Ok(());
+        };
+        if clock.now() >= deadline {
+            return Err(first);
+        }
+        tracing::info!("health check failing, trying again: {first}");
+        clock.sleep(settings.retry);
+    }
+}
