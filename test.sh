@@ -18,7 +18,9 @@ missing_piece() {
 #   gdisk util-linux mount e2fsprogs xfsprogs dosfstools btrfs-progs
 #   cryptsetup-bin: the disks stage, tested on loop devices
 #   udev: a real systemd-udevd, killed to test the disks stage with a dead one
-#   systemd: systemctl --root decides whether enabled: false disables a unit
+#   systemd: systemctl --root decides whether enabled: false disables a unit;
+#     systemd-id128 is the oracle for the agent's node UUID, systemd-analyze
+#     verifies its unit
 #   tftpd-hpa: a real TFTP server for tftp:// resources
 #   openssl python3: certificates and an HTTPS server for https:// resources
 #   python3-botocore: the AWS SDK's signer checks our S3 signatures

@@ -1109,10 +1109,12 @@ impl Agent {
             if self.persistent.denied(&payload).is_some() || payload == b.payload {
                 continue;
             }
-            let Ok(c) = sr.repo().load_commit(&d.checksum) else {
-                continue;
-            };
-            if c.timestamp > b.timestamp {
+            if newer(
+                sr.repo(),
+                &d.checksum,
+                &b.deployment().checksum,
+                b.timestamp,
+            ) {
                 tracing::info!(
                     "release {} was left by a rollback; it will not be applied again",
                     d.version.as_deref().unwrap_or("?")
@@ -1133,6 +1135,33 @@ impl Agent {
         }
         Ok(())
     }
+}
+
+/// Whether `candidate` is newer than `booted`: a descendant of it (the
+/// history of a stream), or, when neither is in the other's history, of a
+/// later commit time.
+fn newer(
+    repo: &ostree_store::Repo,
+    candidate: &Checksum,
+    booted: &Checksum,
+    booted_time: u64,
+) -> bool {
+    let Ok(first) = repo.load_commit(candidate) else {
+        return false;
+    };
+    let mut parent = first.parent;
+    // Bounded: a history is walked as far as the repository holds it.
+    for _ in 0..10_000 {
+        let Some(p) = parent else { break };
+        if p == *booted {
+            return true;
+        }
+        match repo.load_commit(&p) {
+            Ok(c) => parent = c.parent,
+            Err(_) => break,
+        }
+    }
+    first.timestamp > booted_time
 }
 
 /// The `kind` a FleetLock error counts under.

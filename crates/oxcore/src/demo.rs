@@ -338,6 +338,7 @@ fn graph(
         "   dashboard: http://{addr}/   graph: http://{addr}/v1/graph?basearch=x86_64&stream=stable"
     );
     fleetlock(meta_dir.parent().unwrap_or(meta_dir))?;
+    update_agent(&meta_dir.parent().unwrap_or(meta_dir).join("sysroot"), addr)?;
     if serve {
         println!("   serving until interrupted (Ctrl-C)");
         running.join().map_err(|e| anyhow::anyhow!(e))?;
@@ -381,6 +382,77 @@ fn fleetlock(dir: &std::path::Path) -> anyhow::Result<()> {
     println!("   node-b pre-reboot:   {}", ask("pre-reboot", "node-b")?);
     println!("   node-b steady-state: {}", ask("steady-state", "node-b")?);
     running.stop()?;
+    Ok(())
+}
+
+/// The update agent on the demo's node: it respects the person's rollback,
+/// then (once the person lets it) applies the update on trial, and blesses
+/// it after the reboot when its health checks pass.
+fn update_agent(root: &std::path::Path, graph: std::net::SocketAddr) -> anyhow::Result<()> {
+    use std::fs;
+    println!(
+        "12. The update agent (Zincati's configuration and request; oxcore agent --once) on the node:"
+    );
+    let sr = sysroot::Sysroot::open(root)?;
+    // The machine boots its default deployment.
+    let boot = |sr: &sysroot::Sysroot| -> anyhow::Result<()> {
+        let list = sr.deployments()?;
+        let i = list
+            .iter()
+            .position(|d| d.boot_counter.is_none_or(|c| c.left > 0))
+            .unwrap_or(0);
+        if let Some(c) = list[i].boot_counter {
+            let next = sysroot::bls::BootCounter {
+                left: c.left - 1,
+                done: c.done + 1,
+            };
+            sr.set_boot_counter(i, Some(next))?;
+        }
+        let _ = fs::remove_dir_all(root.join("run"));
+        fs::create_dir_all(root.join("run"))?;
+        fs::write(root.join("run/ostree-booted"), "")?;
+        fs::create_dir_all(root.join("proc"))?;
+        fs::write(root.join("proc/cmdline"), &list[i].kargs)?;
+        Ok(())
+    };
+    boot(&sr)?;
+    fs::create_dir_all(root.join("etc"))?;
+    fs::write(
+        root.join("etc/machine-id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )?;
+    let conf = root.join("etc/zincati/config.d");
+    fs::create_dir_all(&conf)?;
+    fs::write(
+        conf.join("50-demo.toml"),
+        format!(
+            "[cincinnati]\nbase_url = \"http://{graph}/\"\n[identity]\nrollout_wariness = 0.1\n[oxcore]\nreboot_command = [\"true\"]\n[oxcore.health]\ndeadline_secs = 0\n"
+        ),
+    )?;
+    let once = || -> anyhow::Result<String> {
+        let r = agent::Root::new(root);
+        let settings = agent::config::load(&r)?;
+        let mut a = agent::Agent::new(r, settings, std::sync::Arc::new(agent::SystemClock))?;
+        Ok(a.cycle()?.decision)
+    };
+    println!("   check: {}", once()?);
+    println!("   (the person removes the release they left, and the agent's record of it)");
+    sr.undeploy(1)?;
+    fs::remove_file(root.join("var/lib/oxcore-agent/state.json"))?;
+    println!("   check: {}", once()?);
+    let entries = |root: &std::path::Path| -> anyhow::Result<String> {
+        let mut names: Vec<String> = fs::read_dir(root.join("boot/loader/entries"))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        Ok(names.join(", "))
+    };
+    println!("   boot entries: {}", entries(root)?);
+    println!("   the node reboots into it (the bootloader counts one try):");
+    boot(&sr)?;
+    println!("   boot entries: {}", entries(root)?);
+    println!("   check: {}", once()?);
+    println!("   boot entries: {} (healthy: marked good)", entries(root)?);
     Ok(())
 }
 

@@ -807,3 +807,290 @@ fn node_uuid_by_systemd() -> Option<String> {
         }
     }
 }
+
+#[test]
+fn a_sysroot_changed_during_the_check_is_not_overwritten() {
+    use agent::{Agent, Hooks, ManualClock, Root};
+    let f = Fleet::new();
+    let root = Root::new(f.root());
+    let settings = agent::config::load(&root).unwrap();
+    let clock = std::sync::Arc::new(ManualClock::new("2026-12-02T10:00:00Z".parse().unwrap()));
+    let mut a = Agent::new(root, settings, clock).unwrap();
+    // A person deploys while the agent decides (after its graph check,
+    // before it takes the sysroot lock to stage).
+    let node = f.root();
+    a.set_hooks(Hooks {
+        before_stage: Some(Box::new(move || {
+            let sr = Sysroot::open(&node).unwrap();
+            let d = sr.deployments().unwrap()[0].clone();
+            sr.deploy(OS, &d.checksum, d.origin.clone(), None, &Default::default())
+                .unwrap();
+        })),
+    });
+    let c = a.cycle().unwrap();
+    assert_eq!(
+        c.decision,
+        format!(
+            "not staging {V2}: the deployments changed while the agent was deciding (someone else changed the sysroot); deciding again at the next check"
+        )
+    );
+    assert!(f.sysroot().staged().unwrap().is_none());
+    assert_eq!(f.deployments().len(), 2);
+    assert_eq!(f.reboots(), 0);
+    // The next cycle decides on what is there now.
+    a.set_hooks(Hooks::default());
+    let c = a.cycle().unwrap();
+    assert!(
+        c.decision.starts_with(&format!("update finalized: {V2}")),
+        "{}",
+        c.decision
+    );
+    assert!(c.rebooted);
+}
+
+#[test]
+fn interactive_sessions_postpone_the_reboot_ten_times() {
+    let f = Fleet::new();
+    let sessions = f.p("/run/systemd/sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    std::fs::write(sessions.join("3"), "USER=core\nTTY=pts/0\nSTATE=active\n").unwrap();
+    std::fs::create_dir_all(f.p("/dev/pts")).unwrap();
+    std::fs::write(f.p("/dev/pts/0"), "").unwrap();
+    let line = f.once(None);
+    assert_eq!(
+        line,
+        format!(
+            "update {V2} staged; reboot delayed due to active user sessions (1 interactive session(s); 9 postponement(s) left)"
+        )
+    );
+    let told = std::fs::read_to_string(f.p("/dev/pts/0")).unwrap();
+    assert!(
+        told.contains("Broadcast message from Zincati at "),
+        "{told}"
+    );
+    assert!(told.contains(&format!(
+        "New update {V2} is available and has been deployed."
+    )));
+    assert!(told.contains("or in 10 minutes, whichever comes"), "{told}");
+    for left in (0..9).rev() {
+        let line = f.once(None);
+        assert!(
+            line.ends_with(&format!("{left} postponement(s) left)")),
+            "{line}"
+        );
+    }
+    assert_eq!(f.reboots(), 0);
+    let line = f.once(None);
+    assert!(
+        line.starts_with(&format!("update finalized: {V2}")),
+        "{line}"
+    );
+    assert_eq!(f.reboots(), 1);
+}
+
+#[test]
+fn bad_configuration_and_unreadable_state_are_refused_with_where() {
+    let f = Fleet::new();
+    let root = f.root();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["agent", "--root", root.to_str().unwrap(), "--once"];
+        args.extend_from_slice(extra);
+        oxcore(&args)
+    };
+    // A fragment masked by a link to /dev/null does not count.
+    let lib = f.p("/usr/lib/zincati/config.d");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("40-x.toml"), "[updates]\nstrategy = \"weekly\"\n").unwrap();
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "error: failed to assemble configuration settings: {}: updates.strategy: unsupported strategy 'weekly'",
+            lib.join("40-x.toml").display()
+        )
+    );
+    std::os::unix::fs::symlink("/dev/null", f.p("/etc/zincati/config.d/40-x.toml")).unwrap();
+    std::fs::write(
+        f.p("/etc/zincati/config.d/70-bad.toml"),
+        "[identity]\nrollout_wariness = -0.5\n",
+    )
+    .unwrap();
+    let out = run(&[]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "error: failed to assemble configuration settings: {}: identity.rollout_wariness: unexpected negative rollout wariness: -0.5",
+            f.p("/etc/zincati/config.d/70-bad.toml").display()
+        )
+    );
+    std::fs::write(
+        f.p("/etc/zincati/config.d/70-bad.toml"),
+        "[agent.timing]\nsteady_interval_secs = \"often\"\n",
+    )
+    .unwrap();
+    let err = String::from_utf8_lossy(&run(&[]).stderr).to_string();
+    assert!(
+        err.contains("70-bad.toml: failed to parse TOML: TOML parse error at line 2, column 24"),
+        "{err}"
+    );
+    std::fs::remove_file(f.p("/etc/zincati/config.d/70-bad.toml")).unwrap();
+    // A damaged state file stops the agent before it acts.
+    let state = f.p("/var/lib/oxcore-agent/state.json");
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    std::fs::write(&state, "{\"denylist\": [").unwrap();
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}: the agent's state cannot be read (",
+            state.display()
+        )) && err.contains("refusing to run without it"),
+        "{err}"
+    );
+    assert!(f.sysroot().staged().unwrap().is_none());
+    assert_eq!(f.reboots(), 0);
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "{\"denylist\": [");
+    std::fs::remove_file(&state).unwrap();
+    assert!(f.once(None).starts_with("update finalized"));
+}
+
+/// Waits for `READY=1` on a notify socket (systemd's protocol).
+fn ready(sock: &std::os::unix::net::UnixDatagram) -> String {
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("the agent reports READY=1");
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+#[test]
+fn the_running_agent_answers_update_now_status_and_metrics() {
+    let f = Fleet::new();
+    // A window that is closed now: three days from today.
+    let today = jiff::Zoned::now().weekday().to_monday_zero_offset();
+    let day = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][((today + 3) % 7) as usize];
+    f.configure(
+        &format!("http://{}/", f.graph_addr()),
+        &format!(
+            "[agent.timing]\nsteady_interval_secs = 86400\n[updates]\nstrategy = \"periodic\"\n[[updates.periodic.window]]\ndays = [\"{day}\"]\nstart_time = \"00:00\"\nlength_minutes = 60\n"
+        ),
+    );
+    let notify_path = f.tmp.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    let root = f.root();
+    let child = common::oxcore()
+        .args(["agent", "--root", root.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _agent = Kid(child);
+    assert!(ready(&notify).contains("READY=1"));
+    let out = ok(oxcore(&[
+        "agent",
+        "update-now",
+        "--root",
+        root.to_str().unwrap(),
+    ]));
+    assert!(
+        out.starts_with(&format!(
+            "update {V2} staged; reboot pending due to update strategy: outside the maintenance windows; the next opens at {day} "
+        )),
+        "{out}"
+    );
+    assert_eq!(f.reboots(), 0);
+    // Another agent on the same node is refused.
+    let second = oxcore(&["agent", "--root", root.to_str().unwrap(), "--once"]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&second.stderr)
+            .contains("another oxcore agent is running on this node"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_str(&ok(oxcore(&[
+        "agent",
+        "status",
+        "--root",
+        root.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(status["status"]["state"], "update_staged");
+    assert_eq!(status["status"]["target"]["version"], V2);
+    assert!(status["status"]["last_check"].is_string());
+    // Metrics as Zincati serves them: connect, read, closed.
+    let mut s =
+        std::os::unix::net::UnixStream::connect(root.join("run/zincati/public/metrics.promsock"))
+            .unwrap();
+    let mut text = String::new();
+    use std::io::Read;
+    s.read_to_string(&mut text).unwrap();
+    for want in [
+        "zincati_updates_strategy_mode{strategy=\"periodic\"} 1",
+        "zincati_cincinnati_update_checks_total 1",
+        "zincati_update_agent_updates_enabled 1",
+        "zincati_updates_strategy_periodic_schedule_length_minutes 60",
+        "zincati_updates_strategy_can_finalize_responses_total{response=\"deny\"} 2",
+        &format!(
+            "zincati_identity_os_info{{os_version=\"{V1}\",basearch=\"{}\",stream=\"stable\",platform=\"qemu\"}} 1",
+            std::env::consts::ARCH
+        ),
+    ] {
+        assert!(text.contains(want), "{want} not in\n{text}");
+    }
+}
+
+#[test]
+fn the_shipped_fragments_give_zincatis_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("usr/lib/zincati/config.d");
+    std::fs::create_dir_all(&lib).unwrap();
+    let dist = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../dist/zincati/config.d"
+    ));
+    for e in std::fs::read_dir(dist).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), lib.join(e.file_name())).unwrap();
+    }
+    let s = agent::config::load(&agent::Root::new(tmp.path())).unwrap();
+    assert_eq!(s.steady_interval, std::time::Duration::from_secs(300));
+    assert_eq!(
+        s.cincinnati_base_url,
+        "https://updates.coreos.fedoraproject.org"
+    );
+    assert_eq!(s.group, "default");
+    assert!(s.enabled && !s.allow_downgrade);
+    assert_eq!(s.strategy, agent::config::StrategyConfig::Immediate);
+    assert_eq!((s.node_uuid, s.rollout_wariness), (None, None));
+    assert_eq!(s.oxcore.reboot_command, ["systemctl", "reboot"]);
+    assert!(s.oxcore.health.enabled);
+    assert_eq!(s.oxcore.health.boot_tries, 3);
+    // The unit file is one systemd accepts, where systemd is here.
+    let unit = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../dist/systemd/system/oxcore-agent.service"
+    );
+    match Command::new("systemd-analyze")
+        .args(["verify", unit])
+        .output()
+    {
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            // The binary is not installed at /usr/bin here; anything else
+            // is a mistake in the unit.
+            for line in err.lines() {
+                assert!(
+                    line.contains("/usr/bin/oxcore is not executable")
+                        || line.contains("man oxcore-agent(8)"),
+                    "{err}"
+                );
+            }
+        }
+        Err(_) => test_support::skip("systemd-analyze not installed; unit file not verified"),
+    }
+}

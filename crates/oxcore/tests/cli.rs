@@ -97,6 +97,18 @@ fn demo_runs_on_embedded_defaults() {
         text.contains("node-a pre-reboot:   200\n   node-b pre-reboot:   500 {\"kind\":\"failed_lock\",\"value\":\"all 1 semaphore slots currently locked\"}\n   node-a steady-state: 200\n   node-b pre-reboot:   200"),
         "{text}"
     );
+    // The update agent respects the rollback, then applies the update on
+    // trial and marks it good after the reboot.
+    for want in [
+        "check: no update: every update offered is denylisted: 41.20261209.3.0 (left by a person's rollback)",
+        "check: update finalized: 41.20261209.3.0 (on trial: 3 boot tries); rebooting (true)",
+        "boot entries: ostree-1-fedora-coreos.conf, ostree-2-fedora-coreos+3.conf",
+        "boot entries: ostree-1-fedora-coreos.conf, ostree-2-fedora-coreos+2-1.conf",
+        "check: no update: booted release 41.20261209.3.0 is the newest offered",
+        "boot entries: ostree-1-fedora-coreos.conf, ostree-2-fedora-coreos.conf (healthy: marked good)",
+    ] {
+        assert!(text.contains(want), "{want} not in {text}");
+    }
     let rollback = text.split("9. Roll back").nth(1).unwrap();
     let first = rollback.find("41.20261125.3.0").unwrap();
     assert!(
