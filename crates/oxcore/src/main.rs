@@ -65,7 +65,7 @@ enum Command {
     Fleetlock(fleetlock::FleetlockCli),
     /// The update agent: follows the update graph, stages and reboots by
     /// its strategy, rolls back a release that fails its health checks
-    /// (a Zincati drop-in; `oxcore agent --help`).
+    /// (a Zincati drop-in, reading Zincati's configuration).
     Agent(update_agent::AgentCli),
     /// Ignition: first-boot provisioning (`--stage NAME` runs a stage) and
     /// configs.

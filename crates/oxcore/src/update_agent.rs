@@ -14,7 +14,14 @@ use clap::{Args, Parser, Subcommand};
 /// The update agent (a Zincati drop-in, with health checks and
 /// automatic rollback).
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Configuration: Zincati's TOML fragments in /usr/lib/zincati/config.d, \
+/run/zincati/config.d and /etc/zincati/config.d (same name: the later directory wins; \
+a link to /dev/null masks), plus oxcore's [oxcore] table (reboot command, health checks). \
+Health checks: executables in /usr/lib/oxcore/health.d and /etc/oxcore/health.d. \
+State: /var/lib/oxcore-agent/state.json. Metrics: /run/zincati/public/metrics.promsock."
+)]
 pub struct AgentCli {
     #[command(subcommand)]
     verb: Option<Verb>,

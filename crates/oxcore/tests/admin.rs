@@ -1056,3 +1056,46 @@ fn ostree_waits_for_our_sysroot_lock() {
     drop(lock);
     assert!(child.wait().unwrap().success());
 }
+
+/// Boot counters (the agent's trial boots): carried through rewrites of
+/// the configuration, renamed in place, never written for `ostree admin`'s
+/// deployments; a sysroot with a counted entry is still one the real
+/// `ostree admin status` reads as we do.
+#[test]
+fn boot_counters_are_carried_renamed_and_read_by_ostree() {
+    use sysroot::bls::BootCounter;
+    let tmp = tempfile::tempdir().unwrap();
+    let (tree, root) = deployed_sysroot(tmp.path(), "k1", &["--karg=root=LABEL=root"]);
+    release(&tree, "41.2", "v2", "k2");
+    let c2 = commit(false, &root, &tree, "41.2", "2026-02-01T00:00:00Z");
+    let sr = sysroot::Sysroot::open(&root).unwrap();
+    let origin = sr.deployments().unwrap()[0].origin.clone();
+    let c2 = ostree_store::Checksum::from_hex(&c2).unwrap();
+    sr.stage_with_trial("fcos", &c2, origin, None, false, Some(3))
+        .unwrap();
+    sr.finalize_staged(false).unwrap();
+    let names: Vec<String> = entries(&root).into_keys().collect();
+    assert_eq!(names, ["ostree-1-fcos.conf", "ostree-2-fcos+3.conf"]);
+    let d = sr.deployments().unwrap();
+    assert_eq!(d[0].boot_counter, Some(BootCounter::new(3)));
+    assert_eq!(d[1].boot_counter, None);
+    // The bootloader's rename, then a rewrite of the whole configuration
+    // (a kernel argument changed in place): the counter goes along.
+    sr.set_boot_counter(0, Some(BootCounter { left: 2, done: 1 }))
+        .unwrap();
+    sr.edit_kargs_in_place(|k| format!("{k} quiet")).unwrap();
+    let e = entries(&root);
+    assert!(e.contains_key("ostree-2-fcos+2-1.conf"), "{e:?}");
+    assert!(e["ostree-2-fcos+2-1.conf"].contains(" quiet"));
+    if common::have_ostree() {
+        same_status(&root);
+    }
+    // Marked good: the plain name, the text unchanged.
+    let text = e["ostree-2-fcos+2-1.conf"].clone();
+    sr.set_boot_counter(0, None).unwrap();
+    let e = entries(&root);
+    assert_eq!(e.get("ostree-2-fcos.conf"), Some(&text));
+    // `ostree admin deploy` (ours) writes no counter.
+    admin(false, &root, &["deploy", "fcos/stable"]);
+    assert!(entries(&root).keys().all(|n| !n.contains('+')));
+}
