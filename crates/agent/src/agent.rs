@@ -835,6 +835,7 @@ impl Agent {
                     payload: r.payload.clone(),
                 },
                 finalized_at: now_text(&*self.clock),
+                boot_id: boot_id(&self.root),
             });
         }
         self.save()?;
@@ -895,6 +896,7 @@ impl Agent {
             },
             to: b.release(),
             finalized_at: String::new(),
+            boot_id: None,
         })
     }
 
@@ -941,7 +943,9 @@ impl Agent {
                     tracing::warn!("{}", c.decision);
                     return Ok(None);
                 }
-                Some((_, Some(c))) if c.done == 0 => {
+                Some((_, c))
+                    if !rebooted(&trial, &boot_id(&self.root)) && c.is_none_or(|c| c.done == 0) =>
+                {
                     // Finalized, not rebooted yet.
                     let r = Release {
                         age_index: 0,
@@ -951,12 +955,21 @@ impl Agent {
                     self.set_state(State::UpdateFinalized(r));
                     return Ok(None);
                 }
-                Some(_) => {
+                Some((i, _)) => {
+                    // The machine restarted and came back on the previous
+                    // release although the new one was the default: a
+                    // person chose it at the boot menu, or a bootloader
+                    // without boot counting fell back. Either way the new
+                    // release did not stay; it is not the default either.
+                    if i < b.index {
+                        sr.set_default(b.index)?;
+                    }
                     self.persistent.deny(
                         trial.to.clone(),
-                        "left by a person (the previous deployment was booted instead)".into(),
+                        "left: the machine came back on the previous release (chosen at the boot menu, or the bootloader fell back)".into(),
                         now_text(&*self.clock),
                     );
+                    self.metrics.count_trial("left");
                 }
             }
         } else {
@@ -1162,6 +1175,18 @@ fn newer(
         }
     }
     first.timestamp > booted_time
+}
+
+/// This boot's ID (`/proc/sys/kernel/random/boot_id`), if readable.
+fn boot_id(root: &Root) -> Option<String> {
+    let text = std::fs::read_to_string(root.path("/proc/sys/kernel/random/boot_id")).ok()?;
+    Some(text.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// Whether the machine restarted since `trial` was finalized (unknown
+/// boot IDs: not known to have restarted).
+fn rebooted(trial: &Trial, now: &Option<String>) -> bool {
+    matches!((&trial.boot_id, now), (Some(then), Some(now)) if then != now)
 }
 
 /// The `kind` a FleetLock error counts under.

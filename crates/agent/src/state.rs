@@ -56,6 +56,11 @@ pub struct Trial {
     pub to: ReleaseRef,
     /// When it was finalized (RFC 3339).
     pub finalized_at: String,
+    /// The boot it was finalized in (`/proc/sys/kernel/random/boot_id`),
+    /// to tell "not rebooted yet" from "rebooted and back on the old
+    /// release".
+    #[serde(default)]
+    pub boot_id: Option<String>,
 }
 
 /// The persistent state.

@@ -258,16 +258,33 @@ impl Fleet {
     /// first entry with tries left (counting the try), the kernel command
     /// line names it. The booted version.
     fn boot(&self) -> String {
-        let run = self.p("/run");
-        let _ = std::fs::remove_dir_all(&run);
-        std::fs::create_dir_all(&run).unwrap();
-        let sr = self.sysroot();
-        let list = sr.deployments().unwrap();
+        let list = self.sysroot().deployments().unwrap();
         let i = list
             .iter()
             .position(|d| d.boot_counter.is_none_or(|c| c.left > 0))
             .unwrap_or(0);
-        if let Some(c) = list[i].boot_counter {
+        self.boot_entry(i, true)
+    }
+
+    /// The machine restarts into deployment `i` (a person's choice at the
+    /// boot menu), the bootloader counting the try or not.
+    fn boot_entry(&self, i: usize, count: bool) -> String {
+        let run = self.p("/run");
+        let _ = std::fs::remove_dir_all(&run);
+        std::fs::create_dir_all(&run).unwrap();
+        // A new boot ID, as the kernel makes one each boot.
+        static BOOTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = BOOTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ids = self.p("/proc/sys/kernel/random");
+        std::fs::create_dir_all(&ids).unwrap();
+        std::fs::write(
+            ids.join("boot_id"),
+            format!("{:08x}-0000-4000-8000-{:012x}\n", std::process::id(), n),
+        )
+        .unwrap();
+        let sr = self.sysroot();
+        let list = sr.deployments().unwrap();
+        if let Some(c) = list[i].boot_counter.filter(|_| count) {
             sr.set_boot_counter(
                 i,
                 Some(BootCounter {
@@ -1093,4 +1110,32 @@ fn the_shipped_fragments_give_zincatis_defaults() {
         }
         Err(_) => test_support::skip("systemd-analyze not installed; unit file not verified"),
     }
+}
+
+#[test]
+fn coming_back_on_the_old_release_after_a_reboot_denylists_the_new_one() {
+    let f = Fleet::new();
+    assert!(f.once(None).starts_with("update finalized"));
+    // The agent runs again before the machine restarted: it reboots again
+    // (the update stays).
+    let line = f.once(None);
+    assert!(
+        line.starts_with(&format!("update {V2} finalized; rebooting")),
+        "{line}"
+    );
+    assert_eq!(f.reboots(), 2);
+    // The machine restarts, but on the previous release although the new
+    // one is the default, with no try counted (a person at the boot menu,
+    // or a bootloader that does not count and fell back).
+    assert_eq!(f.boot_entry(1, false), V1);
+    let line = f.once(None);
+    assert!(
+        line.starts_with(&format!(
+            "no update: every update offered is denylisted: {V2} (left: the machine came back on the previous release"
+        )),
+        "{line}"
+    );
+    assert_eq!(f.reboots(), 2);
+    // The previous release is the default again: no loop back into v2.
+    assert_eq!(f.deployments()[0].0, V1);
 }
