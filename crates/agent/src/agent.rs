@@ -190,13 +190,24 @@ impl Agent {
             .timeout(graph::GRAPH_TIMEOUT)
             .build()
             .map_err(|e| Error::Http(e.to_string()))?;
-        let strategy = Strategy::new(
-            &settings.strategy,
-            &root,
-            &http,
-            &node_uuid,
-            &settings.group,
-        )?;
+        let mut strategy_config = settings.strategy.clone();
+        if let crate::config::StrategyConfig::FleetLock { base_url } = &mut strategy_config
+            && base_url.contains("${")
+        {
+            // Zincati substitutes the same variables as in the graph URL.
+            let sr = Sysroot::open(root.dir())?;
+            let stream = Self::booted_of(&sr)?.stream;
+            *base_url = substitute(
+                base_url,
+                &[
+                    ("basearch", identity::basearch()),
+                    ("group", &settings.group),
+                    ("platform", &platform),
+                    ("stream", &stream),
+                ],
+            )?;
+        }
+        let strategy = Strategy::new(&strategy_config, &root, &http, &node_uuid, &settings.group)?;
         let metrics = Arc::new(Metrics::new(settings.rollout_wariness.is_some()));
         metrics.start_time.set(clock.now().as_second());
         if let Some(w) = settings.rollout_wariness {
@@ -275,6 +286,10 @@ impl Agent {
     }
 
     fn booted(&self, sr: &Sysroot) -> Result<Booted> {
+        Self::booted_of(sr)
+    }
+
+    fn booted_of(sr: &Sysroot) -> Result<Booted> {
         let status = sr.status()?;
         let mut list = Vec::new();
         let mut staged = None;
@@ -398,6 +413,9 @@ impl Agent {
     /// Runs one check-and-act cycle.
     pub fn cycle(&mut self) -> Result<Cycle> {
         self.metrics.last_refresh.set(self.clock.now().as_second());
+        if self.persistent.expire(self.clock.now()) {
+            self.save()?;
+        }
         let sr = self.sysroot()?;
         let b = self.booted(&sr)?;
         self.status.booted = Some(b.release());
@@ -630,17 +648,24 @@ impl Agent {
                 let max = self.settings.oxcore.max_deploy_attempts;
                 let decision = if n >= max {
                     self.persistent.deploy_failures.remove(&r.payload);
-                    self.persistent.deny(
+                    let until = self
+                        .clock
+                        .now()
+                        .checked_add(jiff::SignedDuration::from_hours(24))
+                        .ok()
+                        .map(|t| t.to_string());
+                    self.persistent.deny_until(
                         ReleaseRef {
                             version: r.version.clone(),
                             payload: r.payload.clone(),
                         },
                         format!("failed to deploy {n} times; last: {e}"),
                         now_text(&*self.clock),
+                        until,
                     );
                     self.set_state(State::NoNewUpdate);
                     format!(
-                        "persistent deploy failure detected, target release '{}' abandoned and denylisted after {n} failed attempts: {e}",
+                        "persistent deploy failure detected, target release '{}' abandoned and denylisted for a day after {n} failed attempts: {e}",
                         r.version
                     )
                 } else {
@@ -741,6 +766,15 @@ impl Agent {
                     self.metrics
                         .count_fleet_lock("pre-reboot", Some(&error_kind(why)));
                 }
+                // As Zincati: a full grace period again once allowed.
+                if self.persistent.postponements.take().is_some() {
+                    self.save()?;
+                }
+                let why = if is_fleet_lock {
+                    format!("reboot slot not granted: {why}")
+                } else {
+                    why.clone()
+                };
                 self.set_state(State::UpdateStaged(r.clone()));
                 return Ok(self.finish(
                     format!(
@@ -800,6 +834,26 @@ impl Agent {
             r.version
         );
         self.metrics.finalize_attempts.inc();
+        // The trial is recorded before the switch: a crash in between
+        // leaves a trial whose release was never finalized, which the
+        // next start forgets, never a finalized release without a trial.
+        self.persistent.postponements = None;
+        self.persistent.last_finalized = Some(ReleaseRef {
+            version: r.version.clone(),
+            payload: r.payload.clone(),
+        });
+        if self.settings.oxcore.health.enabled {
+            self.persistent.trial = Some(Trial {
+                from: b.release(),
+                to: ReleaseRef {
+                    version: r.version.clone(),
+                    payload: r.payload.clone(),
+                },
+                finalized_at: now_text(&*self.clock),
+                boot_id: boot_id(&self.root),
+            });
+        }
+        self.save()?;
         let finalized = (|| -> Result<()> {
             let _lock = sr.lock()?;
             let staged = sr.staged()?;
@@ -813,10 +867,16 @@ impl Agent {
                 )));
             }
             sr.set_finalization_locked(false)?;
-            sr.finalize_staged(false)?;
+            if let Err(e) = sr.finalize_staged(false) {
+                // Held again: nothing else may finalize it at shutdown.
+                let _ = sr.set_finalization_locked(true);
+                return Err(e.into());
+            }
             Ok(())
         })();
         if let Err(e) = finalized {
+            self.persistent.trial = None;
+            self.save()?;
             self.metrics.finalize_failures.inc();
             self.set_state(State::UpdateStaged(r.clone()));
             return Ok(self.finish(
@@ -826,19 +886,6 @@ impl Agent {
             ));
         }
         self.metrics.finalization_successes.inc();
-        self.persistent.postponements = None;
-        if self.settings.oxcore.health.enabled {
-            self.persistent.trial = Some(Trial {
-                from: b.release(),
-                to: ReleaseRef {
-                    version: r.version.clone(),
-                    payload: r.payload.clone(),
-                },
-                finalized_at: now_text(&*self.clock),
-                boot_id: boot_id(&self.root),
-            });
-        }
-        self.save()?;
         self.set_state(State::UpdateFinalized(r.clone()));
         let what = if self.settings.oxcore.health.enabled {
             format!(
@@ -887,7 +934,9 @@ impl Agent {
             return Some(t.clone());
         }
         let d = b.deployment();
-        d.boot_counter?;
+        if d.boot_counter?.exhausted() || self.persistent.denied(&b.payload).is_some() {
+            return None;
+        }
         let prev = b.list.iter().enumerate().find(|(i, _)| *i != b.index)?.1;
         Some(Trial {
             from: ReleaseRef {
@@ -903,17 +952,48 @@ impl Agent {
     /// Judges a trial, remembers a person's rollback. `Some` ends the
     /// cycle (a rollback that reboots, a check that must be retried).
     fn settle_boot(&mut self, sr: &Sysroot, b: &Booted) -> Result<Option<Cycle>> {
+        // Still running a release that failed its trial and was rolled
+        // back (the reboot did not happen): reboot into the default.
+        if b.index != 0
+            && let Some(d) = self.persistent.denied(&b.payload)
+            && d.reason.starts_with("failed on trial")
+        {
+            let what = format!(
+                "running {}, which failed its trial and was rolled back; the default is {}",
+                b.version,
+                b.list[0].version.as_deref().unwrap_or("?")
+            );
+            self.set_state(State::End);
+            return self.reboot(what).map(Some);
+        }
         let Some(trial) = self.trial(b) else {
             self.remember_rollbacks(b)?;
             return Ok(None);
         };
-        if b.payload == trial.to.payload {
+        let now_boot = boot_id(&self.root);
+        if b.payload == trial.to.payload && !same_boot(&trial, &now_boot) {
             return self.judge(sr, b, trial);
         }
         let idx = b
             .list
             .iter()
             .position(|d| d.checksum.to_hex() == trial.to.payload);
+        if b.payload == trial.to.payload
+            || b.payload == trial.from.payload && same_boot(&trial, &now_boot)
+        {
+            // Finalized in this very boot: the machine has not restarted
+            // (with the same kernel, the booted deployment's boot serial
+            // may now name the new one). Reboot into it.
+            let r = Release {
+                age_index: 0,
+                version: trial.to.version.clone(),
+                payload: trial.to.payload.clone(),
+            };
+            if idx.is_some() {
+                self.set_state(State::UpdateFinalized(r));
+                return Ok(None);
+            }
+        }
         if b.payload == trial.from.payload {
             match idx.map(|i| (i, b.list[i].boot_counter)) {
                 None => {
@@ -943,9 +1023,7 @@ impl Agent {
                     tracing::warn!("{}", c.decision);
                     return Ok(None);
                 }
-                Some((_, c))
-                    if !rebooted(&trial, &boot_id(&self.root)) && c.is_none_or(|c| c.done == 0) =>
-                {
+                Some((_, c)) if !rebooted(&trial, &now_boot) && c.is_none_or(|c| c.done == 0) => {
                     // Finalized, not rebooted yet.
                     let r = Release {
                         age_index: 0,
@@ -991,10 +1069,12 @@ impl Agent {
         let base = self.base_url(b)?;
         let req = self.request(b);
         let http = self.http.clone();
-        let graph_check = move || {
-            graph::fetch(&http, &base, &req, SHORT_TIMEOUT)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+        // The server must be reachable: an answer of any kind (even an
+        // error status) shows the node's network works; only a request
+        // that got no answer fails the check.
+        let graph_check = move || match graph::fetch(&http, &base, &req, SHORT_TIMEOUT) {
+            Err(e) if e.kind == "client_failed_request" => Err(e.to_string()),
+            _ => Ok(()),
         };
         let verdict = if health.enabled {
             crate::health::check(&self.root, &health, &*self.clock, &graph_check)
@@ -1003,7 +1083,18 @@ impl Agent {
         };
         match verdict {
             Ok(()) => {
-                sr.set_boot_counter(b.index, None)?;
+                {
+                    // The checks took a while: find the entry again.
+                    let _lock = sr.lock()?;
+                    let me = b.deployment();
+                    let list = sr.deployments()?;
+                    if let Some(i) = list
+                        .iter()
+                        .position(|d| d.checksum == me.checksum && d.serial == me.serial)
+                    {
+                        sr.set_boot_counter(i, None)?;
+                    }
+                }
                 self.persistent.trial = None;
                 self.save()?;
                 self.metrics.count_trial("healthy");
@@ -1017,8 +1108,9 @@ impl Agent {
                 Ok(None)
             }
             Err(f) => {
-                let prev = b
-                    .list
+                let _lock = sr.lock()?;
+                let prev = sr
+                    .deployments()?
                     .iter()
                     .position(|d| d.checksum.to_hex() == trial.from.payload);
                 let Some(prev) = prev else {
@@ -1036,7 +1128,6 @@ impl Agent {
                     )));
                 };
                 {
-                    let _lock = sr.lock()?;
                     sr.set_default(prev)?;
                     let failed = sr
                         .deployments()?
@@ -1047,6 +1138,7 @@ impl Agent {
                         sr.set_boot_counter(i, Some(BootCounter { left: 0, done }))?;
                     }
                 }
+                drop(_lock);
                 self.fail_trial(&trial, &f.check, &f.detail, "rolled_back");
                 self.persistent.trial = None;
                 self.save()?;
@@ -1115,6 +1207,15 @@ impl Agent {
     /// by a person's rollback: it is not applied again until something
     /// newer comes.
     fn remember_rollbacks(&mut self, b: &Booted) -> Result<()> {
+        // The agent's own move (an allowed downgrade) is not a person's.
+        if self
+            .persistent
+            .last_finalized
+            .as_ref()
+            .is_some_and(|r| r.payload == b.payload)
+        {
+            return Ok(());
+        }
         let sr = self.sysroot()?;
         let mut changed = false;
         for d in b.list.iter().skip(b.index + 1) {
@@ -1181,6 +1282,12 @@ fn newer(
 fn boot_id(root: &Root) -> Option<String> {
     let text = std::fs::read_to_string(root.path("/proc/sys/kernel/random/boot_id")).ok()?;
     Some(text.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// Whether this is the boot `trial` was finalized in (known boot IDs
+/// only).
+fn same_boot(trial: &Trial, now: &Option<String>) -> bool {
+    matches!((&trial.boot_id, now), (Some(then), Some(now)) if then == now)
 }
 
 /// Whether the machine restarted since `trial` was finalized (unknown

@@ -101,6 +101,35 @@ pub fn form_encode(s: &str) -> String {
     out
 }
 
+/// A server-given string made safe to log, show and write to terminals:
+/// control characters replaced, at most `max` bytes.
+pub fn clean(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars() {
+        if out.len() + c.len_utf8() > max {
+            out.push('…');
+            break;
+        }
+        out.push(if c.is_control() { '?' } else { c });
+    }
+    out
+}
+
+/// A server-given error kind as a metric label: `[a-z0-9_]`, at most 64
+/// bytes, else `server_error` (a hostile server cannot mint labels).
+pub fn label(kind: &str) -> String {
+    if !kind.is_empty()
+        && kind.len() <= 64
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        kind.to_string()
+    } else {
+        "server_error".to_string()
+    }
+}
+
 /// One graph node.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Node {
@@ -167,8 +196,8 @@ pub fn fetch(
     if !(200..300).contains(&status) {
         return Err(match serde_json::from_slice::<ServerError>(&body) {
             Ok(e) => FetchError {
-                kind: e.kind,
-                message: format!("server-side error, code {status}: {}", e.value),
+                kind: label(&e.kind),
+                message: format!("server-side error, code {status}: {}", clean(&e.value, 512)),
             },
             Err(_) => FetchError {
                 kind: format!("generic_http_{status}"),
@@ -206,6 +235,12 @@ impl Release {
         }
         if n.payload.is_empty() {
             return Err("empty payload field (checksum)".into());
+        }
+        if n.version.len() > 256 || n.version.chars().any(char::is_control) {
+            return Err(format!("invalid version field: {}", clean(&n.version, 64)));
+        }
+        if n.payload.len() > 1024 || n.payload.chars().any(char::is_control) {
+            return Err(format!("invalid payload field: {}", clean(&n.payload, 64)));
         }
         match n.metadata.get(keys::SCHEME).map(String::as_str) {
             Some("checksum") | Some("oci") => {}
@@ -276,17 +311,21 @@ pub fn choose(
             .metadata
             .get(keys::DEADEND_REASON)
             .filter(|r| !r.is_empty())
-            .cloned()
+            .map(|r| clean(r, 512))
             .unwrap_or_else(|| "(unknown reason)".into());
         DeadEnd::Yes(reason)
     } else {
         DeadEnd::No
     };
+    // Each target once, however many edges name it.
+    let ends: std::collections::BTreeSet<u64> = graph
+        .edges
+        .iter()
+        .filter(|(from, _)| *from == bi as u64)
+        .map(|&(_, to)| to)
+        .collect();
     let mut targets = Vec::new();
-    for &(from, to) in &graph.edges {
-        if from != bi as u64 {
-            continue;
-        }
+    for to in ends {
         let node = usize::try_from(to)
             .ok()
             .and_then(|i| graph.nodes.get(i))

@@ -35,8 +35,11 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// The check scripts under `root`, in name order.
+/// The check scripts under `root`, in name order: executable regular
+/// files (a link is followed inside the root, never out of it); anything
+/// else in the directories is skipped, and said so in the log.
 pub fn scripts(root: &Root) -> Vec<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
     let mut chosen: BTreeMap<String, Option<PathBuf>> = BTreeMap::new();
     for dir in DIRS {
         let dir = root.path(dir);
@@ -49,16 +52,35 @@ pub fn scripts(root: &Root) -> Vec<PathBuf> {
                 continue;
             }
             let path = e.path();
-            match fs::read_link(&path) {
+            let target = match fs::read_link(&path) {
                 Ok(t) if t == Path::new("/dev/null") => {
                     chosen.insert(name, None);
+                    continue;
                 }
-                // A link is resolved inside the root, never out of it.
-                Ok(t) if t.is_absolute() => {
-                    chosen.insert(name, Some(root.path(&t.to_string_lossy())));
+                Ok(t) => match inside(root, &path, &t) {
+                    Some(p) => p,
+                    None => {
+                        tracing::warn!(
+                            "health check {}: its link leads out of {}; skipped",
+                            path.display(),
+                            root.dir().display()
+                        );
+                        chosen.remove(&name);
+                        continue;
+                    }
+                },
+                Err(_) => path.clone(),
+            };
+            match fs::metadata(&target) {
+                Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+                    chosen.insert(name, Some(target));
                 }
-                Ok(_) | Err(_) => {
-                    chosen.insert(name, Some(path));
+                _ => {
+                    tracing::warn!(
+                        "health check {}: not an executable file; skipped",
+                        path.display()
+                    );
+                    chosen.remove(&name);
                 }
             }
         }
@@ -66,16 +88,50 @@ pub fn scripts(root: &Root) -> Vec<PathBuf> {
     chosen.into_values().flatten().collect()
 }
 
-/// Runs `program` with a time limit, keeping the start of its output.
+/// Where link `link` (with target `target`) leads, resolved inside `root`
+/// one level (an absolute target is taken under the root); `None` when a
+/// relative target climbs out of the root.
+fn inside(root: &Root, link: &Path, target: &Path) -> Option<PathBuf> {
+    if target.is_absolute() {
+        if target
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            return None;
+        }
+        return Some(root.path(&target.to_string_lossy()));
+    }
+    let joined = link.parent()?.join(target);
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out.starts_with(root.dir()).then_some(out)
+}
+
+/// Runs `program` in its own process group with a time limit, keeping the
+/// start of its output. At the limit the whole group is killed (children
+/// a script left behind included); output that is still open after that
+/// is not waited for.
 fn run(program: &Path, args: &[&str], limit: Duration) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run: {e}"))?;
-    let mut readers = Vec::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut readers = 0;
     for pipe in [
         child
             .stdout
@@ -89,31 +145,47 @@ fn run(program: &Path, args: &[&str], limit: Duration) -> Result<(), String> {
     .into_iter()
     .flatten()
     {
-        readers.push(std::thread::spawn(move || {
+        readers += 1;
+        let tx = tx.clone();
+        std::thread::spawn(move || {
             let mut kept = Vec::new();
             let mut p = pipe;
             let _ = (&mut p).take(MAX_OUTPUT).read_to_end(&mut kept);
+            let _ = tx.send(kept.clone());
             // Drain the rest so the child never blocks on a full pipe.
             let _ = std::io::copy(&mut p, &mut std::io::sink());
-            kept
-        }));
+        });
     }
+    let group = rustix::process::Pid::from_raw(child.id() as i32);
+    let kill_group = || {
+        if let Some(g) = group {
+            let _ = rustix::process::kill_process_group(g, rustix::process::Signal::KILL);
+        }
+    };
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
             Ok(None) if start.elapsed() >= limit => {
-                let _ = child.kill();
+                kill_group();
                 let _ = child.wait();
                 break None;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for it: {e}")),
+            Err(e) => {
+                kill_group();
+                return Err(format!("waiting for it: {e}"));
+            }
         }
     };
+    // What the script left running in its group goes with it.
+    kill_group();
     let mut out = Vec::new();
-    for r in readers {
-        out.extend(r.join().unwrap_or_default());
+    for _ in 0..readers {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(b) => out.extend(b),
+            Err(_) => break,
+        }
     }
     let out = String::from_utf8_lossy(&out);
     let out = out.trim();
@@ -154,8 +226,12 @@ pub fn check_once(
     limit: Duration,
 ) -> Vec<Failure> {
     let mut failures = Vec::new();
+    let end = Instant::now() + limit;
     for s in scripts(root) {
-        if let Err(detail) = run(&s, &[], limit) {
+        let left = end
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        if let Err(detail) = run(&s, &[], left) {
             failures.push(Failure {
                 check: s.display().to_string(),
                 detail,

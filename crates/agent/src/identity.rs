@@ -52,14 +52,14 @@ pub fn node_uuid(root: &Root) -> Result<String> {
     Ok(util::hex(&app_specific_id(&mid, &ZINCATI_APP_ID)))
 }
 
-/// The platform from `ignition.platform.id=` on the kernel command line
-/// (the last one wins, as the kernel passes them all).
+/// The platform from `ignition.platform.id=` on the kernel command line:
+/// the first non-empty one, as Zincati reads it.
 pub fn platform(cmdline: &str) -> Option<String> {
     cmdline
         .split_whitespace()
         .filter_map(|a| a.strip_prefix("ignition.platform.id="))
-        .next_back()
-        .filter(|p| !p.is_empty())
+        .map(str::trim)
+        .find(|p| !p.is_empty())
         .map(str::to_string)
 }
 
@@ -100,14 +100,18 @@ mod tests {
     }
 
     #[test]
-    fn platform_is_the_last_ignition_platform_id() {
+    fn platform_is_the_first_non_empty_ignition_platform_id() {
         assert_eq!(
             platform("root=x ignition.platform.id=qemu ostree=/a").as_deref(),
             Some("qemu")
         );
         assert_eq!(
             platform("ignition.platform.id=aws ignition.platform.id=metal").as_deref(),
-            Some("metal")
+            Some("aws")
+        );
+        assert_eq!(
+            platform("ignition.platform.id= ignition.platform.id=qemu").as_deref(),
+            Some("qemu")
         );
         assert_eq!(platform("ignition.platform.id= quiet"), None);
         assert_eq!(platform("quiet"), None);

@@ -45,6 +45,10 @@ pub struct Denied {
     pub reason: String,
     /// When (RFC 3339).
     pub at: String,
+    /// Until when (RFC 3339), for a denial that expires (a release that
+    /// failed to deploy is tried again a day later); none: for good.
+    #[serde(default)]
+    pub until: Option<String>,
 }
 
 /// An update booted on trial.
@@ -82,6 +86,9 @@ pub struct Persistent {
     /// Postponements left for the staged payload (interactive sessions).
     #[serde(default)]
     pub postponements: Option<(String, u32)>,
+    /// The release the agent last finalized.
+    #[serde(default)]
+    pub last_finalized: Option<ReleaseRef>,
 }
 
 fn one() -> u32 {
@@ -105,6 +112,10 @@ impl Persistent {
                     ..Default::default()
                 });
             }
+            // Not allowed to read it (not root): not a damaged file.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(Error::io(&path, e));
+            }
             Err(e) => return Err(bad(e.to_string())),
         };
         let mut text = Vec::new();
@@ -127,13 +138,36 @@ impl Persistent {
         write_json(&root.path(STATE_FILE), self, true)
     }
 
+    /// Drops denials that expired before `now`; whether any did.
+    pub fn expire(&mut self, now: jiff::Timestamp) -> bool {
+        let before = self.denylist.len();
+        self.denylist.retain(|d| {
+            d.until
+                .as_deref()
+                .and_then(|u| u.parse::<jiff::Timestamp>().ok())
+                .is_none_or(|u| u > now)
+        });
+        self.denylist.len() != before
+    }
+
     /// Whether `payload` is denylisted.
     pub fn denied(&self, payload: &str) -> Option<&Denied> {
         self.denylist.iter().find(|d| d.release.payload == payload)
     }
 
-    /// Denylists a release (once).
+    /// Denylists a release (once), for good.
     pub fn deny(&mut self, release: ReleaseRef, reason: String, at: String) {
+        self.deny_until(release, reason, at, None);
+    }
+
+    /// Denylists a release (once), until `until` if given.
+    pub fn deny_until(
+        &mut self,
+        release: ReleaseRef,
+        reason: String,
+        at: String,
+        until: Option<String>,
+    ) {
         if self.denied(&release.payload).is_some() {
             return;
         }
@@ -141,6 +175,7 @@ impl Persistent {
             release,
             reason,
             at,
+            until,
         });
         if self.denylist.len() > MAX_ENTRIES {
             self.denylist.remove(0);

@@ -101,9 +101,10 @@ impl Strategy {
                     None => "outside the maintenance windows".to_string(),
                 }),
             },
+            // As Zincati: a refusal is an error answer of the server.
             Strategy::FleetLock(c) => match c.call("pre-reboot") {
                 Ok(()) => Verdict::Allow,
-                Err(e) => Verdict::Deny(format!("reboot slot not granted: {e}")),
+                Err(e) => Verdict::Error(e),
             },
         }
     }
@@ -292,7 +293,11 @@ impl FleetLockClient {
             value: String,
         }
         Err(match serde_json::from_slice::<Reply>(&body) {
-            Ok(r) => format!("server-side error, code {status}: {} ({})", r.value, r.kind),
+            Ok(r) => format!(
+                "server-side error, code {status}: {} ({})",
+                crate::graph::clean(&r.value, 512),
+                crate::graph::label(&r.kind)
+            ),
             Err(_) => format!("server-side error, code {status}: (unknown/generic server error)"),
         })
     }

@@ -49,6 +49,9 @@ struct Fleet {
     repo_server: common::Server,
     graph: Option<(Kid, String)>,
     commits: Vec<(String, Checksum)>,
+    /// Every release with the same kernel and initramfs (one boot
+    /// checksum, so boot serials are renumbered on each switch).
+    same_kernel: bool,
 }
 
 impl Fleet {
@@ -68,6 +71,10 @@ impl Fleet {
     /// v1 and v2 composed on `stable`, v2 rolled out to everyone; the node
     /// booted on v1.
     fn new() -> Fleet {
+        Fleet::with(false)
+    }
+
+    fn with(same_kernel: bool) -> Fleet {
         let tmp = tempfile::tempdir().unwrap();
         let build = tmp.path().join("build");
         ok(oxcore(&[
@@ -82,6 +89,7 @@ impl Fleet {
             repo_server,
             graph: None,
             commits: Vec::new(),
+            same_kernel,
         };
         f.compose(V1);
         // The node: a sysroot with the build repository as its remote.
@@ -126,7 +134,14 @@ impl Fleet {
         let tree = self.tmp.path().join("tree");
         let _ = std::fs::remove_dir_all(&tree);
         for (p, text) in [
-            ("usr/lib/modules/6.1.0/vmlinuz", format!("kernel {version}")),
+            (
+                "usr/lib/modules/6.1.0/vmlinuz",
+                if self.same_kernel {
+                    "kernel".to_string()
+                } else {
+                    format!("kernel {version}")
+                },
+            ),
             ("usr/lib/modules/6.1.0/initramfs.img", "initramfs".into()),
             (
                 "usr/lib/os-release",
@@ -728,7 +743,7 @@ fn a_release_that_fails_to_deploy_twice_is_denylisted() {
     let line = f.once(None);
     assert!(
         line.starts_with(&format!(
-            "persistent deploy failure detected, target release '{V2}' abandoned and denylisted after 2 failed attempts:"
+            "persistent deploy failure detected, target release '{V2}' abandoned and denylisted for a day after 2 failed attempts:"
         )),
         "{line}"
     );
@@ -741,6 +756,9 @@ fn a_release_that_fails_to_deploy_twice_is_denylisted() {
     );
     assert_eq!(f.reboots(), 0);
     assert!(f.sysroot().staged().unwrap().is_none());
+    // A day later it is tried again.
+    let line = f.once(Some("2099-01-01T00:00:00Z"));
+    assert!(line.starts_with("failed to stage deployment:"), "{line}");
 }
 
 #[test]
@@ -1138,4 +1156,71 @@ fn coming_back_on_the_old_release_after_a_reboot_denylists_the_new_one() {
     assert_eq!(f.reboots(), 2);
     // The previous release is the default again: no loop back into v2.
     assert_eq!(f.deployments()[0].0, V1);
+}
+
+#[test]
+fn health_checks_that_leave_children_or_never_answer_are_bounded() {
+    let f = Fleet::new();
+    std::fs::write(
+        f.p("/etc/zincati/config.d/70-deadline.toml"),
+        "[oxcore.health]\ndeadline_secs = 1\n",
+    )
+    .unwrap();
+    assert!(f.once(None).starts_with("update finalized"));
+    assert_eq!(f.boot(), V2);
+    // A check that exits at once but leaves a child holding its output
+    // open, and a file that is not executable (skipped): healthy.
+    f.health_script("10-detach", "sleep 600 &\nexit 0");
+    std::fs::write(f.p("/etc/oxcore/health.d/README"), "notes\n").unwrap();
+    let line = f.once(None);
+    assert_eq!(
+        line,
+        format!("no update: booted release {V2} is the newest offered")
+    );
+    // v3 on trial, with a check that never answers: killed at the
+    // deadline, and the release rolled back.
+    let mut f = f;
+    f.compose(V3);
+    f.rollout(V3);
+    f.serve_graph();
+    std::fs::write(
+        f.p("/etc/zincati/config.d/70-deadline.toml"),
+        "[oxcore.health]\ndeadline_secs = 1\n",
+    )
+    .unwrap();
+    assert!(f.once(None).starts_with(&format!("update finalized: {V3}")));
+    assert_eq!(f.boot(), V3);
+    f.health_script("20-hang", "sleep 600");
+    let line = f.once(None);
+    assert!(
+        line.starts_with(&format!(
+            "release {V3} failed health check {}: no answer within",
+            f.p("/etc/oxcore/health.d/20-hang").display()
+        )),
+        "{line}"
+    );
+    assert_eq!(f.deployments()[0].0, V2);
+}
+
+#[test]
+fn with_one_kernel_for_both_releases_nothing_is_judged_before_the_reboot() {
+    // The new deployment takes boot serial 0 of the shared boot checksum,
+    // so by the kernel command line the running system looks like it.
+    let f = Fleet::with(true);
+    assert!(f.once(None).starts_with("update finalized"));
+    let line = f.once(None);
+    assert!(
+        line.starts_with(&format!("update {V2} finalized; rebooting")),
+        "{line}"
+    );
+    assert_eq!(
+        f.deployments(),
+        [(V2.into(), Some(BootCounter::new(3))), (V1.into(), None)]
+    );
+    assert!(f.state()["trial"].is_object());
+    // After the reboot it is judged, and kept.
+    assert_eq!(f.boot(), V2);
+    let line = f.once(None);
+    assert!(line.starts_with("no update"), "{line}");
+    assert_eq!(f.deployments(), [(V2.into(), None), (V1.into(), None)]);
 }

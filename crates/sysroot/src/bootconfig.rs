@@ -142,12 +142,17 @@ impl Sysroot {
         let mut out = Vec::new();
         for (path, entry) in entries {
             let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
-            let boot_counter = file.and_then(|f| bls::BootCounter::split_file_name(&f).1);
             let arg = entry
                 .ostree_arg()
                 .ok_or_else(|| msg(format!("{}: no ostree= kernel argument", path.display())))?;
             let (_, os, bootcsum, bootserial) = bls::parse_ostree_arg(arg)
                 .ok_or_else(|| msg(format!("{}: invalid ostree={arg}", path.display())))?;
+            // `+N` that belongs to the OS name (`ostree-1-os+3.conf` for an
+            // OS `os+3`) is not a counter.
+            let boot_counter = file.and_then(|f| {
+                let (name, counter) = bls::BootCounter::split_file_name(&f);
+                counter.filter(|_| name.ends_with(&format!("-{os}")))
+            });
             let link = self
                 .path
                 .join(format!("ostree/boot.{bv}/{os}/{bootcsum}/{bootserial}"));
@@ -197,6 +202,21 @@ impl Sysroot {
     pub(crate) fn booted_index(&self, deployments: &[Deployment]) -> Result<Option<usize>> {
         if !self.path.join("run/ostree-booted").exists() {
             return Ok(None);
+        }
+        // On the booted system itself, the deployment is the directory `/`
+        // is (as OSTree finds it): exact even when boot serials were
+        // renumbered since boot.
+        if self.path == std::path::Path::new("/")
+            && let Ok(root) = fs::metadata("/")
+        {
+            use std::os::unix::fs::MetadataExt;
+            for (i, d) in deployments.iter().enumerate() {
+                if let Ok(m) = fs::metadata(self.path.join(d.rel_dir()))
+                    && (m.dev(), m.ino()) == (root.dev(), root.ino())
+                {
+                    return Ok(Some(i));
+                }
+            }
         }
         let cmdline = fs::read_to_string(self.path.join("proc/cmdline")).unwrap_or_default();
         let Some(arg) = cmdline
