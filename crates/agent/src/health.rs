@@ -7,18 +7,17 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::config::HealthSettings;
-use crate::{Clock, Root};
+use crate::{Clock, Root, graph};
 
 /// The check directories, lowest precedence first.
 pub const DIRS: [&str; 2] = ["/usr/lib/oxcore/health.d", "/etc/oxcore/health.d"];
 /// The most output kept of a check.
-const MAX_OUTPUT: u64 = 4096;
+const MAX_OUTPUT: usize = 4096;
 
 /// A check that did not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,88 +115,23 @@ fn inside(root: &Root, link: &Path, target: &Path) -> Option<PathBuf> {
     out.starts_with(root.dir()).then_some(out)
 }
 
-/// Runs `program` in its own process group with a time limit, keeping the
-/// start of its output. At the limit the whole group is killed (children
-/// a script left behind included); output that is still open after that
-/// is not waited for.
-fn run(program: &Path, args: &[&str], limit: Duration) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run: {e}"))?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut readers = 0;
-    for pipe in [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        readers += 1;
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut kept = Vec::new();
-            let mut p = pipe;
-            let _ = (&mut p).take(MAX_OUTPUT).read_to_end(&mut kept);
-            let _ = tx.send(kept.clone());
-            // Drain the rest so the child never blocks on a full pipe.
-            let _ = std::io::copy(&mut p, &mut std::io::sink());
-        });
+/// Runs `program` with a time limit ([`util::cmd::run_with`]: its own
+/// process group, killed whole at the limit, output bounded and not
+/// waited for beyond a grace once it exited).
+fn run(program: &Path, limit: Duration) -> Result<(), String> {
+    let argv = [program.to_string_lossy().into_owned()];
+    let o = util::cmd::run_with(&argv, None, limit).map_err(|e| e.status())?;
+    if o.status.success() {
+        return Ok(());
     }
-    let group = rustix::process::Pid::from_raw(child.id() as i32);
-    let kill_group = || {
-        if let Some(g) = group {
-            let _ = rustix::process::kill_process_group(g, rustix::process::Signal::KILL);
-        }
-    };
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if start.elapsed() >= limit => {
-                kill_group();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                kill_group();
-                return Err(format!("waiting for it: {e}"));
-            }
-        }
-    };
-    // What the script left running in its group goes with it.
-    kill_group();
-    let mut out = Vec::new();
-    for _ in 0..readers {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(b) => out.extend(b),
-            Err(_) => break,
-        }
-    }
-    let out = String::from_utf8_lossy(&out);
-    let out = out.trim();
-    match status {
-        None => Err(format!("no answer within {} s", limit.as_secs())),
-        Some(s) if s.success() => Ok(()),
-        Some(s) => Err(match (s.code(), out.is_empty()) {
-            (Some(c), true) => format!("exit status {c}"),
-            (Some(c), false) => format!("exit status {c}: {out}"),
-            (None, _) => format!("killed by a signal: {s}"),
-        }),
-    }
+    let mut out = o.stdout;
+    out.extend_from_slice(&o.stderr);
+    let out = graph::clean(String::from_utf8_lossy(&out).trim(), MAX_OUTPUT);
+    Err(match (o.status.code(), out.is_empty()) {
+        (Some(c), true) => format!("exit status {c}"),
+        (Some(c), false) => format!("exit status {c}: {out}"),
+        (None, _) => format!("killed by a signal: {}", o.status),
+    })
 }
 
 /// Whether `unit` is active, asked of systemd.
@@ -231,7 +165,7 @@ pub fn check_once(
         let left = end
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(1));
-        if let Err(detail) = run(&s, &[], left) {
+        if let Err(detail) = run(&s, left) {
             failures.push(Failure {
                 check: s.display().to_string(),
                 detail,

@@ -1194,11 +1194,12 @@ fn health_checks_that_leave_children_or_never_answer_are_bounded() {
     let line = f.once(None);
     assert!(
         line.starts_with(&format!(
-            "release {V3} failed health check {}: no answer within",
+            "release {V3} failed health check {}: did not finish within ",
             f.p("/etc/oxcore/health.d/20-hang").display()
         )),
         "{line}"
     );
+    assert!(line.contains("s and was killed; rolled back to"), "{line}");
     assert_eq!(f.deployments()[0].0, V2);
 }
 

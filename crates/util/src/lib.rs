@@ -1,6 +1,9 @@
 //! Small helpers every oxcore crate shares, so that each exists once:
 //! hexadecimal, percent-decoding (URL paths and form-encoded queries),
-//! atomic file writes, and CRC-32 (IEEE, as gzip and GPT use it).
+//! atomic file writes, CRC-32 (IEEE, as gzip and GPT use it), and running
+//! a program with a deadline ([`cmd`]).
+
+pub mod cmd;
 
 use std::io::Write;
 use std::path::Path;
