@@ -141,8 +141,9 @@ pub fn raise_descriptor_limit() -> Option<u64> {
 
 /// Writes `data` to `path` through a temporary file in the same directory
 /// (created 0600, then given `mode`), synced to disk when `sync`, and
-/// renamed over `path`: a reader sees the old file or the new one, never a
-/// part; a failure leaves the old file and no temporary one.
+/// renamed over `path` (the directory synced too when `sync`): a reader
+/// sees the old file or the new one, never a part; a failure leaves the
+/// old file and no temporary one.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32, sync: bool) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -171,7 +172,12 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32, sync: bool) -> std::io:
         if sync {
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        if sync {
+            // The rename itself reaches the disk with the directory.
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
