@@ -151,6 +151,10 @@ enum Verb {
         /// Trusted public key (base64, or a file with one key per line).
         #[arg(long)]
         key: String,
+        /// The files are artifacts: their signatures are of their SHA-256
+        /// digest (read as a stream), not of their bytes.
+        #[arg(long)]
+        artifacts: bool,
         /// Files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -220,13 +224,17 @@ fn parse_artifact(a: &str) -> Result<(String, String, String, PathBuf)> {
 }
 
 /// Copies artifacts next to the release's release.json (each through a
-/// temporary name) and describes them with location and sha256.
+/// temporary name) and describes them with location and sha256; with a
+/// signer, each also gets `<file>.sig`, the signature of its SHA-256
+/// digest (so a client verifies while it streams the file), listed as its
+/// `signature`.
 fn publish_artifacts(
     common: &Common,
     stream: &str,
     version: &str,
     arch: &str,
     artifacts: &[(String, String, String, PathBuf)],
+    sign: Option<release::publish::Signer<'_>>,
 ) -> Result<std::collections::BTreeMap<String, release::meta::Platform>> {
     use std::io::Read;
     let mut media: std::collections::BTreeMap<String, release::meta::Platform> = Default::default();
@@ -255,18 +263,24 @@ fn publish_artifacts(
                 .with_context(|| tmp.display().to_string())?;
         }
         out.sync_all().with_context(|| tmp.display().to_string())?;
-        std::fs::rename(&tmp, &dest).with_context(|| dest.display().to_string())?;
-        let sha256: String = ctx
-            .finish()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = ctx.finish();
         let location = format!(
             "{}/{rel_dir}/{}",
             common.base_url.trim_end_matches('/'),
             file_name.to_string_lossy()
         );
+        // The signature first: the artifact never appears unsigned.
+        let signature = match sign {
+            Some(sign) => {
+                let sig_path = dir.join(format!("{}.sig", file_name.to_string_lossy()));
+                util::write_atomic(&sig_path, sign(digest.as_ref()).as_bytes(), 0o644, true)
+                    .with_context(|| sig_path.display().to_string())?;
+                Some(format!("{location}.sig"))
+            }
+            None => None,
+        };
+        std::fs::rename(&tmp, &dest).with_context(|| dest.display().to_string())?;
+        let sha256 = util::hex(digest.as_ref());
         media
             .entry(platform.clone())
             .or_default()
@@ -277,7 +291,7 @@ fn publish_artifacts(
                 name.clone(),
                 release::meta::Artifact {
                     location,
-                    signature: None,
+                    signature,
                     sha256,
                     uncompressed_sha256: None,
                 },
@@ -352,6 +366,23 @@ enum Source<'a> {
     Commit(&'a Checksum),
 }
 
+/// The SHA-256 digest of a file, read as a stream.
+fn sha256_of(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| path.display().to_string())?;
+        if n == 0 {
+            return Ok(ctx.finish().as_ref().to_vec());
+        }
+        ctx.update(&buf[..n]);
+    }
+}
+
 /// Runs `oxcore release`.
 pub fn run(cli: ReleaseCli) -> Result<ExitCode> {
     match cli.verb {
@@ -376,7 +407,7 @@ pub fn run(cli: ReleaseCli) -> Result<ExitCode> {
             let r = stream_ref(&ref_prefix, &arch, &stream);
             let c = commit_tree(&repo, &r, &version, Source::Dir(&tree), timestamp)?;
             let hex = c.to_hex();
-            let media = publish_artifacts(&common, &stream, &version, &arch, &artifacts)?;
+            let media = publish_artifacts(&common, &stream, &version, &arch, &artifacts, sign)?;
             let new = release::publish::NewRelease {
                 stream: &stream,
                 version: &version,
@@ -448,11 +479,19 @@ pub fn run(cli: ReleaseCli) -> Result<ExitCode> {
             };
             Ok(meta.set_rule(&stream, &version, rule, t, sign)?)
         })?,
-        Verb::Verify { key, files } => {
+        Verb::Verify {
+            key,
+            artifacts,
+            files,
+        } => {
             let keys = sign::public_keys(&key_text(&key, "public")?)?;
             let mut bad = 0;
             for f in files {
-                let data = std::fs::read(&f).with_context(|| f.display().to_string())?;
+                let data = if artifacts {
+                    sha256_of(&f)?
+                } else {
+                    std::fs::read(&f).with_context(|| f.display().to_string())?
+                };
                 let sig_path = PathBuf::from(format!("{}.sig", f.display()));
                 let sig = std::fs::read_to_string(&sig_path)
                     .with_context(|| sig_path.display().to_string())?;

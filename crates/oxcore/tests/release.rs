@@ -183,6 +183,42 @@ fn compose_promote_rules_and_signed_metadata() {
         .unwrap(),
         b"a disk image"
     );
+    // Signed: the signature of its SHA-256 digest, beside it, checked as
+    // a stream; a changed image fails.
+    assert_eq!(
+        disk["signature"].as_str(),
+        Some(format!("{location}.sig").as_str())
+    );
+    let published = meta
+        .join("prod/streams/next/builds/41.20261201.1.0/x86_64")
+        .join(image.file_name().unwrap());
+    let pubkey = keyfile.with_extension("pub");
+    std::fs::write(&pubkey, format!("public: {public}\n")).unwrap();
+    let good = ok(oxcore(&[
+        "release",
+        "verify",
+        "--key",
+        pubkey.to_str().unwrap(),
+        "--artifacts",
+        published.to_str().unwrap(),
+    ]));
+    assert!(good.ends_with(": good signature\n"), "{good}");
+    let tampered = tmp.path().join(image.file_name().unwrap());
+    std::fs::write(&tampered, b"a disk imagf").unwrap();
+    std::fs::copy(
+        format!("{}.sig", published.display()),
+        format!("{}.sig", tampered.display()),
+    )
+    .unwrap();
+    let bad = oxcore(&[
+        "release",
+        "verify",
+        "--key",
+        pubkey.to_str().unwrap(),
+        "--artifacts",
+        tampered.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
     let stream_doc = json(&meta.join("streams/next.json"));
     assert_eq!(
         stream_doc["architectures"]["x86_64"]["artifacts"]["qemu"]["release"],
