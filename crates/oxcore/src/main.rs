@@ -12,6 +12,7 @@ mod docs;
 mod fleetlock;
 mod graph;
 mod ignition;
+mod install;
 mod links;
 mod ostree;
 mod release;
@@ -67,6 +68,9 @@ enum Command {
     /// its strategy, rolls back a release that fails its health checks
     /// (a Zincati drop-in, reading Zincati's configuration).
     Agent(update_agent::AgentCli),
+    /// Install an OS disk image to a block device, checked before a byte
+    /// is written (coreos-installer install).
+    Install(Box<install::InstallCli>),
     /// Ignition: first-boot provisioning (`--stage NAME` runs a stage) and
     /// configs.
     Ignition(Box<ignition::IgnitionCli>),
@@ -237,6 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Graph(cli) => graph::run(cli),
         Command::Fleetlock(cli) => fleetlock::run(cli),
         Command::Agent(cli) => update_agent::run(cli),
+        Command::Install(cli) => install::run(*cli),
         Command::Release(cli) => release::run(cli),
         Command::Ostree { args } => {
             let mut argv = vec![OsString::from("oxcore ostree")];
