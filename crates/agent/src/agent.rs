@@ -196,7 +196,7 @@ impl Agent {
         {
             // Zincati substitutes the same variables as in the graph URL.
             let sr = Sysroot::open(root.dir())?;
-            let stream = Self::booted_of(&sr)?.stream;
+            let stream = Self::booted(&sr)?.stream;
             *base_url = substitute(
                 base_url,
                 &[
@@ -285,11 +285,8 @@ impl Agent {
         Ok(Sysroot::open(self.root.dir())?)
     }
 
-    fn booted(&self, sr: &Sysroot) -> Result<Booted> {
-        Self::booted_of(sr)
-    }
-
-    fn booted_of(sr: &Sysroot) -> Result<Booted> {
+    /// The booted system as `sr` shows it.
+    fn booted(sr: &Sysroot) -> Result<Booted> {
         let status = sr.status()?;
         let mut list = Vec::new();
         let mut staged = None;
@@ -417,7 +414,7 @@ impl Agent {
             self.save()?;
         }
         let sr = self.sysroot()?;
-        let b = self.booted(&sr)?;
+        let b = Self::booted(&sr)?;
         self.status.booted = Some(b.release());
         self.metrics
             .set_os_info(&b.version, identity::basearch(), &b.stream, &self.platform);
@@ -439,7 +436,7 @@ impl Agent {
         if let Some(c) = self.settle_boot(&sr, &b)? {
             return Ok(c);
         }
-        let b = self.booted(&sr)?;
+        let b = Self::booted(&sr)?;
         if !self.settings.enabled {
             self.set_state(State::End);
             return Ok(self.finish(
@@ -498,7 +495,7 @@ impl Agent {
         match self.stage(&sr, &b, &release)? {
             Some(c) => Ok(c),
             None => {
-                let b = self.booted(&sr)?;
+                let b = Self::booted(&sr)?;
                 self.set_state(State::UpdateStaged(release.clone()));
                 self.try_finalize(&sr, &b, release)
             }
@@ -725,7 +722,7 @@ impl Agent {
             h();
         }
         let _lock = sr.lock()?;
-        let now = self.booted(sr)?;
+        let now = Self::booted(sr)?;
         if now.fingerprint() != b.fingerprint() {
             return Ok(false);
         }
@@ -978,21 +975,21 @@ impl Agent {
             .list
             .iter()
             .position(|d| d.checksum.to_hex() == trial.to.payload);
-        if b.payload == trial.to.payload
-            || b.payload == trial.from.payload && same_boot(&trial, &now_boot)
+        // The release on trial, to reboot into while not rebooted yet.
+        let pending = Release {
+            age_index: 0,
+            version: trial.to.version.clone(),
+            payload: trial.to.payload.clone(),
+        };
+        if (b.payload == trial.to.payload
+            || b.payload == trial.from.payload && same_boot(&trial, &now_boot))
+            && idx.is_some()
         {
             // Finalized in this very boot: the machine has not restarted
             // (with the same kernel, the booted deployment's boot serial
             // may now name the new one). Reboot into it.
-            let r = Release {
-                age_index: 0,
-                version: trial.to.version.clone(),
-                payload: trial.to.payload.clone(),
-            };
-            if idx.is_some() {
-                self.set_state(State::UpdateFinalized(r));
-                return Ok(None);
-            }
+            self.set_state(State::UpdateFinalized(pending));
+            return Ok(None);
         }
         if b.payload == trial.from.payload {
             match idx.map(|i| (i, b.list[i].boot_counter)) {
@@ -1025,12 +1022,7 @@ impl Agent {
                 }
                 Some((_, c)) if !rebooted(&trial, &now_boot) && c.is_none_or(|c| c.done == 0) => {
                     // Finalized, not rebooted yet.
-                    let r = Release {
-                        age_index: 0,
-                        version: trial.to.version.clone(),
-                        payload: trial.to.payload.clone(),
-                    };
-                    self.set_state(State::UpdateFinalized(r));
+                    self.set_state(State::UpdateFinalized(pending));
                     return Ok(None);
                 }
                 Some((i, _)) => {
@@ -1162,7 +1154,7 @@ impl Agent {
         );
         self.metrics.count_trial(outcome);
         if let Ok(sr) = self.sysroot()
-            && let Ok(b) = self.booted(&sr)
+            && let Ok(b) = Self::booted(&sr)
         {
             self.report(&b, trial, outcome, Some(check));
         }

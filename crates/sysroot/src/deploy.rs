@@ -264,12 +264,7 @@ impl Sysroot {
     pub fn undeploy(&self, index: usize) -> Result<()> {
         let _lock = self.lock()?;
         let mut list = self.deployments()?;
-        if index >= list.len() {
-            return Err(msg(format!(
-                "Out of range deployment index {index}, expected < {}",
-                list.len()
-            )));
-        }
+        check_index(&list, index)?;
         if self.booted_index(&list)? == Some(index) {
             return Err(msg(format!(
                 "Cannot undeploy currently booted deployment {index}"
@@ -285,7 +280,7 @@ impl Sysroot {
     /// restores the original order.
     pub fn rollback(&self) -> Result<(usize, usize)> {
         let _lock = self.lock()?;
-        let mut list = self.deployments()?;
+        let list = self.deployments()?;
         if list.len() < 2 {
             return Err(msg("No rollback deployment found"));
         }
@@ -294,29 +289,27 @@ impl Sysroot {
             Some(0) | None => 1,
             Some(b) => b,
         };
-        let d = list.remove(from);
-        list.insert(0, d);
-        self.write_deployments(&list)?;
+        self.make_first(list, from)?;
         Ok((from, 0))
     }
 
-    /// Makes deployment `index` the default (first), keeping the others
-    /// in their order.
-    pub fn set_default(&self, index: usize) -> Result<()> {
-        let _lock = self.lock()?;
-        let mut list = self.deployments()?;
-        if index >= list.len() {
-            return Err(msg(format!(
-                "Out of range deployment index {index}, expected < {}",
-                list.len()
-            )));
-        }
+    /// Writes `list` with deployment `index` moved to the front.
+    fn make_first(&self, mut list: Vec<Deployment>, index: usize) -> Result<()> {
         if index == 0 {
             return Ok(());
         }
         let d = list.remove(index);
         list.insert(0, d);
         self.write_deployments(&list)
+    }
+
+    /// Makes deployment `index` the default (first), keeping the others
+    /// in their order.
+    pub fn set_default(&self, index: usize) -> Result<()> {
+        let _lock = self.lock()?;
+        let list = self.deployments()?;
+        check_index(&list, index)?;
+        self.make_first(list, index)
     }
 
     /// Pins or unpins deployment `index` (a rewrite of its origin file).
@@ -343,6 +336,17 @@ impl Sysroot {
             .join(format!("ostree/deploy/{}/deploy/{}.origin", d.os, d.name()));
         write_file_atomic(&path, origin.to_string().as_bytes())
     }
+}
+
+/// Refuses an index past the end of `list`, as `ostree admin` words it.
+fn check_index(list: &[Deployment], index: usize) -> Result<()> {
+    if index >= list.len() {
+        return Err(msg(format!(
+            "Out of range deployment index {index}, expected < {}",
+            list.len()
+        )));
+    }
+    Ok(())
 }
 
 /// How [`Sysroot::deploy`] treats existing deployments (`ostree admin
