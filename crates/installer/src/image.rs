@@ -95,26 +95,13 @@ fn get_small(client: &http_client::Client, url: &str) -> Result<Option<Vec<u8>>>
 /// Copies `from` to `to` (if any), returning the SHA-256 digest and size.
 fn digest_copy(
     from: &mut dyn Read,
-    mut to: Option<&mut dyn Write>,
+    to: Option<&mut dyn Write>,
     what: &str,
 ) -> Result<(Vec<u8>, u64)> {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 16];
-    let mut n_total = 0u64;
-    loop {
-        let n = from
-            .read(&mut buf)
-            .map_err(|e| msg(format!("{what}: {e}")))?;
-        if n == 0 {
-            return Ok((ctx.finish().as_ref().to_vec(), n_total));
-        }
-        ctx.update(&buf[..n]);
-        n_total += n as u64;
-        if let Some(w) = to.as_deref_mut() {
-            w.write_all(&buf[..n])
-                .map_err(|e| msg(format!("{what}: {e}")))?;
-        }
-    }
+    let (digest, n) = util::sha256_copy(from, to).map_err(|e| match e {
+        util::CopyError::Read(e) | util::CopyError::Write(e) => msg(format!("{what}: {e}")),
+    })?;
+    Ok((digest.to_vec(), n))
 }
 
 /// Checks `signature` (base64 text, if any) of `data` with `keys`.

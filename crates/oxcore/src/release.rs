@@ -236,7 +236,6 @@ fn publish_artifacts(
     artifacts: &[(String, String, String, PathBuf)],
     sign: Option<release::publish::Signer<'_>>,
 ) -> Result<std::collections::BTreeMap<String, release::meta::Platform>> {
-    use std::io::Read;
     let mut media: std::collections::BTreeMap<String, release::meta::Platform> = Default::default();
     let rel_dir = format!("prod/streams/{stream}/builds/{version}/{arch}");
     let dir = common.metadata.join(&rel_dir);
@@ -249,21 +248,11 @@ fn publish_artifacts(
         let tmp = dir.join(format!(".{}.tmp", file_name.to_string_lossy()));
         let mut src = std::fs::File::open(path).with_context(|| path.display().to_string())?;
         let mut out = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = src
-                .read(&mut buf)
-                .with_context(|| path.display().to_string())?;
-            if n == 0 {
-                break;
-            }
-            ctx.update(&buf[..n]);
-            std::io::Write::write_all(&mut out, &buf[..n])
-                .with_context(|| tmp.display().to_string())?;
-        }
+        let (digest, _) = util::sha256_copy(&mut src, Some(&mut out)).map_err(|e| match e {
+            util::CopyError::Read(e) => anyhow::Error::new(e).context(path.display().to_string()),
+            util::CopyError::Write(e) => anyhow::Error::new(e).context(tmp.display().to_string()),
+        })?;
         out.sync_all().with_context(|| tmp.display().to_string())?;
-        let digest = ctx.finish();
         let location = format!(
             "{}/{rel_dir}/{}",
             common.base_url.trim_end_matches('/'),
@@ -368,19 +357,13 @@ enum Source<'a> {
 
 /// The SHA-256 digest of a file, read as a stream.
 fn sha256_of(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
     let mut f = std::fs::File::open(path).with_context(|| path.display().to_string())?;
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| path.display().to_string())?;
-        if n == 0 {
-            return Ok(ctx.finish().as_ref().to_vec());
+    let (digest, _) = util::sha256_copy(&mut f, None).map_err(|e| match e {
+        util::CopyError::Read(e) | util::CopyError::Write(e) => {
+            anyhow::Error::new(e).context(path.display().to_string())
         }
-        ctx.update(&buf[..n]);
-    }
+    })?;
+    Ok(digest.to_vec())
 }
 
 /// Runs `oxcore release`.

@@ -139,6 +139,40 @@ pub fn raise_descriptor_limit() -> Option<u64> {
     getrlimit(Resource::Nofile).current
 }
 
+/// Why [`sha256_copy`] stopped: reading its source or writing its copy.
+#[derive(Debug)]
+pub enum CopyError {
+    /// Reading failed.
+    Read(std::io::Error),
+    /// Writing failed.
+    Write(std::io::Error),
+}
+
+/// Reads `from` to its end, writing every byte to `to` when given:
+/// (SHA-256 digest, bytes read). Memory stays at one 64 KiB buffer
+/// whatever the size.
+pub fn sha256_copy(
+    from: &mut dyn std::io::Read,
+    mut to: Option<&mut dyn Write>,
+) -> Result<([u8; 32], u64), CopyError> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buf).map_err(CopyError::Read)?;
+        if n == 0 {
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(ctx.finish().as_ref());
+            return Ok((digest, total));
+        }
+        ctx.update(&buf[..n]);
+        total += n as u64;
+        if let Some(w) = to.as_deref_mut() {
+            w.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        }
+    }
+}
+
 /// Writes `data` to `path` through a temporary file in the same directory
 /// (created 0600, then given `mode`), synced to disk when `sync`, and
 /// renamed over `path` (the directory synced too when `sync`): a reader
