@@ -139,6 +139,13 @@ impl Sysroot {
                 .unwrap_or(0)
         };
         entries.sort_by_key(|(_, e)| std::cmp::Reverse(version(e)));
+        // Under GRUB, the tries a trial has used are in grubenv.
+        let boot = self.path.join("boot");
+        let grubenv = if crate::grub::in_use(&boot) {
+            crate::grub::read_env(&boot)?
+        } else {
+            Vec::new()
+        };
         let mut out = Vec::new();
         for (path, entry) in entries {
             let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
@@ -151,7 +158,14 @@ impl Sysroot {
             // OS `os+3`) is not a counter.
             let boot_counter = file.and_then(|f| {
                 let (name, counter) = bls::BootCounter::split_file_name(&f);
-                counter.filter(|_| name.ends_with(&format!("-{os}")))
+                let c = counter.filter(|_| name.ends_with(&format!("-{os}")))?;
+                Some(match crate::grub::tries_left(&grubenv, &f) {
+                    Some(left) if left < c.left => bls::BootCounter {
+                        left,
+                        done: c.done + (c.left - left),
+                    },
+                    _ => c,
+                })
             });
             let link = self
                 .path
@@ -319,6 +333,11 @@ impl Sysroot {
             let path = entries.join(format!("ostree-{}-{}{counter}.conf", n - i, d.os));
             fs::write(&path, e.to_text()).map_err(|e| io_err(&path, e))?;
         }
+        let boot = self.path.join("boot");
+        let grub = crate::grub::in_use(&boot);
+        if grub {
+            crate::grub::write_config(&self.path.join(format!("boot/loader.{new_bv}")))?;
+        }
         failpoint("entries-written")?;
         // GC refs for the new configuration.
         for (i, d) in list.iter().enumerate() {
@@ -338,6 +357,9 @@ impl Sysroot {
         symlink_atomic(&format!("loader.{new_bv}"), &self.path.join("boot/loader"))?;
         sync_path(&self.path)?;
         failpoint("after-swap")?;
+        if grub {
+            crate::grub::clear_trial(&boot)?;
+        }
         self.remove_stale(new_bv, new_sub)?;
         Ok(())
     }
@@ -389,6 +411,12 @@ impl Sysroot {
         let to = from.with_file_name(format!("{name}{suffix}.conf"));
         if to != from {
             fs::rename(&from, &to).map_err(|e| io_err(&to, e))?;
+            let boot = self.path.join("boot");
+            if crate::grub::in_use(&boot) {
+                let (bv, _) = self.readable_bootversion()?;
+                crate::grub::write_config(&boot.join(format!("loader.{bv}")))?;
+                crate::grub::clear_trial(&boot)?;
+            }
             sync_path(&self.path)?;
         }
         Ok(())

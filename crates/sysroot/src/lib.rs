@@ -39,6 +39,7 @@ mod bootconfig;
 mod cleanup;
 mod deploy;
 pub mod etc_merge;
+pub mod grub;
 mod lock;
 mod policy;
 pub mod prepare;
