@@ -195,6 +195,11 @@ pub fn post_process(
         let new = edit_entry(&text, edit)?;
         util::write_atomic(&path, new.as_bytes(), 0o644, true)
             .map_err(|e| msg(format!("/boot/loader/entries/{last}: {e}")))?;
+        // GRUB boots the script generated from the entries: regenerate it.
+        if sysroot::grub::in_use(root) {
+            sysroot::grub::write_config(&root.join("loader"))
+                .map_err(|e| msg(format!("/boot/loader/grub.cfg: {e}")))?;
+        }
     }
     drop(mounted);
     Ok(())

@@ -1,5 +1,6 @@
-//! `oxcore install`: coreos-installer's `install` on oxcore's release
-//! metadata.
+//! Disk images: [`build`] makes them from a release (`oxcore image
+//! build`); the rest is `oxcore install`, coreos-installer's `install` on
+//! oxcore's release metadata.
 //!
 //! The order is coreos-installer's, with one change: the image is fetched
 //! and checked completely (its SHA-256 against the signed stream
@@ -22,6 +23,7 @@
 //! --sign-key`), checked while the file streams.
 
 mod boot;
+pub mod build;
 mod device;
 pub mod image;
 

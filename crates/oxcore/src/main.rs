@@ -12,6 +12,7 @@ mod docs;
 mod fleetlock;
 mod graph;
 mod ignition;
+mod image;
 mod install;
 mod links;
 mod ostree;
@@ -71,6 +72,9 @@ enum Command {
     /// Install an OS disk image to a block device, checked before a byte
     /// is written (coreos-installer install).
     Install(Box<install::InstallCli>),
+    /// The OS's initramfs and disk images (Fedora CoreOS's layout, GRUB
+    /// for BIOS and UEFI), recorded in the release metadata.
+    Image(image::ImageCli),
     /// Ignition: first-boot provisioning (`--stage NAME` runs a stage) and
     /// configs.
     Ignition(Box<ignition::IgnitionCli>),
@@ -206,6 +210,15 @@ struct SysrootArg {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    // The initramfs runs this binary as /init, PID 1.
+    if args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "init")
+        && std::process::id() == 1
+    {
+        initrd::init::main();
+    }
     if let Some(tool) = links::tool_for_argv0(args.first()) {
         return tool.run(args);
     }
@@ -242,6 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fleetlock(cli) => fleetlock::run(cli),
         Command::Agent(cli) => update_agent::run(cli),
         Command::Install(cli) => install::run(*cli),
+        Command::Image(cli) => image::run(cli),
         Command::Release(cli) => release::run(cli),
         Command::Ostree { args } => {
             let mut argv = vec![OsString::from("oxcore ostree")];

@@ -19,11 +19,11 @@ pub struct ReleaseCli {
 }
 
 #[derive(Debug, Args)]
-struct Common {
+pub(crate) struct Common {
     /// The metadata tree (upstream's layout: prod/streams/…, streams/…,
     /// updates/…).
     #[arg(long, value_name = "DIR")]
-    metadata: PathBuf,
+    pub(crate) metadata: PathBuf,
     /// URL the metadata tree is published at.
     #[arg(long, default_value = "https://builds.example.invalid")]
     base_url: String,
@@ -161,7 +161,7 @@ enum Verb {
     },
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -228,7 +228,7 @@ fn parse_artifact(a: &str) -> Result<(String, String, String, PathBuf)> {
 /// signer, each also gets `<file>.sig`, the signature of its SHA-256
 /// digest (so a client verifies while it streams the file), listed as its
 /// `signature`.
-fn publish_artifacts(
+pub(crate) fn publish_artifacts(
     common: &Common,
     stream: &str,
     version: &str,
@@ -297,7 +297,7 @@ fn set_reason_rule(a: ReasonArgs, rule: fn(String) -> Rule) -> Result<()> {
 }
 
 /// Runs `f` on the metadata tree with the signer `--sign-key` gives.
-fn signed<R>(
+pub(crate) fn signed<R>(
     common: &Common,
     f: impl FnOnce(&Metadata, Option<release::publish::Signer<'_>>) -> Result<R>,
 ) -> Result<R> {

@@ -7,6 +7,7 @@
 //! signer the caller passes makes it), so a client holding the public key can
 //! check what it downloaded.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::meta::{
@@ -311,6 +312,64 @@ impl Metadata {
         self.write(&self.stream_path(stream), &sdoc, sign)?;
         self.write(&self.updates_path(stream), &updates, sign)?;
         self.write(&self.index_path(stream), &index, sign)?;
+        Ok(())
+    }
+
+    /// Adds artifacts (disk images built after the release was composed)
+    /// to `arch` of an existing release: its `release.json`, and the
+    /// stream metadata when it is the stream's newest release. Artifacts
+    /// of the same platform, format and name are replaced.
+    pub fn add_artifacts(
+        &self,
+        stream: &str,
+        version: &str,
+        arch: &str,
+        media: &BTreeMap<String, crate::meta::Platform>,
+        now: i64,
+        sign: Option<Signer<'_>>,
+    ) -> Result<(), PublishError> {
+        check_name("stream", stream)?;
+        check_name("architecture", arch)?;
+        let index = self.index(stream)?;
+        if !index.releases.iter().any(|r| r.version == version) {
+            return invalid(format!("release {version} is not in stream {stream}"));
+        }
+        let newest = index.releases.last().is_some_and(|r| r.version == version);
+        let mut doc = self.release(stream, version)?;
+        let Some(a) = doc.architectures.get_mut(arch) else {
+            return invalid(format!(
+                "release {version} of stream {stream} has no {arch} commit"
+            ));
+        };
+        for (platform, p) in media {
+            let mine = a.media.entry(platform.clone()).or_default();
+            for (format, files) in &p.artifacts {
+                mine.artifacts
+                    .entry(format.clone())
+                    .or_default()
+                    .extend(files.clone());
+            }
+        }
+        let all = a.media.clone();
+        let stamp = rfc3339(now);
+        doc.metadata.last_modified = stamp.clone();
+        self.write(&self.release_path(stream, version), &doc, sign)?;
+        if newest {
+            let mut sdoc: StreamDoc = Metadata::read(&self.stream_path(stream))?;
+            sdoc.stream = stream.to_string();
+            sdoc.metadata.last_modified = stamp;
+            let sarch = sdoc.architectures.entry(arch.to_string()).or_default();
+            for (platform, p) in &all {
+                sarch.artifacts.insert(
+                    platform.clone(),
+                    StreamPlatform {
+                        release: version.to_string(),
+                        formats: p.artifacts.clone(),
+                    },
+                );
+            }
+            self.write(&self.stream_path(stream), &sdoc, sign)?;
+        }
         Ok(())
     }
 
