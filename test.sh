@@ -49,7 +49,10 @@ fi
 # The first-boot test boots a kernel under QEMU; its packages are installed
 # best effort (qemu-system-x86 may have to come from bookworm-backports
 # when qemu-utils is from there) and the test skips, saying why, without.
-vm_packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils)
+# The OS boot test also builds the OS from Debian packages (mmdebstrap) and
+# its images (GRUB's modules, mtools for the ESP, qemu-img).
+vm_packages=(qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils
+             mmdebstrap grub-pc-bin grub-efi-amd64-bin grub-common mtools)
 vm_missing=()
 for p in "${vm_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || vm_missing+=("$p")
@@ -96,6 +99,8 @@ if [ "$#" -eq 0 ]; then
         cargo build --release --locked -q -p oxcore --target x86_64-unknown-linux-gnu
     tests/vm/firstboot.sh target/x86_64-unknown-linux-gnu/release/oxcore
     tests/vm/boot-deployment.sh target/x86_64-unknown-linux-gnu/release/oxcore
+    # The OS itself: image, GRUB, first boot, update, automatic rollback.
+    tests/vm/os-boot.sh target/x86_64-unknown-linux-gnu/release/oxcore
     # Hostile servers, clients and inputs, replayed against the same
     # release build under memory caps; fails when one gets through.
     bench/attacks.sh target/x86_64-unknown-linux-gnu/release/oxcore
