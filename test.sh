@@ -52,7 +52,7 @@ fi
 # The OS boot test also builds the OS from Debian packages (mmdebstrap) and
 # its images (GRUB's modules, mtools for the ESP, qemu-img).
 vm_packages=(qemu-system-x86 qemu-utils linux-image-amd64 busybox-static cpio xz-utils
-             mmdebstrap grub-pc-bin grub-efi-amd64-bin grub-common mtools)
+             mmdebstrap grub-pc-bin grub-efi-amd64-bin grub-common mtools ovmf)
 vm_missing=()
 for p in "${vm_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || vm_missing+=("$p")

@@ -19,6 +19,8 @@
 #      module): each trial boot fails in the initramfs and restarts, GRUB
 #      spends the tries and falls back to release 2, where the agent
 #      denylists release 3 and reports the failure to the graph server.
+#   4. The same image by UEFI (OVMF): GRUB's EFI image boots the kernel into
+#      /init.
 #
 # Each boot's phases (firmware and GRUB, kernel, initramfs with Ignition,
 # userspace) are printed from the console's timestamps.
@@ -54,8 +56,11 @@ esac
 work=$(mktemp -d /var/tmp/oxcore-os-boot.XXXXXX)
 pids=()
 cleanup() {
+    # QEMU by its pid file (the pipeline's $! is the reader), the servers
+    # by their own pids.
+    for f in "$work"/*.qemu.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     if [ -n "${OXCORE_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -114,10 +119,10 @@ path = "$work/fleetlock.redb"
 [lock]
 default_slots = 1
 EOF
-ox graph serve --metadata "$work/meta" --listen 127.0.0.1:0 --stream stable --refresh-secs 1 \
+"$oxcore" graph serve --metadata "$work/meta" --listen 127.0.0.1:0 --stream stable --refresh-secs 1 \
     > "$work/graph.log" 2>&1 &
 pids+=($!)
-ox fleetlock serve --config "$work/fleetlock.toml" -v > "$work/fleetlock.log" 2>&1 &
+"$oxcore" fleetlock serve --config "$work/fleetlock.toml" -v > "$work/fleetlock.log" 2>&1 &
 pids+=($!)
 port_of() { # the port a server logged it listens on
     local i
@@ -213,7 +218,7 @@ agent_log=$work/agent.log
 : > "$agent_log"
 # The agent's log on a second serial port (ttyS1), straight to a file.
 qemu-system-x86_64 -accel tcg -m 1536 -smp 2 -nographic -nodefaults -serial stdio \
-    -serial "file:$agent_log" \
+    -pidfile "$work/node.qemu.pid" -serial "file:$agent_log" \
     -drive "file=$work/node.qcow2,if=virtio,format=qcow2" \
     -drive "file=$work/data.img,if=virtio,format=raw" \
     -fw_cfg "name=opt/com.coreos/config,file=$work/config.ign" \
@@ -222,8 +227,16 @@ qemu-system-x86_64 -accel tcg -m 1536 -smp 2 -nographic -nodefaults -serial stdi
     while IFS= read -r line; do
         printf '%s %s\n' "$EPOCHREALTIME" "${line//$'\r'/}"
     done > "$console" &
-qemu=$!
 pids+=($!)
+qemu_pid() { # QEMU's pid, once it has written it
+    local i
+    for i in $(seq 100); do
+        [ -s "$1" ] && { cat "$1"; return; }
+        sleep 0.1
+    done
+    fail "QEMU did not start (no $1)"
+}
+qemu=$(qemu_pid "$work/node.qemu.pid")
 qemu_start=$EPOCHREALTIME
 
 # wait_for REGEX SECONDS: waits for a console line (timestamp aside) that
@@ -340,4 +353,30 @@ done
 grep -q "router: .*POST /graph/v1/report" "$work/router.log" || fail "the failure was not reported"
 
 kill "$qemu" 2>/dev/null || true
-echo "PASS vm OS boot test: first boot, update, automatic rollback in $((SECONDS - started)) s"
+
+# --- 4. the same image by UEFI (OVMF): GRUB's EFI image, the kernel, /init --
+if [ -f /usr/share/OVMF/OVMF_CODE.fd ]; then
+    qemu-img create -q -f qcow2 -F qcow2 -b "$qcow" "$work/uefi.qcow2"
+    cp /usr/share/OVMF/OVMF_VARS.fd "$work/vars.fd"
+    console=$work/uefi-console.log from=0
+    : > "$console"
+    qemu-system-x86_64 -accel tcg -m 1536 -smp 2 -nographic -nodefaults -serial stdio \
+        -pidfile "$work/uefi.qemu.pid" \
+        -drive "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd" \
+        -drive "if=pflash,format=raw,file=$work/vars.fd" \
+        -drive "file=$work/uefi.qcow2,if=virtio,format=qcow2" \
+        -fw_cfg "name=opt/com.coreos/config,file=$work/config.ign" -nic none </dev/null 2>&1 |
+        while IFS= read -r line; do
+            printf '%s %s\n' "$EPOCHREALTIME" "${line//$'\r'/}"
+        done > "$console" &
+    pids+=($!)
+    qemu=$(qemu_pid "$work/uefi.qemu.pid")
+    wait_for "BdsDxe: starting" 120
+    wait_for "Booting \`" 120
+    wait_for "oxcore-initrd: .* starting" 180
+    echo "UEFI: OVMF started GRUB's EFI image, which booted the kernel into /init"
+    kill "$qemu" 2>/dev/null || true
+else
+    skip "OVMF missing (apt-get install ovmf): the UEFI boot was not tried"
+fi
+echo "PASS vm OS boot test: first boot, update, automatic rollback, UEFI in $((SECONDS - started)) s"

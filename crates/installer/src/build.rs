@@ -374,6 +374,10 @@ pub fn build_raw(spec: &Spec, output: &Path, log: &mut dyn Write) -> Result<()> 
         ];
         if *platform == "i386-pc" {
             argv.push("biosdisk".into());
+        } else {
+            // The firmware's framebuffer for the kernel (else GRUB boots
+            // "in blind mode" and a screen stays dark).
+            argv.push("all_video".into());
         }
         argv.extend(CORE_MODULES.iter().map(|m| m.to_string()));
         let v: Vec<&str> = argv.iter().map(String::as_str).collect();
