@@ -225,8 +225,13 @@ fn umount(target: &str) -> Result<()> {
         .map_err(|e| err(format!("unmounting {target}: {}", std::io::Error::from(e))))
 }
 
-/// One Ignition stage, with upstream's flags, its output on the console.
+/// One Ignition stage on the root at /sysroot.
 fn ignition(stage: &str, platform: &str) -> Result<()> {
+    ignition_at(stage, platform, "/sysroot")
+}
+
+/// One Ignition stage, with upstream's flags, its output on the console.
+fn ignition_at(stage: &str, platform: &str, root: &str) -> Result<()> {
     say(&format!("Ignition: {stage}"));
     let status = Command::new(OXCORE)
         .env("PATH", PATH)
@@ -237,7 +242,7 @@ fn ignition(stage: &str, platform: &str) -> Result<()> {
             "--stage",
             stage,
             "--root",
-            "/sysroot",
+            root,
         ])
         .status()
         .map_err(|e| err(format!("{OXCORE}: {e}")))?;
@@ -303,23 +308,9 @@ fn first_boot(cmd: &Cmdline, root_dev: &str) -> Result<()> {
     mount_dev(&boot_dev, &kboot, "rw")?;
     let loader = Path::new(&kboot).join("loader");
     let before = entries_snapshot(&loader);
-    say("Ignition: kargs");
-    let status = Command::new(OXCORE)
-        .env("PATH", PATH)
-        .args([
-            "ignition",
-            "--platform",
-            platform,
-            "--stage",
-            "kargs",
-            "--root",
-            kroot,
-        ])
-        .status()
-        .map_err(|e| err(format!("{OXCORE}: {e}")))?;
-    if !status.success() {
+    if let Err(e) = ignition_at("kargs", platform, kroot) {
         let _ = umount(&kboot);
-        return Err(Error::Ignition(format!("kargs stage: {status}")));
+        return Err(e);
     }
     let changed = entries_snapshot(&loader) != before;
     if changed && sysroot::grub::in_use(Path::new(&kboot)) {

@@ -5,28 +5,20 @@
 //! configurations, grubenv, the first-boot stamp), the MBR and the BIOS
 //! boot partition (GRUB's boot sector and core image, patched to find each
 //! other), the ESP with `mdir` — and the artifact is in the signed
-//! metadata. A build that fails halfway leaves no image, temporary file,
-//! loop device or mount behind. (Booting it is tests/vm/os-boot.sh.)
+//! metadata. A 4K-sector image has the same layout in 4096-byte sectors
+//! and GRUB for UEFI only. A build that fails halfway leaves no image,
+//! temporary file, loop device or mount behind. (Booting it is
+//! tests/vm/os-boot.sh.)
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::ok;
+use common::{ok, run};
 
 fn oxcore(args: &[&str]) -> Output {
     common::oxcore().args(args).output().unwrap()
-}
-
-fn run(argv: &[&str]) -> String {
-    let o = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{argv:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn usable() -> bool {
@@ -379,4 +371,68 @@ fn a_failed_build_leaves_nothing_behind() {
             .next()
             .is_none()
     );
+}
+
+#[test]
+fn a_4k_image_has_the_same_layout_in_4096_byte_sectors_and_boots_by_uefi() {
+    if !usable() {
+        return;
+    }
+    let d = tempfile::tempdir_in("/var/tmp").unwrap();
+    let (secret, _) = release(d.path());
+    ok(build(
+        d.path(),
+        &secret,
+        &["--format", "4k.raw", "--no-record"],
+    ));
+    let img = d
+        .path()
+        .join("images/oxcore-41.20261201.3.0-metal4k.x86_64.raw");
+    // Read as a disk of 4096-byte sectors, as the image is meant for.
+    let dev = run(&[
+        "losetup",
+        "-f",
+        "--show",
+        "--read-only",
+        "--sector-size",
+        "4096",
+        img.to_str().unwrap(),
+    ])
+    .trim()
+    .to_string();
+    let _detach = scopeguard(dev.clone());
+    let p = run(&["sgdisk", "--print", &dev]);
+    assert!(
+        p.lines()
+            .any(|l| l.starts_with("Sector size (logical") && l.contains(": 4096")),
+        "{p}"
+    );
+    for (n, name, start) in [
+        ("1", "BIOS-BOOT", "256"),
+        ("2", "EFI-SYSTEM", "512"),
+        ("3", "boot", "33024"),
+        ("4", "root", "131328"),
+    ] {
+        let line = p
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(n))
+            .unwrap_or_else(|| panic!("no partition {n}: {p}"));
+        assert!(line.ends_with(name), "{line}");
+        assert_eq!(line.split_whitespace().nth(1), Some(start), "{line}");
+    }
+    run(&["partx", "--update", &dev]);
+    let esp = run(&["mdir", "-i", &format!("{dev}p2"), "::/EFI/BOOT"]);
+    assert!(esp.contains("BOOTX64  EFI"), "{esp}");
+    // No BIOS reads 4K disks: no boot code in the MBR, no BIOS modules.
+    let bytes = std::fs::read(&img).unwrap();
+    assert!(bytes[..0x1b8].iter().all(|&b| b == 0));
+    let ls = run(&["debugfs", "-R", "ls /grub", &format!("{dev}p3")]);
+    assert!(ls.contains("x86_64-efi") && !ls.contains("i386-pc"), "{ls}");
+    // Not recorded (--no-record): the release has no metal media.
+    let rel = d
+        .path()
+        .join("meta/prod/streams/stable/builds/41.20261201.3.0/release.json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rel).unwrap()).unwrap();
+    assert!(doc["architectures"]["x86_64"]["media"]["metal"].is_null());
 }

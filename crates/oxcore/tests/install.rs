@@ -11,20 +11,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::ok;
+use common::{ok, run};
 
 fn oxcore(args: &[&str]) -> Output {
     common::oxcore().args(args).output().unwrap()
-}
-
-fn run(argv: &[&str]) -> String {
-    let o = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{argv:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn usable() -> bool {

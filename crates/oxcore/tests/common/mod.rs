@@ -35,6 +35,19 @@ pub fn failpoints_built() -> bool {
     on
 }
 
+/// The stdout of a system tool (`losetup`, `sgdisk`, `debugfs`) that must
+/// succeed.
+#[track_caller]
+pub fn run(argv: &[&str]) -> String {
+    let o = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// The stdout of a command that must have succeeded (its output in the
 /// panic message otherwise).
 #[track_caller]
