@@ -148,19 +148,7 @@ fn a_raw_image_has_fedora_coreos_layout_and_a_bootloader() {
         p.contains("Disk identifier (GUID): 00000000-0000-4000-A000-000000000001"),
         "{p}"
     );
-    for (n, name, start) in [
-        ("1", "BIOS-BOOT", "2048"),
-        ("2", "EFI-SYSTEM", "4096"),
-        ("3", "boot", "264192"),
-        ("4", "root", "1050624"),
-    ] {
-        let line = p
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(n))
-            .unwrap_or_else(|| panic!("no partition {n}: {p}"));
-        assert!(line.ends_with(name), "{line}");
-        assert_eq!(line.split_whitespace().nth(1), Some(start), "{line}");
-    }
+    assert_partitions(&p, ["2048", "4096", "264192", "1050624"]);
     for (n, guid) in [
         ("1", "21686148-6449-6E6F-744E-656564454649"),
         ("3", "BC13C2FF-59E6-4262-A352-B275FD6F7172"),
@@ -306,6 +294,28 @@ fn a_raw_image_has_fedora_coreos_layout_and_a_bootloader() {
     assert!(loops_on(d.path()).is_empty());
 }
 
+/// `sgdisk --print` shows FCOS's four partitions, named, starting at
+/// `starts` (in the disk's sectors).
+#[track_caller]
+fn assert_partitions(p: &str, starts: [&str; 4]) {
+    for ((n, name), start) in [
+        ("1", "BIOS-BOOT"),
+        ("2", "EFI-SYSTEM"),
+        ("3", "boot"),
+        ("4", "root"),
+    ]
+    .into_iter()
+    .zip(starts)
+    {
+        let line = p
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(n))
+            .unwrap_or_else(|| panic!("no partition {n}: {p}"));
+        assert!(line.ends_with(name), "{line}");
+        assert_eq!(line.split_whitespace().nth(1), Some(start), "{line}");
+    }
+}
+
 /// Detaches a loop device when dropped.
 struct Detach(String);
 impl Drop for Detach {
@@ -407,19 +417,7 @@ fn a_4k_image_has_the_same_layout_in_4096_byte_sectors_and_boots_by_uefi() {
             .any(|l| l.starts_with("Sector size (logical") && l.contains(": 4096")),
         "{p}"
     );
-    for (n, name, start) in [
-        ("1", "BIOS-BOOT", "256"),
-        ("2", "EFI-SYSTEM", "512"),
-        ("3", "boot", "33024"),
-        ("4", "root", "131328"),
-    ] {
-        let line = p
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(n))
-            .unwrap_or_else(|| panic!("no partition {n}: {p}"));
-        assert!(line.ends_with(name), "{line}");
-        assert_eq!(line.split_whitespace().nth(1), Some(start), "{line}");
-    }
+    assert_partitions(&p, ["256", "512", "33024", "131328"]);
     run(&["partx", "--update", &dev]);
     let esp = run(&["mdir", "-i", &format!("{dev}p2"), "::/EFI/BOOT"]);
     assert!(esp.contains("BOOTX64  EFI"), "{esp}");
