@@ -94,12 +94,11 @@ pub struct Spec {
 
 /// Runs a tool, its failure an error naming it.
 fn tool(argv: &[&str], limit: Duration) -> Result<String> {
-    let v: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    let o = util::cmd::run_with(&v, None, limit).map_err(|e| msg(e.to_string()))?;
+    let o = crate::device::tool_within(argv, limit)?;
     if !o.status.success() {
         return Err(msg(format!(
             "`{}` failed ({}): {}",
-            util::cmd::command_line(&v),
+            util::cmd::command_line(argv),
             o.status,
             String::from_utf8_lossy(&o.stderr).trim()
         )));

@@ -22,8 +22,13 @@ pub struct Device {
 }
 
 fn tool(argv: &[&str]) -> Result<util::cmd::Output> {
+    tool_within(argv, TOOL_TIMEOUT)
+}
+
+/// Runs a tool, killed after `limit`.
+pub(crate) fn tool_within(argv: &[&str], limit: Duration) -> Result<util::cmd::Output> {
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    util::cmd::run_with(&argv, None, TOOL_TIMEOUT).map_err(|e| msg(e.to_string()))
+    util::cmd::run_with(&argv, None, limit).map_err(|e| msg(e.to_string()))
 }
 
 impl Device {

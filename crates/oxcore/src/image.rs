@@ -188,7 +188,7 @@ fn build(a: BuildArgs) -> Result<ExitCode> {
     let spec = |platform: &str, sector_size: u32| installer::build::Spec {
         repo: a.repo.clone(),
         commit,
-        ref_name: format!("{}/{}/coreos/{}", a.ref_prefix, a.arch, a.stream),
+        ref_name: crate::release::stream_ref(&a.ref_prefix, &a.arch, &a.stream),
         remote: (remote.to_string(), url.to_string()),
         os: a.os.clone(),
         platform: platform.to_string(),

@@ -311,7 +311,7 @@ pub(crate) fn signed<R>(
     )
 }
 
-fn stream_ref(prefix: &str, arch: &str, stream: &str) -> String {
+pub(crate) fn stream_ref(prefix: &str, arch: &str, stream: &str) -> String {
     format!("{prefix}/{arch}/coreos/{stream}")
 }
 

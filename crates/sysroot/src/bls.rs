@@ -37,6 +37,14 @@ impl BootEntry {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `version` key as a number (0 when missing or not a number): the
+    /// order of entries, highest first.
+    pub fn version_number(&self) -> u64 {
+        self.get("version")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Sets a key (replacing, or appending).
     pub fn set(&mut self, key: &str, value: &str) {
         match self.fields.iter_mut().find(|(k, _)| k == key) {

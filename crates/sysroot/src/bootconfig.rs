@@ -133,12 +133,7 @@ impl Sysroot {
             let text = fs::read_to_string(e.path()).map_err(|err| io_err(&e.path(), err))?;
             entries.push((e.path(), BootEntry::parse(&text)));
         }
-        let version = |e: &BootEntry| {
-            e.get("version")
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        entries.sort_by_key(|(_, e)| std::cmp::Reverse(version(e)));
+        entries.sort_by_key(|(_, e)| std::cmp::Reverse(e.version_number()));
         // Under GRUB, the tries a trial has used are in grubenv.
         let boot = self.path.join("boot");
         let grubenv = if crate::grub::in_use(&boot) {

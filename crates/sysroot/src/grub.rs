@@ -78,17 +78,11 @@ pub fn config_for(entries_dir: &Path) -> Result<String> {
             counter,
         });
     }
-    let version = |i: &Item| {
-        i.entry
-            .get("version")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
     items.sort_by(|a, b| {
         let bad = |i: &Item| i.counter.is_some_and(|c| c.exhausted());
         bad(a)
             .cmp(&bad(b))
-            .then(version(b).cmp(&version(a)))
+            .then(b.entry.version_number().cmp(&a.entry.version_number()))
             .then(a.file.cmp(&b.file))
     });
     let mut out = String::from(
