@@ -212,31 +212,35 @@ ox butane --strict "$work/config.bu" > "$work/config.ign" || fail "butane"
 # --- the machine ----------------------------------------------------------------
 qemu-img create -q -f qcow2 -F qcow2 -b "$qcow" "$work/node.qcow2"
 truncate -s 1G "$work/data.img"
+# start_qemu NAME ARGS...: QEMU TCG with its first serial port on `console`
+# (each line stamped with the host's time), its pid in NAME.qemu.pid;
+# sets `qemu` to it.
+start_qemu() {
+    local pidfile=$work/$1.qemu.pid i
+    shift
+    : > "$console"
+    qemu-system-x86_64 -accel tcg -m 1536 -smp 2 -nographic -nodefaults -serial stdio \
+        -pidfile "$pidfile" "$@" </dev/null 2>&1 |
+        while IFS= read -r line; do
+            printf '%s %s\n' "$EPOCHREALTIME" "${line//$'\r'/}"
+        done > "$console" &
+    pids+=($!)
+    for i in $(seq 100); do
+        [ -s "$pidfile" ] && { qemu=$(cat "$pidfile"); return; }
+        sleep 0.1
+    done
+    fail "QEMU did not start (no $pidfile)"
+}
 console=$work/console.log
-: > "$console"
 agent_log=$work/agent.log
 : > "$agent_log"
 # The agent's log on a second serial port (ttyS1), straight to a file.
-qemu-system-x86_64 -accel tcg -m 1536 -smp 2 -nographic -nodefaults -serial stdio \
-    -pidfile "$work/node.qemu.pid" -serial "file:$agent_log" \
+start_qemu node -serial "file:$agent_log" \
     -drive "file=$work/node.qcow2,if=virtio,format=qcow2" \
     -drive "file=$work/data.img,if=virtio,format=raw" \
     -fw_cfg "name=opt/com.coreos/config,file=$work/config.ign" \
     -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:python3 $here/relay.py $rport" \
-    -device virtio-net-pci,netdev=n0 </dev/null 2>&1 |
-    while IFS= read -r line; do
-        printf '%s %s\n' "$EPOCHREALTIME" "${line//$'\r'/}"
-    done > "$console" &
-pids+=($!)
-qemu_pid() { # QEMU's pid, once it has written it
-    local i
-    for i in $(seq 100); do
-        [ -s "$1" ] && { cat "$1"; return; }
-        sleep 0.1
-    done
-    fail "QEMU did not start (no $1)"
-}
-qemu=$(qemu_pid "$work/node.qemu.pid")
+    -device virtio-net-pci,netdev=n0
 qemu_start=$EPOCHREALTIME
 
 # wait_for REGEX SECONDS: waits for a console line (timestamp aside) that
@@ -359,18 +363,11 @@ if [ -f /usr/share/OVMF/OVMF_CODE.fd ]; then
     qemu-img create -q -f qcow2 -F qcow2 -b "$qcow" "$work/uefi.qcow2"
     cp /usr/share/OVMF/OVMF_VARS.fd "$work/vars.fd"
     console=$work/uefi-console.log from=0
-    : > "$console"
-    qemu-system-x86_64 -accel tcg -m 1536 -smp 2 -nographic -nodefaults -serial stdio \
-        -pidfile "$work/uefi.qemu.pid" \
+    start_qemu uefi \
         -drive "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE.fd" \
         -drive "if=pflash,format=raw,file=$work/vars.fd" \
         -drive "file=$work/uefi.qcow2,if=virtio,format=qcow2" \
-        -fw_cfg "name=opt/com.coreos/config,file=$work/config.ign" -nic none </dev/null 2>&1 |
-        while IFS= read -r line; do
-            printf '%s %s\n' "$EPOCHREALTIME" "${line//$'\r'/}"
-        done > "$console" &
-    pids+=($!)
-    qemu=$(qemu_pid "$work/uefi.qemu.pid")
+        -fw_cfg "name=opt/com.coreos/config,file=$work/config.ign" -nic none
     wait_for "BdsDxe: starting" 120
     wait_for "Booting \`" 120
     wait_for "oxcore-initrd: .* starting" 180
